@@ -1,0 +1,130 @@
+package testenv
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RedisClusterEnv is a Redis Cluster of private masters with no replicas.
+type RedisClusterEnv struct {
+	// Nodes are the masters, in the order they were created; Kill and
+	// Restart one to fail its slots.
+	Nodes []*RedisServer
+}
+
+// RedisCluster starts masters (at least 3) cluster-enabled redis-servers,
+// joins them with `redis-cli --cluster create`, and waits until every node
+// reports cluster_state:ok. cluster-require-full-coverage is off, so a
+// killed node fails only the slots it serves, as in a production cluster
+// configured for partial availability.
+func RedisCluster(t testing.TB, masters int) *RedisClusterEnv {
+	t.Helper()
+	if masters < 3 {
+		t.Fatalf("testenv: a Redis Cluster needs at least 3 masters, got %d", masters)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli not found on PATH: install it with `sudo apt-get install -y redis-tools` (Debian/Ubuntu) or `brew install redis` (macOS)")
+	}
+	env := &RedisClusterEnv{}
+	for range masters {
+		s := &RedisServer{t: t, dir: t.TempDir(), clusterArgs: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000",
+			"--cluster-require-full-coverage", "no",
+			"--cluster-allow-reads-when-down", "no",
+		}}
+		s.startOnFreePort()
+		env.Nodes = append(env.Nodes, s)
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range env.Nodes {
+		args = append(args, n.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	env.WaitHealthy(t)
+	return env
+}
+
+// Addrs lists every node's host:port, for a client's seed list.
+func (c *RedisClusterEnv) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr()
+	}
+	return addrs
+}
+
+// WaitHealthy waits until every node reports cluster_state:ok, as after
+// creation or after a killed node was restarted.
+func (c *RedisClusterEnv) WaitHealthy(t testing.TB) {
+	t.Helper()
+	Eventually(t, 30*time.Second, func() error {
+		for _, n := range c.Nodes {
+			info, err := n.Do("CLUSTER", "INFO")
+			if err != nil {
+				return fmt.Errorf("%s: %w", n.Addr(), err)
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return fmt.Errorf("%s: cluster not ok yet", n.Addr())
+			}
+		}
+		return nil
+	})
+}
+
+// NodeForKey returns the index of the node that serves key's hash slot.
+func (c *RedisClusterEnv) NodeForKey(t testing.TB, key string) int {
+	t.Helper()
+	for _, n := range c.Nodes {
+		slotStr, err := n.Do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			continue
+		}
+		slot, _ := strconv.Atoi(slotStr)
+		for i, m := range c.Nodes {
+			if m.ownsSlot(slot) {
+				return i
+			}
+		}
+	}
+	t.Fatalf("testenv: no live node owns the slot of %q", key)
+	return -1
+}
+
+// ownsSlot asks the node itself which slots it serves (CLUSTER MYSHARDID is
+// too new for Redis 7.0, so parse CLUSTER NODES' "myself" line).
+func (s *RedisServer) ownsSlot(slot int) bool {
+	nodes, err := s.Do("CLUSTER", "NODES")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(nodes, "\n") {
+		if !strings.Contains(line, "myself") {
+			continue
+		}
+		fields := strings.Fields(line)
+		for _, r := range fields[min(8, len(fields)):] {
+			lo, hi, found := strings.Cut(r, "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if found {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 == nil && err2 == nil && slot >= a && slot <= b {
+				return true
+			}
+		}
+	}
+	return false
+}
