@@ -48,6 +48,10 @@ type Server struct {
 
 	// AccessLog, when set, is called once per finished exchange.
 	AccessLog func(AccessEntry)
+
+	// impl is the running state; the fields above must not change after
+	// the first Serve.
+	impl serverImpl
 }
 
 // Limits bound client input. Zero means the default in brackets.
