@@ -43,9 +43,13 @@ func one(u *Upstream) func(*Request) (Target, error) {
 	return func(*Request) (Target, error) { return Target{Upstream: u}, nil }
 }
 
-func backend(t *testing.T, h http.HandlerFunc) (*httptest.Server, *Upstream) {
+func backend(t *testing.T, h http.HandlerFunc, configure ...func(*http.Server)) (*httptest.Server, *Upstream) {
 	t.Helper()
-	bs := httptest.NewServer(h)
+	bs := httptest.NewUnstartedServer(h)
+	for _, f := range configure {
+		f(bs.Config)
+	}
+	bs.Start()
 	t.Cleanup(bs.Close)
 	u := NewUpstream("b", bs.Listener.Addr().String(), UpstreamOptions{})
 	t.Cleanup(u.Close)
