@@ -396,7 +396,8 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 	if v.cfg.Health.Passive.Disabled {
 		return
 	}
-	if o.Err != nil || o.Status >= 500 || o.Status == 0 {
+	// A client that went away leaves Status 0 and no Err: not the backend's fault.
+	if o.Err != nil || o.Status >= 500 {
 		bl.passiveFailure(v, b, o)
 	} else if b.consecFails.Load() != 0 {
 		b.consecFails.Store(0)
