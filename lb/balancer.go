@@ -44,6 +44,10 @@ type Balancer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// cands recycles candidate lists: the slice goes through the Policy
+	// interface, so a stack array would escape and allocate per request.
+	cands sync.Pool
+
 	closing    atomic.Bool
 	reloadMu   sync.Mutex
 	generated  bool // the signing secret was generated, not configured
@@ -78,6 +82,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 		opts.Tick = 250 * time.Millisecond
 	}
 	bl := &Balancer{log: opts.Logger, opts: opts}
+	bl.cands.New = func() any { s := make([]*Backend, 0, 16); return &s }
 	bl.ctx, bl.cancel = context.WithCancel(context.Background())
 	bl.m = newMetrics(bl)
 	v, err := bl.buildView(cfg, nil)
@@ -343,8 +348,9 @@ func (bl *Balancer) panicking(v *view, now int64) bool {
 // those tried by earlier attempts and avoid (a backend a user is being
 // moved off). In panic mode every non-draining backend is a candidate.
 func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstream, avoid *Backend) *Backend {
-	var buf [32]*Backend
-	c := buf[:0]
+	cp := bl.cands.Get().(*[]*Backend)
+	defer bl.cands.Put(cp)
+	c := (*cp)[:0]
 	panicMode := bl.panicking(v, now)
 	for _, b := range v.backends {
 		if b == avoid || b.draining.Load() || b.drained.Load() || (!panicMode && !b.serving(now)) {
@@ -366,7 +372,10 @@ func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstr
 	if v.hashed {
 		key = hashKey(v.hashKey, r)
 	}
-	return v.policy.Pick(c, key)
+	chosen := v.policy.Pick(c, key)
+	clear(c)
+	*cp = c
+	return chosen
 }
 
 // hashKey extracts the Hash policy's key; a missing header or cookie falls

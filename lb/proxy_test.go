@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -486,3 +487,63 @@ func TestShutdownClosesWebSocketsWith1001(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// The cookie is Secure when a trusted proxy says the client used https,
+// not when an untrusted client claims it; WebSocket upgrades get it too.
+func TestCookieSecureFromTrustedProxyAndOnUpgrade(t *testing.T) {
+	a := newApp(t, "a")
+	l := startLB(t, &Config{TrustedProxies: []string{"127.0.0.1"}}, a)
+	untrusted := startLB(t, &Config{}, a)
+	for _, c := range []struct {
+		url    string
+		secure bool
+	}{{l.url, true}, {untrusted.url, false}} {
+		req, _ := http.NewRequest("GET", c.url+"/", nil)
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		sc := resp.Header.Get("Set-Cookie")
+		if sc == "" || strings.Contains(sc, "; Secure") != c.secure {
+			t.Errorf("X-Forwarded-Proto https (trusted %v): Set-Cookie %q", c.secure, sc)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(l.url, "http://", "ws://", 1)+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if sc := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(sc, DefaultCookieName+"=") {
+		t.Fatalf("101 response Set-Cookie %q", sc)
+	}
+}
+
+func TestGeneratedSecretWarns(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	cfg := testConfig(func(c *Config) { c.Sticky.Secrets = nil })
+	bl, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(w, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "generated") {
+		t.Fatalf("no warning about the generated secret: %s", logs.String())
+	}
+	c := newClient("10.9.0.1")
+	first, _ := c.do(t, bl)
+	if again, sc := c.do(t, bl); again != first || sc != "" {
+		t.Fatal("generated secret does not pin")
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
