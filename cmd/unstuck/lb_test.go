@@ -4,9 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -358,5 +367,56 @@ func TestLBCheck(t *testing.T) {
 	if code := run(context.Background(), []string{"lb", "--check", "--backend", "ftp://x"}, &out, &errb); code != 2 ||
 		!strings.Contains(errb.String(), "--backend") {
 		t.Fatalf("bad --backend: exit %d %q", code, errb.String())
+	}
+}
+
+// writeSelfSigned writes a throwaway certificate for 127.0.0.1.
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// Under TLS (tls.cert/key in the config) the sticky cookie is Secure.
+func TestLBServesTLSWithSecureCookie(t *testing.T) {
+	be := namedBackend(t, "a")
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	path := filepath.Join(dir, "unstuck.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf("tls: {cert: %q, key: %q}\nbackends: [{url: %q}]\nsticky: {secrets: ['0123456789abcdef0123'], max_age: 1h}\n", cert, key, be.URL)), 0o600)
+	p := startLBProc(t, nil, "--config", path)
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := cl.Get(strings.Replace(p.url, "http://", "https://", 1) + "/")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p.logs())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sc := resp.Header.Get("Set-Cookie")
+	if string(body) != "a" || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "Max-Age=3600") || !strings.Contains(sc, "HttpOnly") {
+		t.Fatalf("over TLS: %q, Set-Cookie %q", body, sc)
 	}
 }
