@@ -379,10 +379,21 @@ func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 		if err == nil {
 			break
 		}
-		uc.c.Close()
 		if res.clientErr != nil {
+			uc.c.Close()
 			return res
 		}
+		if res.streamed && !got {
+			// The upstream stopped reading a streamed body: it may have
+			// answered early (413, 401...). Relay that answer if it is
+			// there, and close both connections after it.
+			if n, _, rerr := cc.readRespHead(uc); rerr == nil {
+				res = cc.relay(t, uc, n, ws, false, res)
+				res.keep = false
+				return res
+			}
+		}
+		uc.c.Close()
 		// A pooled connection the upstream closed while it idled fails
 		// at once with nothing read: dial afresh, once.
 		if reused && !got && !res.streamed && !isTimeout(err) {
@@ -517,7 +528,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 		kind = bodyClose
 	}
 	outChunked := r.minor == 1 && (kind == bodyChunked || kind == bodyClose)
-	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose
+	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose && cc.reqBody.done
 	res.keep = keep && (kind != bodyClose || outChunked) && !si.shutting.Load()
 	cc.writeRespHead(hb, rh, t.SetCookie, kind, outChunked, res.keep)
 	uc.rd.consume(n)

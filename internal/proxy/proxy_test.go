@@ -520,3 +520,65 @@ func TestMaxConnsClosesAtAccept(t *testing.T) {
 		t.Fatal("second connection over MaxConns was served")
 	}
 }
+
+func TestLargeBodiesStreamBothWays(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d;", n)
+		w.Write([]byte(strings.Repeat("y", 3<<20)))
+	})
+	p := startProxy(t, &Server{Route: one(u), Limits: Limits{RetryBodyBytes: 1024}})
+	c := p.dial()
+	const size = 5 << 20
+	go func() {
+		io.WriteString(c.c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size))
+		io.WriteString(c.c, strings.Repeat("z", size))
+		io.WriteString(c.c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 0; i < 64; i++ {
+			fmt.Fprintf(c.c, "%x\r\n%s\r\n", 40000, strings.Repeat("q", 40000))
+		}
+		io.WriteString(c.c, "0\r\n\r\n")
+	}()
+	for _, want := range []string{fmt.Sprint(size), fmt.Sprint(64 * 40000)} {
+		_, body := c.resp("POST")
+		if !strings.HasPrefix(body, want+";") || len(body) != len(want)+1+3<<20 {
+			t.Fatalf("want %s; got %d bytes starting %q", want, len(body), body[:min(20, len(body))])
+		}
+	}
+}
+
+func TestUpstreamCloseDropsIdleConnections(t *testing.T) {
+	var conns atomic.Int64
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, func(hs *http.Server) {
+		hs.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	u.Close()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, body := c.resp("GET"); res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after Close: %d %q", res.StatusCode, body)
+	}
+	if conns.Load() != 2 {
+		t.Fatalf("backend saw %d connections, want 2 (a fresh dial after Close)", conns.Load())
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "12345") })
+	entries := make(chan AccessEntry, 1)
+	p := startProxy(t, &Server{Route: one(u), AccessLog: func(e AccessEntry) { entries <- e }})
+	c := p.dial()
+	c.send("GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	e := <-entries
+	if e.Method != "GET" || e.Target != "/logged?x=1" || e.Status != 200 || e.Upstream != "b" || e.Bytes != 5 || e.Client.String() != "127.0.0.1" {
+		t.Fatalf("%+v", e)
+	}
+}

@@ -188,3 +188,15 @@ func TestTunnelEndsWhenUpstreamCloses(t *testing.T) {
 	}
 	<-(<-tunnels).Closed()
 }
+
+func TestTunnelIdleTimeoutSendsGoingAway(t *testing.T) {
+	u := wsBackend(t, func(c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{TunnelIdle: 300 * 1e6}})
+	c := p.dial()
+	c.send(wsUpgrade)
+	c.resp("GET")
+	op, payload, err := readFrame(c.br)
+	if err != nil || op != 8 || binary.BigEndian.Uint16(payload) != 1001 {
+		t.Fatalf("op=%d %q %v", op, payload, err)
+	}
+}
