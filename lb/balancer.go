@@ -566,7 +566,7 @@ func (bl *Balancer) maintain() {
 		}
 	}
 	for _, b := range remove {
-		bl.removeNow(b.name)
+		bl.removeNow(b)
 	}
 }
 
@@ -665,18 +665,20 @@ func (bl *Balancer) Remove(name string) error {
 	b.removing = true
 	b.mu.Unlock()
 	if b.drained.Load() {
-		bl.removeNow(name)
+		bl.removeNow(b)
 		return nil
 	}
 	return bl.Drain(name)
 }
 
-func (bl *Balancer) removeNow(name string) {
+// removeNow takes b out of the view, if it is still there (a reload may
+// have replaced it with a backend of the same name).
+func (bl *Balancer) removeNow(b *Backend) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	v := bl.view.Load()
-	b := v.byName[name]
-	if b == nil {
+	name := b.name
+	if v.byName[name] != b {
 		return
 	}
 	nv := *v
@@ -702,7 +704,9 @@ func (bl *Balancer) retire(b *Backend, window time.Duration) {
 	}
 	b.up.Close()
 	bl.closeTunnelsAsync(b.tunnelList(), 1012, "service restart", window)
-	bl.m.forget(b.name)
+	if bl.view.Load().byName[b.name] == nil {
+		bl.m.forget(b.name) // a same-named successor keeps the series
+	}
 }
 
 func cloneMap(m map[string]*Backend) map[string]*Backend {

@@ -433,13 +433,22 @@ func TestWebSocketSurvivesReloadAnd1012OnDrain(t *testing.T) {
 		return nil
 	})
 
-	// Reload: another policy, a third backend, the same two first ones.
+	// A second WebSocket, on the other backend (round-robin alternates).
+	other := wsDial(t, ctx, l.url)
+	defer other.CloseNow()
+	otherHome, _, _ := strings.Cut(wsEcho(t, ctx, other, "hi"), ":")
+	if otherHome == home {
+		t.Fatalf("both WebSockets on %s", home)
+	}
+
+	// Reload: another policy, a third backend, home kept, the other removed.
 	c := newApp(t, "c")
+	keep := map[string]string{"a": a.srv.URL, "b": b.srv.URL}[home]
 	next := &Config{
 		Sticky:    StickyConfig{Mode: "none"},
 		WebSocket: WebSocketConfig{CloseWindow: 20 * time.Millisecond},
 		Policy:    PolicyConfig{Name: PolicyLeastConn},
-		Backends:  []BackendConfig{{Name: "a", URL: a.srv.URL}, {Name: "b", URL: b.srv.URL}, {Name: "c", URL: c.srv.URL}},
+		Backends:  []BackendConfig{{Name: home, URL: keep}, {Name: "c", URL: c.srv.URL}},
 		Admin:     AdminConfig{Listen: "off"},
 	}
 	if _, err := l.bl.Apply(next); err != nil {
@@ -448,12 +457,19 @@ func TestWebSocketSurvivesReloadAnd1012OnDrain(t *testing.T) {
 	if got := wsEcho(t, ctx, ws, "after reload"); got != home+":after reload" {
 		t.Fatalf("after reload: %q", got)
 	}
+	_, _, err := other.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusServiceRestart {
+		t.Fatalf("WebSocket of a backend the reload removed: %v (code %d), want 1012", err, code)
+	}
+	if got := wsEcho(t, ctx, ws, "still here"); got != home+":still here" {
+		t.Fatalf("kept WebSocket after the other closed: %q", got)
+	}
 
 	// Drain its backend: the tunnel is closed with 1012, service restart.
 	if err := l.bl.Drain(home); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := ws.Read(ctx)
+	_, _, err = ws.Read(ctx)
 	if code := websocket.CloseStatus(err); code != websocket.StatusServiceRestart {
 		t.Fatalf("read after drain: %v (close code %d), want 1012", err, code)
 	}
