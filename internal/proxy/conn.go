@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,11 @@ func (cc *clientConn) serve() {
 	si := &s.impl
 	tunneled := false
 	defer func() {
+		if v := recover(); v != nil {
+			// Like net/http: a panic (in Route, say) ends this connection,
+			// not the process.
+			si.log.Error("proxy: panic serving a connection", "client", cc.req.impl.peer, "panic", v, "stack", string(debug.Stack()))
+		}
 		if !tunneled {
 			s.release(cc)
 		}

@@ -109,3 +109,39 @@ func TestShutdownHonoursContext(t *testing.T) {
 		t.Fatalf("Shutdown with a cancelled context: %v", err)
 	}
 }
+
+func TestTLSUpstream(t *testing.T) {
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secure backend "+r.Proto)
+	}))
+	defer ts.Close()
+	cfg := ts.Client().Transport.(*http.Transport).TLSClientConfig
+	u := NewUpstream("tls", ts.Listener.Addr().String(), UpstreamOptions{TLSConfig: cfg, TLSServerName: "example.com"})
+	defer u.Close()
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	for i := 0; i < 2; i++ {
+		c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if res, body := c.resp("GET"); res.StatusCode != 200 || body != "secure backend HTTP/1.1" {
+			t.Fatalf("%d %q", res.StatusCode, body)
+		}
+	}
+}
+
+func TestPanicInRouteEndsOnlyThatConnection(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p := startProxy(t, &Server{Route: func(req *Request) (Target, error) {
+		if string(req.Path()) == "/panic" {
+			panic("router bug")
+		}
+		return Target{Upstream: u}, nil
+	}})
+	c := p.dial()
+	c.send("GET /panic HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !c.closed() {
+		t.Fatal("connection survived a panic")
+	}
+	if res, body := get(t, p.addr, "/"); res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+}

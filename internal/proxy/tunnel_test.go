@@ -186,6 +186,7 @@ func TestTunnelEndsWhenUpstreamCloses(t *testing.T) {
 	if !c.closed() {
 		t.Fatal("client not closed after upstream left")
 	}
+	c.c.Close()
 	<-(<-tunnels).Closed()
 }
 

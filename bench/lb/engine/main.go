@@ -7,8 +7,11 @@ import (
 	"flag"
 	"log"
 	"net"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/proxy"
 )
@@ -16,7 +19,17 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18117", "address to listen on")
 	backends := flag.String("backends", "127.0.0.1:18101,127.0.0.1:18102", "comma-separated host:port list")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the first -profile-for to this file")
+	profileFor := flag.Duration("profile-for", 10*time.Second, "how long -cpuprofile records")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		time.AfterFunc(*profileFor, func() { pprof.StopCPUProfile(); f.Close(); log.Print("profile written") })
+	}
 	var ups []*proxy.Upstream
 	for i, a := range strings.Split(*backends, ",") {
 		ups = append(ups, proxy.NewUpstream("b"+string(rune('1'+i)), a, proxy.UpstreamOptions{}))
