@@ -241,12 +241,14 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 					chosen = b
 					setCookie = p.expires.Sub(nowT) < v.cfg.Sticky.TTL/2
 				} else {
-					bl.m.repins.WithLabelValues(reason).Inc()
-					if reason == "spill" {
-						b.bm.m.spills.WithLabelValues(b.name).Inc()
-					}
 					chosen = bl.pick(v, r, now, tried, b)
-					setCookie = true
+					if chosen != nil && chosen != b { // spill with nowhere better to go stays
+						bl.m.repins.WithLabelValues(reason).Inc()
+						if reason == "spill" {
+							bl.m.spills.WithLabelValues(b.name).Inc()
+						}
+						setCookie = true
+					}
 				}
 			} else {
 				bl.m.badCookies.Inc()
@@ -313,15 +315,7 @@ func overloaded(v *view, b *Backend, now int64) bool {
 		return false
 	}
 	capacity := v.cfg.Policy.Factor * (total + 1) * b.effectiveWeight() / weights
-	return float64(b.inflight.Load()+1) > ceil(capacity)
-}
-
-func ceil(x float64) float64 {
-	i := float64(int64(x))
-	if i < x {
-		return i + 1
-	}
-	return i
+	return float64(b.inflight.Load()+1) > math.Ceil(capacity)
 }
 
 // panicking reports whether fewer than the panic threshold of the
