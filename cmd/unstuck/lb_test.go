@@ -43,6 +43,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv("UNSTUCK_TEST_BACKEND"); name != "" {
+		runTestBackend(name) // this process is a backend for a process test
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -418,5 +422,122 @@ func TestLBServesTLSWithSecureCookie(t *testing.T) {
 	sc := resp.Header.Get("Set-Cookie")
 	if string(body) != "a" || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "Max-Age=3600") || !strings.Contains(sc, "HttpOnly") {
 		t.Fatalf("over TLS: %q, Set-Cookie %q", body, sc)
+	}
+}
+
+// runTestBackend serves "name" on a free loopback port, printing the
+// address first; tests start it as a separate process so they can SIGKILL it.
+func runTestBackend(name string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("LISTEN", ln.Addr().String())
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+}
+
+// startBackendProc starts this test binary as a backend process.
+func startBackendProc(t *testing.T, name string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "UNSTUCK_TEST_BACKEND="+name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	if err != nil || !ok {
+		t.Fatalf("backend %s did not start: %q %v", name, line, err)
+	}
+	return cmd, "http://" + addr
+}
+
+// A backend process is SIGKILLed while clients hammer the balancer process:
+// no GET fails (a request that got no byte back is retried on another
+// backend, and the dead one is ejected).
+func TestLBBackendProcessKilledUnderLoad(t *testing.T) {
+	var args []string
+	procs := map[string]*exec.Cmd{}
+	for _, n := range []string{"a", "b", "c"} {
+		cmd, url := startBackendProc(t, n)
+		procs[n] = cmd
+		args = append(args, "--backend", n+"="+url)
+	}
+	p := startLBProc(t, nil, append([]string{"--sticky", "none"}, args...)...)
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := cl.Get(p.url + "/")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := ok.Load(); n < 300 {
+			return fmt.Errorf("%d requests before the kill", n)
+		}
+		return nil
+	})
+	if err := procs["b"].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := ok.Load()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := ok.Load() - killedAt; n < 600 {
+			return fmt.Errorf("%d requests since the kill", n)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d of %d GETs failed after a backend process was killed; first: %v\n%s", f, f+ok.Load(), firstErr.Load(), p.logs())
+	}
+	var b map[string]any
+	for _, x := range listBackends(t, p.admin) {
+		if x["name"] == "b" {
+			b = x
+		}
+	}
+	if b["state"] != "ejected" {
+		t.Fatalf("killed backend: %v", b)
 	}
 }
