@@ -48,6 +48,8 @@ type Balancer struct {
 	// interface, so a stack array would escape and allocate per request.
 	cands sync.Pool
 
+	lastPrune time.Time // maintain's last sweep of pinned-user maps
+
 	closing    atomic.Bool
 	reloadMu   sync.Mutex
 	generated  bool // the signing secret was generated, not configured
@@ -522,7 +524,14 @@ func (bl *Balancer) maintain() {
 	nowT := time.Now()
 	now := nowT.UnixNano()
 	var remove []*Backend
+	prune := nowT.Sub(bl.lastPrune) >= pruneEvery
+	if prune {
+		bl.lastPrune = nowT
+	}
 	for _, b := range v.backends {
+		if prune {
+			b.recentUsers(now, v.cfg.Drain.Idle) // forget users gone quiet
+		}
 		if e := b.ejectedTo.Load(); e != 0 && now >= e {
 			if b.ejectedTo.CompareAndSwap(e, 0) {
 				bl.log.Info("backend back from ejection", "backend", b.name)
@@ -563,6 +572,10 @@ func (bl *Balancer) maintain() {
 		bl.removeNow(b)
 	}
 }
+
+// pruneEvery is how often the pinned-user maps drop users idle for longer
+// than drain.idle, so they stay bounded without anyone reading them.
+const pruneEvery = 5 * time.Second
 
 // errors the admin API maps to statuses.
 var (
@@ -749,6 +762,7 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		ob := old.byName[b.name]
 		if ob != b {
 			bl.startHealth(b, cfg.Health.Active)
+			b.startRamp(time.Now(), cfg.Health.SlowStart)
 			continue
 		}
 		b.mu.Lock()

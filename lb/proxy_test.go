@@ -563,3 +563,34 @@ func TestGeneratedSecretWarns(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestAccessLog(t *testing.T) {
+	a := newApp(t, "a")
+	var mu sync.Mutex
+	var logs strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	cfg := &Config{Backends: []BackendConfig{{Name: "a", URL: a.srv.URL}}, Log: LogConfig{Access: true},
+		Sticky: StickyConfig{Mode: "none"}, Admin: AdminConfig{Listen: "off"}}
+	bl, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(w, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go bl.Serve(ln)
+	defer bl.Close()
+	if code, _ := get(t, http.DefaultClient, "http://"+ln.Addr().String()+"/cart?x=1"); code != 200 {
+		t.Fatal(code)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if s := logs.String(); !strings.Contains(s, "log=access") || !strings.Contains(s, "target=\"/cart?x=1\"") ||
+			!strings.Contains(s, "status=200") || !strings.Contains(s, "backend=a") {
+			return fmt.Errorf("access log: %s", s)
+		}
+		return nil
+	})
+}
