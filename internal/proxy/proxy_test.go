@@ -582,3 +582,60 @@ func TestAccessLog(t *testing.T) {
 		t.Fatalf("%+v", e)
 	}
 }
+
+func TestFullDuplexEchoOfLargeUpload(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		io.Copy(w, r.Body) // answers while it still reads
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	const size = 16 << 20
+	go func() {
+		fmt.Fprintf(c.c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for i := 0; i < size/len(chunk); i++ {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err != nil || n != size {
+		t.Fatalf("echoed %d bytes (%v), want %d", n, err, size)
+	}
+	// The connection is still usable afterwards.
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, _ := c.resp("GET"); res.StatusCode != 200 {
+		t.Fatalf("next request: %d", res.StatusCode)
+	}
+}
+
+func TestEarlyAnswerToLargeUploadIsRelayed(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big for me", http.StatusRequestEntityTooLarge) // without reading
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	go func() {
+		fmt.Fprintf(c.c, "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, body := c.resp("PUT")
+	if res.StatusCode != 413 || body != "too big for me\n" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if !c.closed() {
+		t.Fatal("connection with an unread body left open")
+	}
+}
