@@ -89,7 +89,9 @@ func (cc *clientConn) serve() {
 	for {
 		n, err := cc.readHead()
 		if err != nil {
-			cc.headError(err)
+			if cc.headError(err) {
+				cc.linger()
+			}
 			return
 		}
 		keep, tun := cc.handle(n)
@@ -190,12 +192,14 @@ func (cc *clientConn) readHead() (int, error) {
 }
 
 // headError answers a request that could not be read.
-func (cc *clientConn) headError(err error) {
+func (cc *clientConn) headError(err error) bool {
 	var he *httpError
 	if errors.As(err, &he) {
 		cc.s.impl.log.Info("proxy: bad request", "client", cc.req.impl.peer, "status", he.status, "err", he.msg)
 		cc.fail(he.status, false)
+		return true
 	}
+	return false
 }
 
 func (cc *clientConn) idempotent() bool {
