@@ -267,10 +267,12 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 		}
 		if err != nil {
 			status := 502
-			if errors.Is(err, ErrNoUpstream) {
+			if errors.Is(err, ErrNoUpstream) && attempt == 0 {
+				// On a retry, the first upstream's failure is the story.
 				status = 503
 			}
-			si.log.Warn("proxy: no route", "client", r.peer, "method", r.method(), "path", r.path(), "status", status, "err", err)
+			si.log.Warn("proxy: no route", "client", r.peer, "method", string(r.method()), "path", string(r.path()),
+				"status", status, "err", err, "attempt", attempt, "first_err", cc.req.LastErr)
 			cc.access(status, nil, 0, 0)
 			cc.fail(status, keep && cc.reqBody.done)
 			return keep && cc.reqBody.done, nil
@@ -301,14 +303,14 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 				status = 504
 			}
 			si.log.Warn("proxy: upstream failed", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", r.method(), "path", r.path(), "status", status, "err", res.err)
+				"method", string(r.method()), "path", string(r.path()), "status", status, "err", res.err)
 			cc.access(status, nil, 0, time.Since(start))
 			cc.fail(status, keep && cc.reqBody.done)
 			return keep && cc.reqBody.done, nil
 		}
 		if res.err != nil {
 			si.log.Warn("proxy: upstream failed mid-response", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", r.method(), "path", r.path(), "status", res.status, "err", res.err)
+				"method", string(r.method()), "path", string(r.path()), "status", res.status, "err", res.err)
 		}
 		cc.access(res.status, t.Upstream, cc.respBody.total, time.Since(start))
 		if res.tunnel != nil {
