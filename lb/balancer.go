@@ -275,7 +275,13 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 			p.expires = nowT.Add(v.cfg.Sticky.TTL)
 			t.SetCookie = cookieHeader(v.cookieName, v.signer.Sign(p), v.cfg.Sticky.MaxAge, r.Secure())
 		}
-		chosen.notePinned(p.user, now)
+		// Only users who came back with the cookie count as pinned users:
+		// clients that drop cookies (bots, curl) would each look new.
+		counted := p.user
+		if !havePin {
+			counted = 0
+		}
+		chosen.notePinned(counted, now)
 	}
 	chosen.inflight.Add(1)
 	chosen.total.Add(1)
