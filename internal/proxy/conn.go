@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -693,7 +694,7 @@ func (cc *clientConn) writeRespHead(hb []byte, rh *respHead, setCookie string, k
 		bw.Write(f.value.of(hb))
 		bw.WriteString("\r\n")
 	}
-	if setCookie != "" {
+	if setCookie != "" && !strings.ContainsAny(setCookie, "\r\n") {
 		bw.WriteString("Set-Cookie: ")
 		bw.WriteString(setCookie)
 		bw.WriteString("\r\n")

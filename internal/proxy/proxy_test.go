@@ -486,6 +486,9 @@ func TestSmugglingAndMalformedRequests(t *testing.T) {
 		{"bad request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"HTTP/2 line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
 		{"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405},
+		{"absolute-form for another host", "GET http://evil/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"authority-form", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"asterisk without OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"oversized head", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("x", 5000) + "\r\n\r\n", 431},
 		{"body over limit (CL)", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world", 413},
 		{"body over limit (chunked)", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n", 413},
@@ -637,5 +640,32 @@ func TestEarlyAnswerToLargeUploadIsRelayed(t *testing.T) {
 	}
 	if !c.closed() {
 		t.Fatal("connection with an unread body left open")
+	}
+}
+
+func TestAbsoluteFormBecomesOriginForm(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RequestURI+" "+r.Host) })
+	var paths []string
+	p := startProxy(t, &Server{Route: func(req *Request) (Target, error) {
+		paths = append(paths, string(req.Path()))
+		return Target{Upstream: u}, nil
+	}})
+	c := p.dial()
+	for _, tc := range []struct{ target, want string }{
+		{"http://Example.com:80/a/b?c=d", "/a/b?c=d example.com:80"},
+		{"HTTP://example.com:80", "/ example.com:80"},
+		{"*", ""}, // Go's server answers OPTIONS * itself, with no body
+	} {
+		method := "GET"
+		if tc.target == "*" {
+			method = "OPTIONS"
+		}
+		c.send(method + " " + tc.target + " HTTP/1.1\r\nHost: example.com:80\r\n\r\n")
+		if _, body := c.resp(method); body != tc.want {
+			t.Fatalf("%s: got %q, want %q", tc.target, body, tc.want)
+		}
+	}
+	if fmt.Sprint(paths) != "[/a/b?c=d / *]" {
+		t.Fatalf("Route saw %v", paths)
 	}
 }
