@@ -297,7 +297,12 @@ func ParseConfigWith(file string, data []byte, override func(*Config)) (*Config,
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+		err = yamlError(file, err)
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Line > 0 {
+			fe.Field, fe.Column = fieldAtLine(&root, fe.Line, fe.Msg)
+		}
+		return nil, err
 	}
 	if override != nil {
 		override(cfg)
@@ -335,15 +340,115 @@ func yamlError(file string, err error) error {
 	return &FieldError{File: file, Msg: msg}
 }
 
-var fieldNotFoundRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+var (
+	fieldNotFoundRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	cannotCollRE    = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into (\S+)$`)
+	cannotRE        = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+)
+
+// typeNames says in words what a Go type expects.
+var typeNames = map[string]string{
+	"time.Duration": "a duration like 500ms, 30s or 1h",
+	"int":           "an integer",
+	"int64":         "an integer",
+	"float64":       "a number",
+	"bool":          "true or false",
+	"string":        "a string",
+}
 
 func cleanYAMLMsg(msg string) string {
 	if m := fieldNotFoundRE.FindStringSubmatch(msg); m != nil {
 		return "unknown field " + strconv.Quote(m[1])
 	}
+	if m := cannotCollRE.FindStringSubmatch(msg); m != nil {
+		what := "a list"
+		if m[1] == "map" {
+			what = "a mapping"
+		}
+		want, ok := typeNames[m[2]]
+		switch {
+		case ok:
+		case strings.HasPrefix(m[2], "[]"):
+			want = "a list"
+		default:
+			want = "a mapping"
+		}
+		return what + " where " + want + " belongs"
+	}
+	if m := cannotRE.FindStringSubmatch(msg); m != nil {
+		want, ok := typeNames[m[2]]
+		if !ok {
+			want = strings.TrimPrefix(strings.TrimPrefix(m[2], "[]"), "lb.")
+			if strings.HasPrefix(m[2], "[]") {
+				want = "a list"
+			} else {
+				want = "a mapping (" + want + ")"
+			}
+		}
+		return strconv.Quote(m[1]) + " is not " + want
+	}
 	// "cannot unmarshal !!str `abc` into int" names Go types; keep it, it
 	// is the clearest yaml offers, but drop the package path.
 	return strings.ReplaceAll(msg, "lb.", "")
+}
+
+// fieldAtLine names the field whose key or value is on line, and its
+// column: for an unknown field, the mapping that holds it.
+func fieldAtLine(root *yaml.Node, line int, msg string) (string, int) {
+	unknown := strings.HasPrefix(msg, "unknown field ")
+	// The message quotes the offending value (or key) first; on a line
+	// with several fields (flow style) it picks the right one.
+	quoted := ""
+	if i := strings.IndexByte(msg, '"'); i >= 0 {
+		if v, err := strconv.QuotedPrefix(msg[i:]); err == nil {
+			quoted, _ = strconv.Unquote(v)
+		}
+	}
+	match := func(n *yaml.Node) bool { return n.Line == line && (quoted == "" || n.Value == quoted) }
+	var walk func(n *yaml.Node, path string) (string, int, bool)
+	walk = func(n *yaml.Node, path string) (string, int, bool) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p, col, ok := walk(c, path); ok {
+					return p, col, true
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if unknown && match(k) {
+					return path, k.Column, true
+				}
+				if !unknown && quoted == "" && v.Kind != yaml.ScalarNode && v.Line == line {
+					return p, v.Column, true // a list or mapping where a scalar belongs
+				}
+				if !unknown && v.Kind == yaml.ScalarNode && match(v) {
+					return p, v.Column, true
+				}
+				if r, col, ok := walk(v, p); ok {
+					return r, col, true
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := path + "[" + strconv.Itoa(i) + "]"
+				if !unknown && c.Kind == yaml.ScalarNode && match(c) {
+					return p, c.Column, true
+				}
+				if r, col, ok := walk(c, p); ok {
+					return r, col, true
+				}
+			}
+		}
+		return "", 0, false
+	}
+	p, col, _ := walk(root, "")
+	return p, col
 }
 
 // lookupNode finds the node at a field path like "backends[1].url", or the
