@@ -124,10 +124,10 @@ func TestWebSocketEchoAndCloseAtFrameBoundary(t *testing.T) {
 	if res.StatusCode != 101 || res.Header.Get("Upgrade") != "websocket" || res.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("upgrade: %d %v", res.StatusCode, res.Header)
 	}
+	tn := <-tunnels // Done runs before OnTunnel
 	if !sawWS.Load() || doneStatus.Load() != 101 {
 		t.Fatalf("IsWebSocket=%v Done status=%d", sawWS.Load(), doneStatus.Load())
 	}
-	tn := <-tunnels
 	if tn.Upstream() != u {
 		t.Fatal("tunnel upstream")
 	}
