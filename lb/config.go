@@ -56,8 +56,8 @@ type Config struct {
 
 // TLSConfig names a certificate and key in PEM files.
 type TLSConfig struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	Cert string `yaml:"cert"` // PEM certificate chain file
+	Key  string `yaml:"key"`  // PEM private key file
 }
 
 // AdminConfig is the admin listener.
@@ -115,8 +115,8 @@ type StickyConfig struct {
 
 // HealthConfig is the health checking.
 type HealthConfig struct {
-	Active  ActiveHealthConfig  `yaml:"active"`
-	Passive PassiveHealthConfig `yaml:"passive"`
+	Active  ActiveHealthConfig  `yaml:"active"`  // periodic HTTP checks
+	Passive PassiveHealthConfig `yaml:"passive"` // ejection on real-traffic failures
 	// PanicThreshold is a percentage: when fewer backends than that are
 	// healthy, balance over all of them rather than crush the few [50];
 	// 0 turns panic mode off.
@@ -164,19 +164,19 @@ type RetryConfig struct {
 
 // TimeoutConfig bounds waits on both sides; zero takes the engine default.
 type TimeoutConfig struct {
-	ClientHeader time.Duration `yaml:"client_header"`
-	ClientIdle   time.Duration `yaml:"client_idle"`
-	ClientWrite  time.Duration `yaml:"client_write"`
-	Dial         time.Duration `yaml:"dial"`
-	Upstream     time.Duration `yaml:"upstream"`
-	UpstreamIdle time.Duration `yaml:"upstream_idle"`
+	ClientHeader time.Duration `yaml:"client_header"` // to read a request head [10s]
+	ClientIdle   time.Duration `yaml:"client_idle"`   // keep-alive wait [60s]
+	ClientWrite  time.Duration `yaml:"client_write"`  // to write to the client [30s]
+	Dial         time.Duration `yaml:"dial"`          // to connect to a backend [3s]
+	Upstream     time.Duration `yaml:"upstream"`      // to the response head; 504 after [30s]
+	UpstreamIdle time.Duration `yaml:"upstream_idle"` // pooled backend connection idle [90s]
 }
 
 // LimitConfig bounds client input; zero takes the engine default.
 type LimitConfig struct {
-	MaxHeaderBytes int   `yaml:"max_header_bytes"`
-	MaxBodyBytes   int64 `yaml:"max_body_bytes"`
-	MaxConns       int   `yaml:"max_conns"`
+	MaxHeaderBytes int   `yaml:"max_header_bytes"` // request line and headers; 431 above [64 KiB]
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // request body; 413 above; 0 unlimited
+	MaxConns       int   `yaml:"max_conns"`        // concurrent client connections [10000]
 }
 
 // WebSocketConfig is for upgraded connections.
@@ -228,6 +228,8 @@ type FieldError struct {
 	Msg    string
 }
 
+// Error formats the error as FILE:LINE:COLUMN: FIELD: MESSAGE, leaving out
+// what is unknown.
 func (e *FieldError) Error() string {
 	var sb strings.Builder
 	if e.File != "" {
