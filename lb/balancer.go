@@ -165,7 +165,9 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 			secrets = append(secrets, []byte(s))
 		}
 		if len(secrets) == 0 {
-			if bl.secretsCur == nil || !bl.generated && old != nil && len(old.cfg.Sticky.Secrets) > 0 {
+			// Generate once; keep it across reloads (so cookies stay valid),
+			// but never fall back to secrets the config no longer lists.
+			if bl.secretsCur == nil || !bl.generated {
 				bl.secretsCur = [][]byte{[]byte(GenerateSecret())}
 				bl.generated = true
 				bl.log.Warn("no sticky secret configured: generated one; sticky cookies will not survive a restart and other balancers will not accept them. Set sticky.secrets, --secret or UNSTUCK_SECRET.")

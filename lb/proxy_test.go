@@ -358,6 +358,9 @@ func TestAdminAPIDrainAddDeleteAndToken(t *testing.T) {
 	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/undrain", token, "", &s); code != 200 || s.State != StateUp {
 		t.Fatalf("undrain: %d %+v", code, s)
 	}
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends/a", token, "", &s); code != 200 || s.Name != "a" || s.State != StateUp {
+		t.Fatalf("GET one backend: %d %+v", code, s)
+	}
 	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/zz/drain", token, "", &e); code != 404 {
 		t.Fatalf("drain unknown: %d", code)
 	}
