@@ -107,6 +107,9 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *check {
 		fmt.Fprintf(stdout, "config ok: %d backends, policy %s, sticky %s\n", len(cfg.Backends), cfg.Policy.Name, cfg.Sticky.Mode)
+		if cfg.Sticky.Mode == "cookie" && len(cfg.Sticky.Secrets) == 0 {
+			fmt.Fprintln(stdout, "warning: no sticky secret (sticky.secrets, --secret, UNSTUCK_SECRET): a random one will be generated, valid for this process only")
+		}
 		return 0
 	}
 	return serveLB(ctx, cfg, load, stderr)

@@ -367,6 +367,11 @@ func TestLBCheck(t *testing.T) {
 		!strings.Contains(errb.String(), "admin.token") {
 		t.Fatalf("admin off loopback without token: exit %d %q", code, errb.String())
 	}
+	out.Reset()
+	if code := run(context.Background(), []string{"lb", "--check", "--backend", "http://127.0.0.1:1"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "warning: no sticky secret") {
+		t.Fatalf("flags without a secret: exit %d %q", code, out.String())
+	}
 	errb.Reset()
 	if code := run(context.Background(), []string{"lb", "--check", "--backend", "ftp://x"}, &out, &errb); code != 2 ||
 		!strings.Contains(errb.String(), "--backend") {
