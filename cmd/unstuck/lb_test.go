@@ -344,6 +344,8 @@ func TestLBReloadSIGHUPAndBadConfig(t *testing.T) {
 }
 
 func TestLBCheck(t *testing.T) {
+	t.Setenv("UNSTUCK_SECRET", "")
+	t.Setenv("UNSTUCK_ADMIN_TOKEN", "")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"lb", "--check", "--config", "../../lb/testdata/unstuck.yaml"}, &out, &errb); code != 0 {
 		t.Fatalf("--check on the example config: exit %d: %s", code, errb.String())
