@@ -40,3 +40,24 @@ func BenchmarkRouteNoSticky(b *testing.B) {
 		tg.Done(proxy.Outcome{Status: 200})
 	}
 }
+
+// BenchmarkRoutePinnedParallel is pinned routing from every core at once,
+// many users on few backends: where locks would show.
+func BenchmarkRoutePinnedParallel(b *testing.B) {
+	bl, err := New(testConfig(nil), Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bl.Close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c := newClient("10.0.0.1")
+		tg, _ := bl.route(&c.req, 0, nil)
+		c.absorb(tg.SetCookie)
+		tg.Done(proxy.Outcome{Status: 200})
+		for pb.Next() {
+			tg, _ := bl.route(&c.req, 0, nil)
+			tg.Done(proxy.Outcome{Status: 200})
+		}
+	})
+}
