@@ -489,6 +489,7 @@ func TestSmugglingAndMalformedRequests(t *testing.T) {
 		{"absolute-form for another host", "GET http://evil/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"authority-form", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"asterisk without OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"too many fields", "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X: y\r\n", 200) + "\r\n", 431},
 		{"oversized head", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("x", 5000) + "\r\n\r\n", 431},
 		{"body over limit (CL)", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world", 413},
 		{"body over limit (chunked)", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n", 413},
@@ -667,5 +668,25 @@ func TestAbsoluteFormBecomesOriginForm(t *testing.T) {
 	}
 	if fmt.Sprint(paths) != "[/a/b?c=d / *]" {
 		t.Fatalf("Route saw %v", paths)
+	}
+}
+
+func TestTolerableFramingVariantsAccepted(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s|%v", b, r.Header["Content-Length"])
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	for _, tc := range []struct{ req, want string }{
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "hello|[5]"},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello", "hello|[5]"},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello|[]"},
+		{"\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "|[0]"},
+	} {
+		c.send(tc.req)
+		if res, body := c.resp("POST"); res.StatusCode != 200 || body != tc.want {
+			t.Fatalf("%q: %d %q, want %q", tc.req, res.StatusCode, body, tc.want)
+		}
 	}
 }
