@@ -34,9 +34,15 @@ type Options struct {
 // the HTTP/1.1 work to the internal proxy engine. Create with New, serve
 // with Serve, stop with Shutdown.
 type Balancer struct {
-	log    *slog.Logger
-	opts   Options
-	srv    *proxy.Server
+	log  *slog.Logger
+	opts Options
+	// The proxy engine reads its settings once, so a reload that changes
+	// them starts a new engine (a generation) on the same listeners and
+	// shuts the old one down gracefully; see serve.go.
+	cur    atomic.Pointer[gen]
+	srvMu  sync.Mutex
+	gens   []*gen
+	lns    map[net.Listener]struct{}
 	m      *metrics
 	view   atomic.Pointer[view]
 	mu     sync.Mutex // serialises changes to the view (reload, admin)
@@ -95,43 +101,11 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	for _, b := range v.backends {
 		bl.startHealth(b, cfg.Health.Active)
 	}
-	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
-	for _, s := range cfg.TrustedProxies {
-		p, _ := parsePrefix(s) // validated
-		trusted = append(trusted, p)
-	}
-	bl.srv = &proxy.Server{
-		Route: bl.routeProxy,
-		Limits: proxy.Limits{
-			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
-			MaxConns:          cfg.Limits.MaxConns,
-			RetryBodyBytes:    cfg.Retries.BodyBytes,
-			IdempotentMethods: cfg.Retries.Methods,
-		},
-		Timeouts: proxy.Timeouts{
-			ClientHeader: cfg.Timeouts.ClientHeader,
-			ClientIdle:   cfg.Timeouts.ClientIdle,
-			ClientWrite:  cfg.Timeouts.ClientWrite,
-			Dial:         cfg.Timeouts.Dial,
-			Upstream:     cfg.Timeouts.Upstream,
-			UpstreamIdle: cfg.Timeouts.UpstreamIdle,
-			TunnelIdle:   cfg.WebSocket.Idle,
-			TunnelMax:    cfg.WebSocket.MaxLifetime,
-		},
-		TrustedProxies: trusted,
-		Logger:         bl.log,
-	}
-	if cfg.Log.Access {
-		acc := bl.log.With("log", "access")
-		bl.srv.AccessLog = func(e proxy.AccessEntry) {
-			acc.LogAttrs(context.Background(), slog.LevelInfo, "request",
-				slog.String("client", e.Client.String()), slog.String("method", e.Method),
-				slog.String("target", e.Target), slog.Int("status", e.Status),
-				slog.String("backend", e.Upstream), slog.Int64("bytes", e.Bytes),
-				slog.Duration("duration", e.Duration))
-		}
-	}
+	bl.lns = map[net.Listener]struct{}{}
+	g := bl.newGen(cfg)
+	bl.gens = []*gen{g}
+	bl.cur.Store(g)
+	go g.srv.Serve(g.ln)
 	bl.wg.Add(1)
 	go bl.maintainLoop()
 	return bl, nil
@@ -207,12 +181,6 @@ func (bl *Balancer) newBackend(name string, u *url.URL, weight int) *Backend {
 	b.done = func(o proxy.Outcome) { bl.done(b, o) }
 	b.onTunnel = func(t *proxy.Tunnel) { bl.trackTunnel(b, t) }
 	return b
-}
-
-// Serve proxies the connections accepted on l until Shutdown or Close. l may
-// be a TLS listener.
-func (bl *Balancer) Serve(l net.Listener) error {
-	return bl.srv.Serve(l)
 }
 
 // requestView is what routing reads of a request; *proxy.Request has it.
@@ -747,8 +715,11 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 // unchanged keep their state, in-flight requests and WebSockets; removed
 // ones finish their in-flight requests and their WebSockets get 1012 spread
 // over websocket.close_window. An invalid cfg is refused and nothing
-// changes. Listener, TLS, timeout and limit changes need a restart; they are
-// reported in the returned warnings.
+// changes. Timeouts, limits, retries, trusted proxies and the access log
+// are applied by starting a new engine on the same listeners: new
+// connections go to it, the old one finishes its requests and closes its
+// idle connections, and WebSockets stay open. Listener, TLS, admin and log
+// format changes need a restart; they are returned as warnings.
 func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 	bl.reloadMu.Lock()
 	defer bl.reloadMu.Unlock()
@@ -785,6 +756,9 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 			bl.retire(ob, cfg.WebSocket.CloseWindow)
 		}
 	}
+	if !sameEngine(old.cfg, cfg) {
+		bl.swapServer(cfg)
+	}
 	warnings = restartNeeded(old.cfg, cfg)
 	for _, w := range warnings {
 		bl.log.Warn("config change needs a restart", "field", w)
@@ -794,8 +768,8 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 	return warnings, nil
 }
 
-// restartNeeded lists the fields the running engine and listeners cannot
-// take on the fly.
+// restartNeeded lists the fields a reload cannot apply: the listeners, TLS
+// and the logger. (Engine settings are applied by a new engine generation.)
 func restartNeeded(a, b *Config) []string {
 	var w []string
 	if a.Listen != b.Listen {
@@ -807,22 +781,7 @@ func restartNeeded(a, b *Config) []string {
 	if a.Admin != b.Admin {
 		w = append(w, "admin")
 	}
-	if !slices.Equal(a.TrustedProxies, b.TrustedProxies) {
-		w = append(w, "trusted_proxies")
-	}
-	if a.Timeouts != b.Timeouts {
-		w = append(w, "timeouts")
-	}
-	if a.Limits != b.Limits {
-		w = append(w, "limits")
-	}
-	if a.WebSocket.Idle != b.WebSocket.Idle || a.WebSocket.MaxLifetime != b.WebSocket.MaxLifetime {
-		w = append(w, "websocket")
-	}
-	if !slices.Equal(a.Retries.Methods, b.Retries.Methods) || a.Retries.BodyBytes != b.Retries.BodyBytes {
-		w = append(w, "retries")
-	}
-	if a.Log != b.Log {
+	if a.Log.Level != b.Log.Level || a.Log.Format != b.Log.Format {
 		w = append(w, "log")
 	}
 	return w
@@ -878,7 +837,7 @@ func (bl *Balancer) Shutdown(ctx context.Context) error {
 			}
 		}
 	}()
-	err := bl.srv.Shutdown(ctx)
+	err := bl.shutdownServers(ctx)
 	select {
 	case <-closed:
 	case <-ctx.Done():
@@ -894,7 +853,7 @@ func (bl *Balancer) Shutdown(ctx context.Context) error {
 // health checks. Safe to call more than once.
 func (bl *Balancer) Close() error {
 	bl.closing.Store(true)
-	err := bl.srv.Close()
+	err := bl.closeServers()
 	bl.cancel()
 	bl.wg.Wait()
 	return err

@@ -597,3 +597,101 @@ func TestAccessLog(t *testing.T) {
 		return nil
 	})
 }
+
+// A reload that changes engine settings (here the upstream timeout) starts
+// a new engine for new connections; the request in flight on the old one
+// finishes under the old settings, and the open WebSocket is untouched.
+func TestReloadAppliesEngineSettingsWithoutDropping(t *testing.T) {
+	release := make(chan struct{})
+	var slowActive atomic.Int64
+	a := newApp(t, "a")
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			a.srv.Config.Handler.ServeHTTP(w, r)
+			return
+		}
+		slowActive.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "slow done")
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	cfg := func(upstream time.Duration) *Config {
+		return &Config{
+			Backends: []BackendConfig{{Name: "s", URL: slow.URL}},
+			Sticky:   StickyConfig{Mode: "none"},
+			Timeouts: TimeoutConfig{Upstream: upstream},
+			Admin:    AdminConfig{Listen: "off"},
+			Health:   HealthConfig{Passive: PassiveHealthConfig{Disabled: true}},
+		}
+	}
+	l := startLB(t, cfg(0), a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := wsDial(t, ctx, l.url)
+	defer ws.CloseNow()
+	if got := wsEcho(t, ctx, ws, "one"); got != "a:one" {
+		t.Fatalf("echo %q", got)
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	fetch := func() result {
+		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := cl.Get(l.url + "/slow")
+		if err != nil {
+			return result{err: err}
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, string(b), err}
+	}
+	inFlight := make(chan result, 1)
+	go func() { inFlight <- fetch() }()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if slowActive.Load() != 1 {
+			return errors.New("slow request not at the backend yet")
+		}
+		return nil
+	})
+
+	warnings, err := l.bl.Apply(cfg(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Fatalf("engine settings reported as needing a restart: %v", warnings)
+	}
+	if got := wsEcho(t, ctx, ws, "two"); got != "a:two" {
+		t.Fatalf("WebSocket after an engine swap: %q", got)
+	}
+	// A new connection gets the new engine: its upstream timeout answers 504
+	// while the backend is still holding the request.
+	if r := fetch(); r.err != nil || r.code != http.StatusGatewayTimeout {
+		t.Fatalf("request under the new 300ms upstream timeout: %+v", r)
+	}
+	close(release)
+	if r := <-inFlight; r.err != nil || r.code != 200 || r.body != "slow done" {
+		t.Fatalf("request in flight across the reload: %+v", r)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := len(l.bl.allGens()); n != 1 {
+			return fmt.Errorf("%d engine generations still running", n)
+		}
+		return nil
+	})
+	if got := wsEcho(t, ctx, ws, "three"); got != "a:three" {
+		t.Fatalf("WebSocket after the old engine retired: %q", got)
+	}
+}
