@@ -695,3 +695,29 @@ func TestReloadAppliesEngineSettingsWithoutDropping(t *testing.T) {
 		t.Fatalf("WebSocket after the old engine retired: %q", got)
 	}
 }
+
+// A reload that turns on active checks starts them for backends that stay.
+func TestReloadRestartsHealthChecks(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	l := startLB(t, &Config{Sticky: StickyConfig{Mode: "none"}}, a, b)
+	a.sick.Store(true)
+	next := &Config{
+		Backends: []BackendConfig{{Name: "a", URL: a.srv.URL}, {Name: "b", URL: b.srv.URL}},
+		Sticky:   StickyConfig{Mode: "none"},
+		Admin:    AdminConfig{Listen: "off"},
+		Health:   HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Fall: 2}},
+	}
+	keep := l.bl.view.Load().byName["a"]
+	if _, err := l.bl.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if l.bl.view.Load().byName["a"] != keep {
+		t.Fatal("reload replaced a backend that stayed")
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s, _ := l.bl.status("a"); s.State != StateDown {
+			return fmt.Errorf("a is %s", s.State)
+		}
+		return nil
+	})
+}

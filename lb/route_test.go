@@ -501,3 +501,22 @@ func counterValue(t *testing.T, bl *Balancer, name, label string) float64 {
 	}
 	return 0
 }
+
+func TestHashKeySources(t *testing.T) {
+	r := &fakeReq{ip: netip.MustParseAddr("192.0.2.7"), headers: map[string]string{"X-User": "ann"}, cookies: map[string]string{"sid": "s1"}}
+	ip := netip.MustParseAddr("192.0.2.7").As16()
+	for _, c := range []struct {
+		k    HashKey
+		want string
+	}{
+		{HashKey{Source: "ip"}, string(ip[:])},
+		{HashKey{Source: "header", Name: "X-User"}, "ann"},
+		{HashKey{Source: "cookie", Name: "sid"}, "s1"},
+		{HashKey{Source: "header", Name: "X-Missing"}, string(ip[:])}, // falls back to the client IP
+		{HashKey{Source: "cookie", Name: "nope"}, string(ip[:])},
+	} {
+		if got := string(hashKey(c.k, r)); got != c.want {
+			t.Errorf("%+v: key %q, want %q", c.k, got, c.want)
+		}
+	}
+}
