@@ -211,7 +211,7 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 				b := v.byName[p.backend]
 				if reason := bl.pinnedUnusable(v, b, now, attempt, tried); reason == "" {
 					chosen = b
-					setCookie = p.expires.Sub(nowT) < v.cfg.Sticky.TTL/2
+					setCookie = needsRefresh(p, nowT, &v.cfg.Sticky)
 				} else {
 					chosen = bl.pick(v, r, now, tried, b)
 					if chosen != nil && chosen != b { // spill with nowhere better to go stays
@@ -256,6 +256,18 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 	chosen.inflight.Add(1)
 	chosen.total.Add(1)
 	return t, nil
+}
+
+// needsRefresh reports whether a valid cookie should be re-issued: when
+// less than half its TTL is left, or, for a cookie with a Max-Age, when
+// the browser would drop it within half its Max-Age (so an active user's
+// cookie never lapses).
+func needsRefresh(p pin, now time.Time, sc *StickyConfig) bool {
+	if p.expires.Sub(now) < sc.TTL/2 {
+		return true
+	}
+	issued := p.expires.Add(-sc.TTL)
+	return sc.MaxAge > 0 && now.Sub(issued) > sc.MaxAge/2
 }
 
 // pinnedUnusable says why a pinned user cannot stay on b, or "" if it can.

@@ -520,3 +520,25 @@ func TestHashKeySources(t *testing.T) {
 		}
 	}
 }
+
+func TestCookieRefresh(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	session := &StickyConfig{TTL: 24 * time.Hour}
+	persistent := &StickyConfig{TTL: 24 * time.Hour, MaxAge: time.Hour}
+	for _, c := range []struct {
+		sc     *StickyConfig
+		issued time.Duration // ago
+		want   bool
+	}{
+		{session, time.Minute, false},
+		{session, 11 * time.Hour, false},
+		{session, 13 * time.Hour, true}, // under half the TTL left
+		{persistent, 20 * time.Minute, false},
+		{persistent, 40 * time.Minute, true}, // the browser would drop it within 30m
+	} {
+		p := pin{backend: "a", expires: now.Add(-c.issued).Add(c.sc.TTL)}
+		if got := needsRefresh(p, now, c.sc); got != c.want {
+			t.Errorf("max age %v, issued %v ago: refresh %v, want %v", c.sc.MaxAge, c.issued, got, c.want)
+		}
+	}
+}
