@@ -105,7 +105,8 @@ type StickyConfig struct {
 	// MaxAge is the browser's Max-Age; zero makes a session cookie.
 	MaxAge time.Duration `yaml:"max_age"`
 	// TTL is how long a value is honoured, embedded and MACed in it; the
-	// cookie is re-issued when less than half remains [24h].
+	// cookie is re-issued when less than half remains, or when half its
+	// MaxAge has passed, so an active user's cookie never lapses [24h].
 	TTL time.Duration `yaml:"ttl"`
 	// Spill moves a pinned user off a backend carrying more than Factor
 	// times the average in-flight load, and off a draining backend at once.
