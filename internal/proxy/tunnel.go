@@ -113,6 +113,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 	si := &s.impl
 	t := &tun.impl
 	uc := t.uc
+	uc.bw = nil // a tunnel writes upstream unbuffered: let the 8 KiB go
 	si.mu.Lock()
 	cc.tunnel = tun
 	si.mu.Unlock()
