@@ -30,8 +30,6 @@ type store struct {
 	// Redis host:port.
 	addr   string
 	prefix string
-	// empty fails unless the backend holds no job data at all.
-	empty func(t *testing.T) error
 }
 
 var prefixSeq atomic.Int64
