@@ -122,25 +122,63 @@ func assertNoPayloads(t *testing.T, s *store) {
 			t.Fatalf("payload bucket holds %d bytes, want none", st.Size())
 		}
 	case "redis":
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
+		if keys := scanKeys(t, s, s.prefix+":payload:*"); len(keys) != 0 {
+			t.Fatalf("payload keys left behind: %v", keys)
+		}
+	}
+}
+
+func scanKeys(t *testing.T, s *store, pattern string) []string {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var keys []string
+	cursor := uint64(0)
+	for {
+		e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		var keys []string
-		cursor := uint64(0)
-		for {
-			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(s.prefix+":payload:*").Count(1000).Build()).AsScanEntry()
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys = append(keys, e.Elements...)
-			if cursor = e.Cursor; cursor == 0 {
-				break
-			}
+		keys = append(keys, e.Elements...)
+		if cursor = e.Cursor; cursor == 0 {
+			return keys
 		}
-		if len(keys) != 0 {
-			t.Fatalf("payload keys left behind: %v", keys)
+	}
+}
+
+// assertNoRecords checks that no job record exists under the prefix.
+func assertNoRecords(t *testing.T, s *store) {
+	t.Helper()
+	ctx := context.Background()
+	switch s.name {
+	case "nats":
+		nc, err := nats.Connect(s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		kv, err := js.KeyValue(ctx, s.prefix+"_status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for k := range keys.Keys() {
+			all = append(all, k)
+		}
+		if len(all) != 0 {
+			t.Fatalf("records left behind: %v", all)
+		}
+	case "redis":
+		if keys := scanKeys(t, s, s.prefix+":status:*"); len(keys) != 0 {
+			t.Fatalf("records left behind: %v", keys)
 		}
 	}
 }

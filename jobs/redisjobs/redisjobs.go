@@ -114,7 +114,7 @@ func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max in
 	buf := make([]byte, b.cfg.ChunkSize)
 	var total int64
 	for {
-		n, rerr := io.ReadFull(lr, buf)
+		n, rerr := fill(lr, buf)
 		if n > 0 {
 			for _, res := range b.c.DoMulti(ctx,
 				b.c.B().Rpush().Key(part).Element(rueidis.BinaryString(buf[:n])).Build(),
@@ -126,7 +126,7 @@ func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max in
 			}
 			total += int64(n)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
@@ -145,6 +145,21 @@ func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max in
 		}
 	}
 	return total, nil
+}
+
+// fill reads until buf is full or r ends. Unlike io.ReadFull it passes on
+// r's own io.ErrUnexpectedEOF (a truncated upload) as the error it is,
+// and reports the end of r as io.EOF.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // OpenPayload reads the chunks one at a time as the reader asks.
