@@ -46,7 +46,10 @@
 //
 // UploadHandler (multipart field "file"), StatusHandler (JSON),
 // CancelHandler and EventsHandler (SSE) mount on any ServeMux; see the
-// example. Bad uploads get a JSON 4xx and leave nothing in storage.
+// example. Bad uploads get a JSON 4xx and leave nothing in storage. Job
+// IDs are 128 random bits, so knowing one is the capability to read or
+// cancel that job; wrap the handlers in the app's own authentication to
+// tie jobs to users.
 //
 // TextStats is a real job for demos: SHA-256 and line, word and byte
 // counts of a text file in steps, with checkpoints and an optional delay

@@ -97,9 +97,17 @@ func connectBackend(name, addr, prefix string, vis time.Duration) (jobs.Backend,
 	return nil, nil, fmt.Errorf("unknown backend %q", name)
 }
 
-// assertNoPayloads checks that no payload bytes remain for the store's
-// prefix: no objects (not even partial chunks) in NATS, no keys in Redis.
+// assertNoPayloads waits until no payload bytes remain for the store's
+// prefix: no objects (not even partial chunks or tombstones) in NATS, no
+// keys in Redis. It waits because a worker deletes the payload just after
+// it records the final state, never before (a crash in between must not
+// leave a job without its input).
 func assertNoPayloads(t *testing.T, s *store) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error { return payloadsLeft(t, s) })
+}
+
+func payloadsLeft(t *testing.T, s *store) error {
 	t.Helper()
 	ctx := context.Background()
 	switch s.name {
@@ -119,13 +127,14 @@ func assertNoPayloads(t *testing.T, s *store) {
 			t.Fatal(err)
 		}
 		if st.Size() != 0 {
-			t.Fatalf("payload bucket holds %d bytes, want none", st.Size())
+			return fmt.Errorf("payload bucket holds %d bytes, want none", st.Size())
 		}
 	case "redis":
 		if keys := scanKeys(t, s, s.prefix+":payload:*"); len(keys) != 0 {
-			t.Fatalf("payload keys left behind: %v", keys)
+			return fmt.Errorf("payload keys left behind: %v", keys)
 		}
 	}
+	return nil
 }
 
 func scanKeys(t *testing.T, s *store, pattern string) []string {

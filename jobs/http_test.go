@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/testenv"
 
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -284,7 +288,14 @@ func TestDirPayloads(t *testing.T) {
 	if got := decodeStats(t, done); got.SHA256 != wantStats(text).SHA256 {
 		t.Fatalf("result %+v", got)
 	}
-	assertDirEmpty(t, dir)
+	// The payload goes just after the final state is recorded.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		entries, err := os.ReadDir(dir)
+		if err == nil && len(entries) != 0 {
+			err = fmt.Errorf("payload dir still holds %d files", len(entries))
+		}
+		return err
+	})
 }
 
 func assertDirEmpty(t *testing.T, dir string) { t.Helper(); assertDirFiles(t, dir, 0) }

@@ -250,15 +250,21 @@ func (m *Manager) Cancel(ctx context.Context, id string) (Status, error) {
 // reaches a final state (which it sends, then closes the channel) or ctx
 // ends. It may skip intermediate statuses but never goes backwards.
 func (m *Manager) Watch(ctx context.Context, id string) (<-chan Status, error) {
-	first, err := m.Status(ctx, id)
-	if err != nil {
-		return nil, err
+	if !validID(id) {
+		return nil, ErrNotFound
 	}
+	// Subscribe before reading, so that a change between the two is not
+	// missed until the next poll.
 	ctx, cancel := context.WithCancel(ctx)
 	updates, err := m.records.WatchRecord(ctx, id)
 	if err != nil {
 		m.log.Warn("jobs: watch failed, polling instead", "job", id, "err", err)
 		updates = nil
+	}
+	first, err := m.Status(ctx, id)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
 	out := make(chan Status, 1)
 	out <- first
@@ -286,6 +292,9 @@ func (m *Manager) Watch(ctx context.Context, id string) (<-chan Status, error) {
 				next.Revision = v.Rev
 			case <-poll.C:
 				st, err := m.Status(ctx, id)
+				if errors.Is(err, ErrNotFound) {
+					return // expired or deleted: nothing more will come
+				}
 				if err != nil {
 					continue
 				}
@@ -315,11 +324,14 @@ func (m *Manager) get(ctx context.Context, id string) (*record, error) {
 	}
 	rec, err := decodeRecord(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: job %s: %w", errBadRecord, id, err)
 	}
 	rec.Status.Revision = rev
 	return rec, nil
 }
+
+// errBadRecord marks a record that exists but cannot be decoded.
+var errBadRecord = errors.New("jobs: unreadable record")
 
 // errSkip tells update that fn decided not to write.
 var errSkip = errors.New("jobs: no change")

@@ -157,6 +157,11 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 		}
 		m.ack(store, d)
 		return
+	case errors.Is(err, errBadRecord):
+		// Redelivering would fail the same way forever.
+		m.log.Error("jobs: dropping job with an unreadable record", "job", id, "err", err)
+		m.ack(store, d)
+		return
 	case err != nil:
 		// Leave the delivery alone: it comes back after the visibility
 		// timeout, when the store may answer again.
@@ -174,7 +179,7 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 	beatDone := make(chan struct{})
 	go func() {
 		defer close(beatDone)
-		m.heartbeat(jctx, store, d, job, stopBeat)
+		m.heartbeat(store, d, job, stopBeat)
 	}()
 	result, err := runHandler(jctx, h, job)
 	close(stopBeat)
@@ -235,12 +240,13 @@ func runHandler(ctx context.Context, h Handler, job *Job) (result any, err error
 	return h(ctx, job)
 }
 
-// heartbeat keeps the claim alive while the handler runs and cancels the
-// handler when a user cancels the job or another worker took it over. It
-// watches the record for a prompt reaction and re-reads it on every beat
-// in case a notification was lost.
-func (m *Manager) heartbeat(jctx, store context.Context, d Delivery, job *Job, stop <-chan struct{}) {
-	wctx, wcancel := context.WithCancel(jctx)
+// heartbeat keeps the claim alive until the handler returns, even after
+// its context was cancelled (a slow handler must not be presumed dead and
+// run twice), and cancels the handler when a user cancels the job or
+// another worker took it over. It watches the record for a prompt reaction
+// and re-reads it on every beat in case a notification was lost.
+func (m *Manager) heartbeat(store context.Context, d Delivery, job *Job, stop <-chan struct{}) {
+	wctx, wcancel := context.WithCancel(store)
 	defer wcancel()
 	updates, err := m.records.WatchRecord(wctx, job.id)
 	if err != nil {
@@ -259,8 +265,6 @@ func (m *Manager) heartbeat(jctx, store context.Context, d Delivery, job *Job, s
 	for {
 		select {
 		case <-stop:
-			return
-		case <-jctx.Done():
 			return
 		case v, ok := <-updates:
 			if !ok {
