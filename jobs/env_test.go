@@ -30,6 +30,8 @@ type store struct {
 	// Redis host:port.
 	addr   string
 	prefix string
+	// nodes are every Redis node to scan for leftovers; default addr.
+	nodes []string
 }
 
 var prefixSeq atomic.Int64
@@ -137,25 +139,34 @@ func payloadsLeft(t *testing.T, s *store) error {
 	return nil
 }
 
+// scanKeys lists the keys matching pattern on every node.
 func scanKeys(t *testing.T, s *store, pattern string) []string {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
+	nodes := s.nodes
+	if len(nodes) == 0 {
+		nodes = []string{s.addr}
 	}
-	defer c.Close()
 	var keys []string
-	cursor := uint64(0)
-	for {
-		e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+	for _, addr := range nodes {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, e.Elements...)
-		if cursor = e.Cursor; cursor == 0 {
-			return keys
+		cursor := uint64(0)
+		for {
+			e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			keys = append(keys, e.Elements...)
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
 		}
+		c.Close()
 	}
+	return keys
 }
 
 // assertNoRecords checks that no job record exists under the prefix.
