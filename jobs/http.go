@@ -48,8 +48,13 @@ func (m *Manager) UploadHandler(kind string) http.Handler {
 			writeError(w, http.StatusUnsupportedMediaType, "not_multipart", "the body must be multipart/form-data with a boundary")
 			return
 		}
-		limit := m.cfg.MaxPayloadBytes
-		body := http.MaxBytesReader(w, r.Body, limit+maxFormOverhead)
+		limit := m.cfg.MaxPayloadBytes + maxFormOverhead
+		if r.ContentLength > limit {
+			// Refuse before reading a byte of a body announced too big.
+			m.uploadFailed(w, ErrTooLarge, true)
+			return
+		}
+		body := http.MaxBytesReader(w, r.Body, limit)
 		mr := multipart.NewReader(body, params["boundary"])
 		for parts := 0; ; parts++ {
 			part, err := mr.NextPart()

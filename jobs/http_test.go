@@ -62,6 +62,7 @@ func TestUploadRejectsBadInput(t *testing.T) {
 			defer srv.Close()
 
 			big, bigType := multipartBody(t, "file", strings.Repeat("a", 5000))
+			huge, hugeType := multipartBody(t, "file", strings.Repeat("a", 100_000)) // over the body limit too
 			empty, emptyType := multipartBody(t, "file", "")
 			noFile, noFileType := multipartBody(t, "other", "hello")
 			ok, okType := multipartBody(t, "file", strings.Repeat("b", 800))
@@ -79,6 +80,8 @@ func TestUploadRejectsBadInput(t *testing.T) {
 				{"no file field", "POST", noFileType, noFile, 400, "missing_file"},
 				{"empty file", "POST", emptyType, empty, 400, "empty_file"},
 				{"oversized", "POST", bigType, big, 413, "too_large"},
+				{"oversized body", "POST", hugeType, huge, 413, "too_large"},
+				{"oversized, unannounced", "POST", hugeType, io.MultiReader(bytes.NewReader(huge.Bytes())), 413, "too_large"},
 				{"cut in boundary", "POST", okType, cutBoundary, 400, "malformed_upload"},
 				{"cut in file", "POST", okType, cutFile, 400, "malformed_upload"},
 				{"garbage", "POST", okType, strings.NewReader("this is not multipart at all"), 400, "malformed_upload"},

@@ -320,3 +320,20 @@ func TestSubmitLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestPanicFailsAttempt: a panicking handler costs an attempt, not the
+// instance, and its stack stays out of the status users see.
+func TestPanicFailsAttempt(t *testing.T) {
+	s := stores(t)[1].fresh()
+	m := newManager(t, s, jobs.Config{MaxAttempts: 1})
+	m.Handle("oops", func(ctx context.Context, j *jobs.Job) (any, error) {
+		var items []int
+		return items[j.Attempt()], nil // index out of range
+	})
+	st := submit(t, m, "oops", "x")
+	run(t, m)
+	dead := waitState(t, m, st.ID, jobs.Dead)
+	if !strings.Contains(dead.Error, "handler panicked: runtime error: index out of range") || strings.Contains(dead.Error, "goroutine") {
+		t.Fatalf("error = %q", dead.Error)
+	}
+}

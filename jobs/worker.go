@@ -181,7 +181,7 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 		defer close(beatDone)
 		m.heartbeat(store, d, job, stopBeat)
 	}()
-	result, err := runHandler(jctx, h, job)
+	result, err := m.runHandler(jctx, h, job)
 	close(stopBeat)
 	<-beatDone
 	cause := context.Cause(jctx)
@@ -231,10 +231,13 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 	m.ack(store, d)
 }
 
-func runHandler(ctx context.Context, h Handler, job *Job) (result any, err error) {
+// runHandler turns a panic into an attempt's error. The stack goes to the
+// log, not into the status users can read.
+func (m *Manager) runHandler(ctx context.Context, h Handler, job *Job) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("jobs: handler panicked: %v\n%s", p, debug.Stack())
+			m.log.Error("jobs: handler panicked", "job", job.id, "kind", job.kind, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("jobs: handler panicked: %v", p)
 		}
 	}()
 	return h(ctx, job)
