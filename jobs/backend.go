@@ -53,7 +53,8 @@ type PayloadStore interface {
 //
 // Guarantees: revisions of one id strictly increase. CreateRecord fails with
 // ErrExists when the id exists; UpdateRecord fails with ErrConflict unless
-// rev is the current revision, and ErrNotFound when the id is gone.
+// rev is the current revision (when the record is gone it may report
+// ErrNotFound instead).
 // WatchRecord sends the record's value after changes until ctx ends; it may
 // skip intermediate values (a slow reader sees the latest), and after a
 // connection loss it may miss some, so readers that need the final state
