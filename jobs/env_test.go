@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -207,6 +208,10 @@ func assertNoRecords(t *testing.T, s *store) {
 func newManager(t testing.TB, s *store, cfg jobs.Config) *jobs.Manager {
 	t.Helper()
 	cfg.Backend = s.connect(t)
+	if cfg.Logger == nil {
+		// Worker logs go with the test's output, shown on failure or -v.
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = func(int) time.Duration { return 10 * time.Millisecond }
 	}
@@ -215,6 +220,13 @@ func newManager(t testing.TB, s *store, cfg jobs.Config) *jobs.Manager {
 		t.Fatal(err)
 	}
 	return m
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // run runs m's workers until the test ends and checks that Run returns.
