@@ -182,10 +182,11 @@ func (m *Manager) CancelHandler() http.Handler {
 // status", the revision as the event ID) on every change, from whatever
 // instance serves the request, and ends the stream after the final state.
 // A browser subscribes with new EventSource(url); after a reconnect it
-// receives the current status first.
+// receives the current status first. A stream lasts at most
+// Config.MaxEventStream, after which EventSource reconnects.
 func (m *Manager) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithCancel(r.Context())
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.MaxEventStream)
 		defer cancel()
 		updates, err := m.Watch(ctx, jobID(r))
 		if err != nil {

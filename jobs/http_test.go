@@ -212,6 +212,28 @@ func TestHTTPFromAnyInstance(t *testing.T) {
 	}
 }
 
+// TestEventStreamIsBounded: the SSE response for a job that never moves
+// still ends, after MaxEventStream.
+func TestEventStreamIsBounded(t *testing.T) {
+	s := stores(t)[1].fresh()
+	m := newManager(t, s, jobs.Config{MaxEventStream: 100 * time.Millisecond})
+	srv := httptest.NewServer(mux(m, "k"))
+	defer srv.Close()
+	st := submit(t, m, "k", "x")
+	resp, err := http.Get(srv.URL + "/jobs/" + st.ID + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sse := sseReader{r: bufio.NewReader(resp.Body)}
+	if ev := sse.next(t); ev.State != jobs.Queued {
+		t.Fatalf("event %+v", ev)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream ended with %v, want a clean end", err)
+	}
+}
+
 // TestCancelHandler cancels a queued job over HTTP.
 func TestCancelHandler(t *testing.T) {
 	s := stores(t)[1].fresh()

@@ -337,3 +337,17 @@ func TestPanicFailsAttempt(t *testing.T) {
 		t.Fatalf("error = %q", dead.Error)
 	}
 }
+
+// TestTextStatsRefusesBinary: a binary upload fails at once with a
+// readable reason instead of being retried.
+func TestTextStatsRefusesBinary(t *testing.T) {
+	s := stores(t)[0].fresh()
+	m := newManager(t, s, jobs.Config{})
+	m.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 3}.Handle)
+	st := submit(t, m, jobs.TextStatsKind, "PNG\x00\x01\x02 header")
+	run(t, m)
+	failed := waitState(t, m, st.ID, jobs.Failed)
+	if failed.Error != "not a text file: NUL byte at offset 3" || failed.Attempt != 1 {
+		t.Fatalf("status = %+v", failed)
+	}
+}

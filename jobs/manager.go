@@ -46,6 +46,10 @@ type Config struct {
 	// PollInterval is how often status watchers re-read the record in case
 	// a change notification was lost. Default 2s.
 	PollInterval time.Duration
+	// MaxEventStream bounds one SSE response, so that a job queued for
+	// hours does not pin a connection (and a proxy's slot) for hours;
+	// browsers' EventSource reconnects by itself. Default 10 minutes.
+	MaxEventStream time.Duration
 	// Logger receives worker errors. Default slog.Default().
 	Logger *slog.Logger
 	// OnFinish, if set, is called with the final status of each job
@@ -101,6 +105,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
+	}
+	if cfg.MaxEventStream <= 0 {
+		cfg.MaxEventStream = 10 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
