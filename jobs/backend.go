@@ -86,6 +86,14 @@ type Queue interface {
 	VisibilityTimeout() time.Duration
 }
 
+// Leaver is an optional Queue method. Run calls Leave for each kind as its
+// workers stop, so that the queue can forget a worker that will not come
+// back (Redis keeps a consumer per worker name in its group). It must not
+// lose a job the worker still holds.
+type Leaver interface {
+	Leave(ctx context.Context, kind, worker string) error
+}
+
 // Delivery is one claim of a queued job.
 type Delivery interface {
 	// JobID is the id given to Enqueue.

@@ -86,6 +86,15 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	if l, ok := m.queue.(Leaver); ok {
+		for kind := range kinds {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
+			if err := l.Leave(lctx, kind, m.cfg.Worker); err != nil {
+				m.log.Warn("jobs: cannot leave the queue", "kind", kind, "err", err)
+			}
+			cancel()
+		}
+	}
 	return nil
 }
 
