@@ -147,7 +147,9 @@ func cleanFilename(name string) string {
 // instance serves the request.
 func (m *Manager) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, err := m.Status(r.Context(), jobID(r))
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Status(ctx, jobID(r))
 		if err != nil {
 			m.storeFailed(w, err)
 			return
@@ -165,7 +167,9 @@ func (m *Manager) CancelHandler() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return
 		}
-		st, err := m.Cancel(r.Context(), jobID(r))
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Cancel(ctx, jobID(r))
 		if errors.Is(err, ErrFinished) {
 			writeError(w, http.StatusConflict, "finished", fmt.Sprintf("the job is already %s", st.State))
 			return

@@ -41,7 +41,8 @@ type Config struct {
 	// HeartbeatInterval is how often a worker extends its claim and checks
 	// for cancellation. Default: a third of the queue's visibility timeout.
 	HeartbeatInterval time.Duration
-	// StoreTimeout bounds each call a worker makes to the store. Default 10s.
+	// StoreTimeout bounds each call a worker or the status and cancel
+	// handlers make to the store. Default 10s.
 	StoreTimeout time.Duration
 	// PollInterval is how often status watchers re-read the record in case
 	// a change notification was lost. Default 2s.

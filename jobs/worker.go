@@ -18,7 +18,8 @@ import (
 //
 // A job runs at least once and may run more than once (its worker may die
 // after the work but before recording it), so handlers must be safe to
-// repeat; the result is recorded once. The handler must return soon after
+// repeat; the result is recorded once. A handler with effects outside the
+// store uses job.ID() as their idempotency key. The handler must return soon after
 // ctx is cancelled (by a user's Cancel or by shutdown). An error is
 // retried with backoff until Status.MaxAttempts; wrap it with Permanent to
 // fail at once.
