@@ -121,7 +121,9 @@ func TestLongJobKeepsItsClaim(t *testing.T) {
 			var mu sync.Mutex
 			var runs []string
 			for _, name := range []string{"a", "b"} {
-				w := newManager(t, s, jobs.Config{Worker: name})
+				// Frequent beats, so that a loaded test machine starving a
+				// goroutine for most of a second does not fake a dead worker.
+				w := newManager(t, s, jobs.Config{Worker: name, HeartbeatInterval: vis / 10})
 				w.Handle("long", func(ctx context.Context, j *jobs.Job) (any, error) {
 					mu.Lock()
 					runs = append(runs, name)
