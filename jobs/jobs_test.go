@@ -351,3 +351,55 @@ func TestTextStatsRefusesBinary(t *testing.T) {
 		t.Fatalf("status = %+v", failed)
 	}
 }
+
+// flakyQueue is a real backend whose Enqueue can be made to fail, as when
+// the store fails between two calls.
+type flakyQueue struct {
+	jobs.Backend
+	fail atomic.Bool
+}
+
+func (f *flakyQueue) Enqueue(ctx context.Context, kind, id string) error {
+	if f.fail.Load() {
+		return errors.New("queue unavailable")
+	}
+	return f.Backend.Enqueue(ctx, kind, id)
+}
+
+// TestEnqueueFailure: a job that could not be queued says so, keeps no
+// payload, and a retried submission with the same idempotency key (as a
+// client retrying after a 503 sends) replaces it and runs.
+func TestEnqueueFailure(t *testing.T) {
+	for _, s := range stores(t) {
+		t.Run(s.name, func(t *testing.T) {
+			s := s.fresh()
+			q := &flakyQueue{Backend: s.connect(t)}
+			m, err := jobs.New(jobs.Config{Backend: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Handle("k", func(ctx context.Context, j *jobs.Job) (any, error) { return j.Size(), nil })
+			ctx := context.Background()
+			opts := jobs.SubmitOptions{IdempotencyKey: "upload-1"}
+			q.fail.Store(true)
+			if _, err := m.Submit(ctx, "k", strings.NewReader("abc"), opts); err == nil {
+				t.Fatal("Submit succeeded without a queue")
+			}
+			st, err := m.Submit(ctx, "k", strings.NewReader("abc"), jobs.SubmitOptions{})
+			if err == nil {
+				t.Fatalf("Submit succeeded without a queue: %+v", st)
+			}
+			assertNoPayloads(t, s)
+
+			q.fail.Store(false)
+			st, err = m.Submit(ctx, "k", strings.NewReader("abcd"), opts)
+			if err != nil || st.State != jobs.Queued {
+				t.Fatalf("resubmit: %+v, %v", st, err)
+			}
+			run(t, m)
+			if done := waitState(t, m, st.ID, jobs.Done); string(done.Result) != "4" {
+				t.Fatalf("status %+v", done)
+			}
+		})
+	}
+}

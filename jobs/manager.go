@@ -158,12 +158,17 @@ func (m *Manager) Submit(ctx context.Context, kind string, payload io.Reader, op
 		return Status{}, fmt.Errorf("%w: %q (want 1-64 of A-Z a-z 0-9 - _)", ErrUnknownKind, kind)
 	}
 	id := newID()
+	var unqueued *record // an earlier submission with this key that never made the queue
 	if opts.IdempotencyKey != "" {
 		sum := sha256.Sum256([]byte(kind + "\x00" + opts.IdempotencyKey))
 		id = "k" + hex.EncodeToString(sum[:16])
-		if st, err := m.Status(ctx, id); err == nil {
-			return st, nil
-		} else if !errors.Is(err, ErrNotFound) {
+		prev, err := m.get(ctx, id)
+		switch {
+		case err == nil && prev.Unqueued:
+			unqueued = prev
+		case err == nil:
+			return prev.Status, nil
+		case !errors.Is(err, ErrNotFound):
 			return Status{}, err
 		}
 	}
@@ -190,24 +195,52 @@ func (m *Manager) Submit(ctx context.Context, kind string, payload io.Reader, op
 	}}
 	data, err := encodeRecord(rec)
 	if err == nil {
-		rec.Status.Revision, err = m.records.CreateRecord(ctx, id, data)
+		if unqueued != nil {
+			rec.Status.Revision, err = m.records.UpdateRecord(ctx, id, data, unqueued.Status.Revision)
+		} else {
+			rec.Status.Revision, err = m.records.CreateRecord(ctx, id, data)
+		}
 	}
 	if err != nil {
 		m.deletePayload(pid)
-		if errors.Is(err, ErrExists) { // lost an idempotent race: the winner's job stands
+		if errors.Is(err, ErrExists) || errors.Is(err, ErrConflict) {
+			// Lost an idempotent race: the winner's job stands.
 			return m.Status(ctx, id)
 		}
 		return Status{}, err
 	}
 	if err := m.queue.Enqueue(ctx, kind, id); err != nil {
-		// Without a queue entry no worker would ever take the job: say so
-		// in its status rather than leave it queued forever.
-		m.finish(context.WithoutCancel(ctx), id, 0, func(s *Status) {
-			s.State, s.Error = Failed, "could not be queued: "+truncate(err.Error(), maxErrorBytes)
-		})
+		m.unqueued(context.WithoutCancel(ctx), id, err)
 		return Status{}, err
 	}
 	return rec.Status, nil
+}
+
+// unqueued records that a job's Enqueue failed. Without a queue entry no
+// worker would ever take it, so it fails at once rather than stay queued
+// forever, and a Submit with the same idempotency key may replace it.
+func (m *Manager) unqueued(ctx context.Context, id string, cause error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	var pid string
+	_, err := m.update(ctx, id, func(r *record) error {
+		if r.Status.State != Queued || r.Status.Attempt > 0 {
+			return errSkip // a worker got it after all
+		}
+		r.Status.State, r.Unqueued = Failed, true
+		r.Status.Error = truncate("could not be queued: "+cause.Error(), maxErrorBytes)
+		pid, r.PayloadID = r.PayloadID, ""
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errSkip) {
+			m.log.Error("jobs: cannot record a failed enqueue", "job", id, "err", err)
+		}
+		return
+	}
+	if pid != "" {
+		m.deletePayload(pid)
+	}
 }
 
 // Status reads a job's status from the shared store; ErrNotFound if no job

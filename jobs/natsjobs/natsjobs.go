@@ -32,7 +32,8 @@ type Config struct {
 	Name string
 	// VisibilityTimeout is the consumers' AckWait: a claimed job whose
 	// worker neither finishes nor heartbeats within it goes to another
-	// worker. Default 30s.
+	// worker. Default 30s. Every instance must use the same value: the
+	// consumer is shared, and each instance writes its config.
 	VisibilityTimeout time.Duration
 	// Retention is how long a job record (and, as a safety net, a
 	// payload) is kept after its last change. Default 7 days.
