@@ -187,11 +187,21 @@ func (m *Manager) CancelHandler() http.Handler {
 // instance serves the request, and ends the stream after the final state.
 // A browser subscribes with new EventSource(url); after a reconnect it
 // receives the current status first. A stream lasts at most
-// Config.MaxEventStream, after which EventSource reconnects.
+// Config.MaxEventStream, after which EventSource reconnects. When it
+// reconnects after the final event (its Last-Event-ID is the final
+// revision) it gets 204 No Content, which tells EventSource to stop.
 func (m *Manager) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.MaxEventStream)
 		defer cancel()
+		if seen, err := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
+			// A reconnecting EventSource that already has the final
+			// state: 204 is the one answer that stops it reconnecting.
+			if st, err := m.Status(ctx, jobID(r)); err == nil && st.State.Final() && seen >= st.Revision {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
 		updates, err := m.Watch(ctx, jobID(r))
 		if err != nil {
 			m.storeFailed(w, err)

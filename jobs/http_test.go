@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,32 @@ func TestHTTPFromAnyInstance(t *testing.T) {
 			// The stream ends after the final state.
 			if rest, _ := io.ReadAll(sse.r); len(bytes.TrimSpace(rest)) != 0 {
 				t.Fatalf("data after the final event: %q", rest)
+			}
+
+			// EventSource reconnects after the stream ends, sending the
+			// last event ID: it is told to stop with 204.
+			req, _ := http.NewRequest("GET", a.URL+"/jobs/"+st.ID+"/events", nil)
+			req.Header.Set("Last-Event-ID", strconv.FormatUint(last.Revision, 10))
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("reconnect after the final event: %d, want 204", resp.StatusCode)
+			}
+			// An older or garbled Last-Event-ID gets the final state again.
+			for _, id := range []string{"1", "garbage", "-5"} {
+				req.Header.Set("Last-Event-ID", id)
+				resp, err = http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev := sseReader{r: bufio.NewReader(resp.Body)}.next(t)
+				resp.Body.Close()
+				if ev.State != jobs.Done {
+					t.Fatalf("Last-Event-ID %q: event %+v", id, ev)
+				}
 			}
 
 			// Cancelling a finished job is a conflict; unknown jobs are 404.
