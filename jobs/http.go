@@ -192,7 +192,7 @@ func (m *Manager) CancelHandler() http.Handler {
 // revision) it gets 204 No Content, which tells EventSource to stop.
 func (m *Manager) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.MaxEventStream)
+		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		if seen, err := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
 			// A reconnecting EventSource that already has the final
@@ -221,14 +221,26 @@ func (m *Manager) EventsHandler() http.Handler {
 			}
 			return rc.Flush() == nil
 		}
-		if !write("retry: 2000\n\n") {
+		send := func(st Status) bool {
+			b, _ := json.Marshal(st)
+			return write("retry: 2000\nid: " + strconv.FormatUint(st.Revision, 10) + "\nevent: status\ndata: " + string(b) + "\n\n")
+		}
+		// Watch hands over the current status at once: send it before
+		// anything else can end the stream.
+		if st, ok := <-updates; !ok || !send(st) {
 			return
 		}
 		ping := time.NewTicker(15 * time.Second)
 		defer ping.Stop()
+		// The bound counts from the first byte sent, not from the
+		// request, so slow store lookups cannot eat the stream.
+		end := time.NewTimer(m.cfg.MaxEventStream)
+		defer end.Stop()
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-end.C:
 				return
 			case <-ping.C:
 				if !write(": ping\n\n") {
@@ -238,8 +250,7 @@ func (m *Manager) EventsHandler() http.Handler {
 				if !ok {
 					return
 				}
-				b, _ := json.Marshal(st)
-				if !write("id: " + strconv.FormatUint(st.Revision, 10) + "\nevent: status\ndata: " + string(b) + "\n\n") {
+				if !send(st) {
 					return
 				}
 			}
