@@ -32,7 +32,9 @@
 // Permanent error), cancelled (Manager.Cancel from any instance), or dead
 // (every one of MaxAttempts attempts failed or crashed its worker). A
 // failed attempt goes back to queued with its error and a RetryAt after a
-// backoff.
+// backoff. Failed and dead jobs keep their payload for the store's
+// retention: Manager.Requeue replays such a dead letter once its cause is
+// fixed. Done and cancelled jobs delete theirs at once.
 //
 // Execution is at least once: a job may run again after a crash, from its
 // last checkpoint. Every change to a record is a compare-and-set on its

@@ -182,6 +182,31 @@ func (m *Manager) CancelHandler() http.Handler {
 	})
 }
 
+// RequeueHandler runs a failed or dead job again on POST (Manager.Requeue)
+// and answers 202 with its Status; 409 for any other job. It is an
+// operator's action: mount it behind the app's admin authentication.
+func (m *Manager) RequeueHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Requeue(ctx, jobID(r))
+		if errors.Is(err, ErrNotRetryable) {
+			writeError(w, http.StatusConflict, "not_retryable", err.Error())
+			return
+		}
+		if err != nil {
+			m.storeFailed(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, st)
+	})
+}
+
 // EventsHandler streams the job's Status as Server-Sent Events ("event:
 // status", the revision as the event ID) on every change, from whatever
 // instance serves the request, and ends the stream after the final state.

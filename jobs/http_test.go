@@ -27,6 +27,7 @@ func mux(m *jobs.Manager, kind string) *http.ServeMux {
 	mx.Handle("GET /jobs/{id}", m.StatusHandler())
 	mx.Handle("GET /jobs/{id}/events", m.EventsHandler())
 	mx.Handle("/jobs/{id}/cancel", m.CancelHandler())
+	mx.Handle("/jobs/{id}/requeue", m.RequeueHandler())
 	return mx
 }
 

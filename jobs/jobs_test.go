@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,17 +93,42 @@ func TestRetriesThenDead(t *testing.T) {
 			s := s.fresh()
 			m := newManager(t, s, jobs.Config{MaxAttempts: 3})
 			var calls atomic.Int32
+			var fixed atomic.Bool
 			m.Handle("flaky", func(ctx context.Context, j *jobs.Job) (any, error) {
+				if fixed.Load() {
+					return "fixed", nil
+				}
 				if n := calls.Add(1); int(n) != j.Attempt() {
 					return nil, jobs.Permanent(fmt.Errorf("attempt %d on call %d", j.Attempt(), n))
 				}
 				return nil, errBoom
 			})
+			srv := httptest.NewServer(mux(m, "flaky"))
+			defer srv.Close()
 			st := submit(t, m, "flaky", "x")
 			run(t, m)
 			dead := waitState(t, m, st.ID, jobs.Dead)
 			if dead.Attempt != 3 || calls.Load() != 3 || !strings.Contains(dead.Error, "gave up after 3 attempts: boom") {
 				t.Fatalf("dead status = %+v after %d calls", dead, calls.Load())
+			}
+			// The dead letter keeps its payload, so it can be replayed once
+			// the cause is fixed, with a fresh count of attempts.
+			if payloadsLeft(t, s) == nil {
+				t.Fatal("the dead job's payload is gone; Requeue could not run it")
+			}
+			fixed.Store(true)
+			if code := post(t, srv.URL+"/jobs/"+st.ID+"/requeue"); code != http.StatusAccepted {
+				t.Fatalf("requeue: %d", code)
+			}
+			done := waitState(t, m, st.ID, jobs.Done)
+			if done.Attempt != 1 || string(done.Result) != `"fixed"` || done.Error != "" {
+				t.Fatalf("after requeue: %+v", done)
+			}
+			if code := post(t, srv.URL+"/jobs/"+st.ID+"/requeue"); code != http.StatusConflict {
+				t.Fatalf("requeue of a done job: %d, want 409", code)
+			}
+			if _, err := m.Requeue(context.Background(), st.ID); !errors.Is(err, jobs.ErrNotRetryable) {
+				t.Fatalf("Requeue of a done job: %v", err)
 			}
 			assertNoPayloads(t, s)
 		})
@@ -402,4 +429,14 @@ func TestEnqueueFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+func post(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

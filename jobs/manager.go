@@ -410,9 +410,58 @@ func (m *Manager) update(ctx context.Context, id string, fn func(*record) error)
 	}
 }
 
+// ErrNotRetryable: Requeue applies only to failed and dead jobs whose
+// payload is still kept.
+var ErrNotRetryable = errors.New("jobs: only a failed or dead job with its payload can be requeued")
+
+// Requeue runs a failed or dead job again from the start, with a fresh
+// count of attempts: the dead-letter replay, for after the cause of the
+// failures was fixed. Failed and dead jobs keep their payload for the
+// backend's retention; after that, or for any other state, Requeue fails
+// with ErrNotRetryable.
+func (m *Manager) Requeue(ctx context.Context, id string) (Status, error) {
+	prev, err := m.get(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if (prev.Status.State != Failed && prev.Status.State != Dead) || prev.PayloadID == "" {
+		return prev.Status, ErrNotRetryable
+	}
+	p, err := m.payloads.OpenPayload(ctx, prev.PayloadID)
+	if errors.Is(err, ErrNotFound) {
+		return prev.Status, fmt.Errorf("%w: its payload expired", ErrNotRetryable)
+	}
+	if err != nil {
+		return prev.Status, err
+	}
+	p.Close()
+	rec, err := m.update(ctx, id, func(r *record) error {
+		s := &r.Status
+		if s.State != Failed && s.State != Dead || r.PayloadID != prev.PayloadID {
+			return ErrNotRetryable // changed under us, by another Requeue
+		}
+		s.State, s.Attempt, s.Percent, s.Worker = Queued, 0, 0, ""
+		s.Result, s.Error, s.CancelRequested, s.Checkpointed, s.RetryAt = nil, "", false, false, time.Time{}
+		r.Checkpoint = nil
+		return nil
+	})
+	if err != nil {
+		if rec != nil {
+			return rec.Status, err
+		}
+		return Status{}, err
+	}
+	if err := m.queue.Enqueue(ctx, rec.Status.Kind, id); err != nil {
+		m.unqueued(context.WithoutCancel(ctx), id, err)
+		return Status{}, err
+	}
+	return rec.Status, nil
+}
+
 // finish moves a job to a final state with set, unless it already is in
-// one or (attempt > 0) another attempt has taken it over, and deletes its
-// payload. It reports whether this call wrote the final state.
+// one or (attempt > 0) another attempt has taken it over, and deletes the
+// payload of a done or cancelled job. It reports whether this call wrote
+// the final state.
 func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*Status)) bool {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()
@@ -428,7 +477,12 @@ func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*
 			s.Percent = 100
 		}
 		s.RetryAt = time.Time{}
-		pid, r.PayloadID, r.Checkpoint = r.PayloadID, "", nil
+		r.Checkpoint, s.Checkpointed = nil, false
+		if s.State == Done || s.State == Cancelled {
+			pid, r.PayloadID = r.PayloadID, ""
+		}
+		// A failed or dead job keeps its payload (until Retention), so
+		// that Requeue can run it again once its cause is fixed.
 		return nil
 	})
 	if err != nil {
