@@ -256,15 +256,18 @@ func (m *Manager) runHandler(ctx context.Context, h Handler, job *Job) (result a
 // heartbeat keeps the claim alive until the handler returns, even after
 // its context was cancelled (a slow handler must not be presumed dead and
 // run twice), and cancels the handler when a user cancels the job or
-// another worker took it over. It watches the record for a prompt reaction
-// and re-reads it on every beat in case a notification was lost.
+// another worker took it over. From the first beat on it watches the
+// record for a prompt reaction, and it re-reads it on every beat in case a
+// notification was lost.
 func (m *Manager) heartbeat(store context.Context, d Delivery, job *Job, stop <-chan struct{}) {
 	wctx, wcancel := context.WithCancel(store)
 	defer wcancel()
-	updates, err := m.records.WatchRecord(wctx, job.id)
-	if err != nil {
-		updates = nil
-	}
+	// The watch starts at the first beat: most jobs finish before it, and
+	// they should not pay for a watcher (a consumer on NATS). Until then a
+	// cancel waits for the first beat's re-read, as it would anyway after
+	// a lost notification.
+	var updates <-chan RecordValue
+	watching := false
 	t := time.NewTicker(m.cfg.HeartbeatInterval)
 	defer t.Stop()
 	check := func(r *record) {
@@ -288,6 +291,12 @@ func (m *Manager) heartbeat(store context.Context, d Delivery, job *Job, stop <-
 				check(r)
 			}
 		case <-t.C:
+			if !watching {
+				watching = true
+				if u, err := m.records.WatchRecord(wctx, job.id); err == nil {
+					updates = u
+				}
+			}
 			ctx, cancel := context.WithTimeout(store, m.cfg.StoreTimeout)
 			if err := d.Extend(ctx); err != nil {
 				m.log.Warn("jobs: cannot extend claim", "job", job.id, "err", err)
