@@ -17,8 +17,8 @@ type Event struct {
 	// one it saw.
 	Seq uint64    `json:"seq"`
 	At  time.Time `json:"at"`
-	// Kind is added, removed, down, ejected, recovered, draining, drained,
-	// undrained, state, repin, spill, reload or reload-failed.
+	// Kind is added, removing, removed, down, ejected, recovered, draining,
+	// drained, undrained, state, repin, spill, reload or reload-failed.
 	Kind    string `json:"kind"`
 	Backend string `json:"backend,omitempty"`
 	Text    string `json:"text"`
@@ -188,25 +188,46 @@ func (s *sampler) derive(prev, cur *reading) {
 	for _, b := range prev.backends {
 		before[b.Name] = b
 	}
-	seen := map[string]bool{} // backend+"\x00"+kind emitted from states
+	// State changes first, so the counters below can tell which changes
+	// they would report twice.
+	type change struct {
+		name                string
+		tr                  transition
+		kind, level, text   string
+		added, removingOnly bool
+	}
+	var changes []change
+	seen := map[string]bool{} // backend+"\x00"+kind seen as a state change
 	now := map[string]bool{}
 	for _, b := range cur.backends {
 		now[b.Name] = true
 		old, existed := before[b.Name]
-		if !existed {
-			s.emit(at, "added", b.Name, "info", fmt.Sprintf("%s added (%s, weight %g), %s", b.Name, b.URL, b.Weight, b.State))
-			continue
+		switch {
+		case !existed:
+			changes = append(changes, change{name: b.Name, added: true, kind: "added", level: "info",
+				text: fmt.Sprintf("%s added (%s, weight %g), %s", b.Name, b.URL, b.Weight, b.State)})
+		case old.State != b.State:
+			kind, level, text := describe(b.Name, old.State, b.State)
+			changes = append(changes, change{name: b.Name, tr: transition{At: at, From: old.State, To: b.State}, kind: kind, level: level, text: text})
+			seen[b.Name+"\x00"+kind] = true
 		}
-		if old.State == b.State {
-			if b.Removing && !old.Removing {
-				s.emit(at, "state", b.Name, "info", b.Name+" is being removed: draining first")
-			}
-			continue
+		if existed && b.Removing && !old.Removing {
+			changes = append(changes, change{name: b.Name, removingOnly: true, kind: "removing", level: "info",
+				text: b.Name + " is being removed: draining first"})
 		}
-		s.noteTransition(b.Name, transition{At: at, From: old.State, To: b.State})
-		kind, level, text := describe(b.Name, old.State, b.State)
-		s.emit(at, kind, b.Name, level, text)
-		seen[b.Name+"\x00"+kind] = true
+	}
+	// A drain that began in this interval precedes whatever state it led
+	// to (drained at once, or hidden behind "down").
+	for _, name := range slices.Sorted(maps.Keys(cur.drains)) {
+		if n := delta(prev.drains[name]["started"], cur.drains[name]["started"]); n > 0 && !seen[name+"\x00draining"] {
+			s.emit(at, "draining", name, "info", name+" draining: no new users")
+		}
+	}
+	for _, c := range changes {
+		if !c.added && !c.removingOnly {
+			s.noteTransition(c.name, c.tr)
+		}
+		s.emit(at, c.kind, c.name, c.level, c.text)
 	}
 	for _, b := range prev.backends {
 		if !now[b.Name] {
@@ -221,11 +242,7 @@ func (s *sampler) derive(prev, cur *reading) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cur.drains)) {
-		phases := cur.drains[name]
-		if n := delta(prev.drains[name]["started"], phases["started"]); n > 0 && !seen[name+"\x00draining"] {
-			s.emit(at, "draining", name, "info", name+" draining: no new users")
-		}
-		if n := delta(prev.drains[name]["drained"], phases["drained"]); n > 0 && !seen[name+"\x00drained"] {
+		if n := delta(prev.drains[name]["drained"], cur.drains[name]["drained"]); n > 0 && !seen[name+"\x00drained"] {
 			s.emit(at, "drained", name, "info", name+" drained")
 		}
 	}

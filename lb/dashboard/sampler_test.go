@@ -208,8 +208,8 @@ func TestEventsFromCounters(t *testing.T) {
 	}
 	got := strings.Join(texts, "\n")
 	want := strings.Join([]string{
-		"ejected: a ejected by passive health checks",
 		"draining: b draining: no new users",
+		"ejected: a ejected by passive health checks",
 		"repin: 3 users re-pinned to another backend (down)",
 		"repin: 1 user re-pinned to another backend (drain)",
 		"spill: 2 users moved off a (overloaded)",
@@ -229,6 +229,20 @@ func TestEventsFromCounters(t *testing.T) {
 	u, _ := s.since(0, evs[0].Seq)
 	if got := kinds(u.Events); got != "ejected:a drained:b" {
 		t.Fatalf("events = %q, want one ejected and one drained", got)
+	}
+}
+
+func TestDrainStartedPrecedesTheStateItLedTo(t *testing.T) {
+	s := newSampler(10, time.Second)
+	s.fold(rd(0, "a", "up", "b", "up"))
+	r := rd(time.Second, "a", "drained", "b", "draining")
+	r.backends[1].Removing = true
+	r.drains["a"] = map[string]float64{"started": 1, "drained": 1}
+	r.drains["b"] = map[string]float64{"started": 1}
+	s.fold(r)
+	u, _ := s.since(0, 0)
+	if got, want := kinds(u.Events), "draining:a drained:a draining:b removing:b"; got != want {
+		t.Fatalf("events = %q, want %q", got, want)
 	}
 }
 

@@ -186,9 +186,9 @@
         cell("Weight", String(+b.weight.toFixed(2)), "num"),
         health,
         el("td", { "data-label": "Actions", class: "actions" },
-          drainish ? el("button", { type: "button", "data-act": "undrain", "data-name": b.name }, "Undrain")
-            : el("button", { type: "button", "data-act": "drain", "data-name": b.name }, "Drain"),
-          el("button", { type: "button", "data-act": "remove", "data-name": b.name, class: "danger" }, "Remove")));
+          drainish ? el("button", { type: "button", "data-act": "undrain", "data-name": b.name, ariaLabel: "Undrain " + b.name }, "Undrain")
+            : el("button", { type: "button", "data-act": "drain", "data-name": b.name, ariaLabel: "Drain " + b.name }, "Drain"),
+          el("button", { type: "button", "data-act": "remove", "data-name": b.name, class: "danger", ariaLabel: "Remove " + b.name }, "Remove")));
     });
     tb.replaceChildren(...rows);
   }
@@ -217,7 +217,9 @@
 
   function renderChart() {
     const box = $("chart");
-    const W = 640, H = 220, L = 44, R = 8, T = 10, B = 24;
+    // Drawn at the box's own width so the labels keep their size on a
+    // phone as on a laptop.
+    const W = Math.max(300, Math.round(box.clientWidth || 640)), H = W < 500 ? 180 : 220, L = 44, R = 8, T = 10, B = 24;
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "requests per second per backend" });
     if (points.length < 2) {
       box.replaceChildren(el("p", { class: "quiet" }, "Collecting samples…"));
@@ -242,7 +244,7 @@
       grid.append(lab);
     }
     const minutes = span / 60000;
-    const step = minutes > 3 ? 60000 : 30000;
+    const step = minutes > 3 ? (W < 500 ? 120000 : 60000) : 30000;
     for (let a = 0; a <= span; a += step) {
       const lab = svg("text", { x: x(t1 - a), y: H - 6, "text-anchor": a === 0 ? "end" : "middle" });
       lab.textContent = a === 0 ? "now" : "-" + (a >= 60000 && a % 60000 === 0 ? a / 60000 + "m" : a / 1000 + "s");
@@ -342,6 +344,12 @@
     } finally {
       btn.disabled = false;
     }
+  });
+
+  let resizeTimer = 0;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(renderChart, 150);
   });
 
   connect(0);
