@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -43,6 +44,12 @@ type Balancer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// cands recycles candidate lists: the slice goes through the Policy
+	// interface, so a stack array would escape and allocate per request.
+	cands sync.Pool
+
+	lastPrune time.Time // maintain's last sweep of pinned-user maps
+
 	closing    atomic.Bool
 	reloadMu   sync.Mutex
 	generated  bool // the signing secret was generated, not configured
@@ -77,6 +84,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 		opts.Tick = 250 * time.Millisecond
 	}
 	bl := &Balancer{log: opts.Logger, opts: opts}
+	bl.cands.New = func() any { s := make([]*Backend, 0, 16); return &s }
 	bl.ctx, bl.cancel = context.WithCancel(context.Background())
 	bl.m = newMetrics(bl)
 	v, err := bl.buildView(cfg, nil)
@@ -178,7 +186,8 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 		if old != nil {
 			if ob := old.byName[bc.Name]; ob != nil && ob.url.String() == u.String() {
 				b = ob
-				b.weight = float64(bc.Weight)
+				b.weightW.Store(math.Float64bits(float64(bc.Weight)))
+				b.updateWeight(time.Now(), cfg.Health.SlowStart)
 			}
 		}
 		if b == nil {
@@ -234,12 +243,14 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 					chosen = b
 					setCookie = p.expires.Sub(nowT) < v.cfg.Sticky.TTL/2
 				} else {
-					bl.m.repins.WithLabelValues(reason).Inc()
-					if reason == "spill" {
-						b.bm.m.spills.WithLabelValues(b.name).Inc()
-					}
 					chosen = bl.pick(v, r, now, tried, b)
-					setCookie = true
+					if chosen != nil && chosen != b { // spill with nowhere better to go stays
+						bl.m.repins.WithLabelValues(reason).Inc()
+						if reason == "spill" {
+							bl.m.spills.WithLabelValues(b.name).Inc()
+						}
+						setCookie = true
+					}
 				}
 			} else {
 				bl.m.badCookies.Inc()
@@ -264,7 +275,13 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 			p.expires = nowT.Add(v.cfg.Sticky.TTL)
 			t.SetCookie = cookieHeader(v.cookieName, v.signer.Sign(p), v.cfg.Sticky.MaxAge, r.Secure())
 		}
-		chosen.notePinned(p.user, now)
+		// Only users who came back with the cookie count as pinned users:
+		// clients that drop cookies (bots, curl) would each look new.
+		counted := p.user
+		if !havePin {
+			counted = 0
+		}
+		chosen.notePinned(counted, now)
 	}
 	chosen.inflight.Add(1)
 	chosen.total.Add(1)
@@ -306,15 +323,7 @@ func overloaded(v *view, b *Backend, now int64) bool {
 		return false
 	}
 	capacity := v.cfg.Policy.Factor * (total + 1) * b.effectiveWeight() / weights
-	return float64(b.inflight.Load()+1) > ceil(capacity)
-}
-
-func ceil(x float64) float64 {
-	i := float64(int64(x))
-	if i < x {
-		return i + 1
-	}
-	return i
+	return float64(b.inflight.Load()+1) > math.Ceil(capacity)
 }
 
 // panicking reports whether fewer than the panic threshold of the
@@ -341,8 +350,9 @@ func (bl *Balancer) panicking(v *view, now int64) bool {
 // those tried by earlier attempts and avoid (a backend a user is being
 // moved off). In panic mode every non-draining backend is a candidate.
 func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstream, avoid *Backend) *Backend {
-	var buf [32]*Backend
-	c := buf[:0]
+	cp := bl.cands.Get().(*[]*Backend)
+	defer bl.cands.Put(cp)
+	c := (*cp)[:0]
 	panicMode := bl.panicking(v, now)
 	for _, b := range v.backends {
 		if b == avoid || b.draining.Load() || b.drained.Load() || (!panicMode && !b.serving(now)) {
@@ -364,7 +374,10 @@ func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstr
 	if v.hashed {
 		key = hashKey(v.hashKey, r)
 	}
-	return v.policy.Pick(c, key)
+	chosen := v.policy.Pick(c, key)
+	clear(c)
+	*cp = c
+	return chosen
 }
 
 // hashKey extracts the Hash policy's key; a missing header or cookie falls
@@ -396,7 +409,8 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 	if v.cfg.Health.Passive.Disabled {
 		return
 	}
-	if o.Err != nil || o.Status >= 500 || o.Status == 0 {
+	// A client that went away leaves Status 0 and no Err: not the backend's fault.
+	if o.Err != nil || o.Status >= 500 {
 		bl.passiveFailure(v, b, o)
 	} else if b.consecFails.Load() != 0 {
 		b.consecFails.Store(0)
@@ -516,7 +530,14 @@ func (bl *Balancer) maintain() {
 	nowT := time.Now()
 	now := nowT.UnixNano()
 	var remove []*Backend
+	prune := nowT.Sub(bl.lastPrune) >= pruneEvery
+	if prune {
+		bl.lastPrune = nowT
+	}
 	for _, b := range v.backends {
+		if prune {
+			b.recentUsers(now, v.cfg.Drain.Idle) // forget users gone quiet
+		}
 		if e := b.ejectedTo.Load(); e != 0 && now >= e {
 			if b.ejectedTo.CompareAndSwap(e, 0) {
 				bl.log.Info("backend back from ejection", "backend", b.name)
@@ -554,9 +575,13 @@ func (bl *Balancer) maintain() {
 		}
 	}
 	for _, b := range remove {
-		bl.removeNow(b.name)
+		bl.removeNow(b)
 	}
 }
+
+// pruneEvery is how often the pinned-user maps drop users idle for longer
+// than drain.idle, so they stay bounded without anyone reading them.
+const pruneEvery = 5 * time.Second
 
 // errors the admin API maps to statuses.
 var (
@@ -653,18 +678,20 @@ func (bl *Balancer) Remove(name string) error {
 	b.removing = true
 	b.mu.Unlock()
 	if b.drained.Load() {
-		bl.removeNow(name)
+		bl.removeNow(b)
 		return nil
 	}
 	return bl.Drain(name)
 }
 
-func (bl *Balancer) removeNow(name string) {
+// removeNow takes b out of the view, if it is still there (a reload may
+// have replaced it with a backend of the same name).
+func (bl *Balancer) removeNow(b *Backend) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	v := bl.view.Load()
-	b := v.byName[name]
-	if b == nil {
+	name := b.name
+	if v.byName[name] != b {
 		return
 	}
 	nv := *v
@@ -690,7 +717,9 @@ func (bl *Balancer) retire(b *Backend, window time.Duration) {
 	}
 	b.up.Close()
 	bl.closeTunnelsAsync(b.tunnelList(), 1012, "service restart", window)
-	bl.m.forget(b.name)
+	if bl.view.Load().byName[b.name] == nil {
+		bl.m.forget(b.name) // a same-named successor keeps the series
+	}
 }
 
 func cloneMap(m map[string]*Backend) map[string]*Backend {
@@ -707,7 +736,7 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 	c := *cfg
 	c.Backends = make([]BackendConfig, len(bs))
 	for i, b := range bs {
-		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.weight)}
+		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight())}
 	}
 	return &c
 }
@@ -739,6 +768,7 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		ob := old.byName[b.name]
 		if ob != b {
 			bl.startHealth(b, cfg.Health.Active)
+			b.startRamp(time.Now(), cfg.Health.SlowStart)
 			continue
 		}
 		b.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,11 @@ func (cc *clientConn) serve() {
 	si := &s.impl
 	tunneled := false
 	defer func() {
+		if v := recover(); v != nil {
+			// Like net/http: a panic (in Route, say) ends this connection,
+			// not the process.
+			si.log.Error("proxy: panic serving a connection", "client", cc.req.impl.peer, "panic", v, "stack", string(debug.Stack()))
+		}
 		if !tunneled {
 			s.release(cc)
 		}
@@ -83,7 +89,9 @@ func (cc *clientConn) serve() {
 	for {
 		n, err := cc.readHead()
 		if err != nil {
-			cc.headError(err)
+			if cc.headError(err) {
+				cc.linger()
+			}
 			return
 		}
 		keep, tun := cc.handle(n)
@@ -94,11 +102,31 @@ func (cc *clientConn) serve() {
 		}
 		if !keep {
 			cc.bw.Flush()
-			closeWrite(cc.c)
+			cc.linger()
 			return
 		}
 	}
 }
+
+// linger half-closes and reads what the client still sends for a short
+// while before the close: closing with unread bytes resets the connection,
+// and a reset can destroy the response the client has not read yet.
+func (cc *clientConn) linger() {
+	closeWrite(cc.c)
+	cc.c.SetReadDeadline(time.Now().Add(lingerFor))
+	for n := 0; n < lingerBytes; {
+		m, err := cc.c.Read(cc.rd.buf)
+		n += m
+		if err != nil {
+			return
+		}
+	}
+}
+
+const (
+	lingerFor   = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
 
 // readHead waits for the next request head and parses it. Bytes a client
 // pipelined stay buffered; before it blocks, it flushes the responses
@@ -164,12 +192,14 @@ func (cc *clientConn) readHead() (int, error) {
 }
 
 // headError answers a request that could not be read.
-func (cc *clientConn) headError(err error) {
+func (cc *clientConn) headError(err error) bool {
 	var he *httpError
 	if errors.As(err, &he) {
 		cc.s.impl.log.Info("proxy: bad request", "client", cc.req.impl.peer, "status", he.status, "err", he.msg)
 		cc.fail(he.status, false)
+		return true
 	}
+	return false
 }
 
 func (cc *clientConn) idempotent() bool {
@@ -195,7 +225,9 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 	r.b = cc.hb
 	cc.rd.consume(n)
 	cc.req.Attempt, cc.req.Tried, cc.req.LastErr = 0, nil, nil
-	ws := r.isWebSocket()
+	// An upgrade carrying a body is served as a plain request: the body
+	// and the tunnel would both want the client's read side.
+	ws := r.isWebSocket() && !r.chunked && r.cl <= 0
 	keep = r.minor == 1 && !r.connClose && !ws && !si.shutting.Load()
 
 	kind := bodyNone
@@ -235,10 +267,12 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 		}
 		if err != nil {
 			status := 502
-			if errors.Is(err, ErrNoUpstream) {
+			if errors.Is(err, ErrNoUpstream) && attempt == 0 {
+				// On a retry, the first upstream's failure is the story.
 				status = 503
 			}
-			si.log.Warn("proxy: no route", "client", r.peer, "method", r.method(), "path", r.path(), "status", status, "err", err)
+			si.log.Warn("proxy: no route", "client", r.peer, "method", string(r.method()), "path", string(r.path()),
+				"status", status, "err", err, "attempt", attempt, "first_err", cc.req.LastErr)
 			cc.access(status, nil, 0, 0)
 			cc.fail(status, keep && cc.reqBody.done)
 			return keep && cc.reqBody.done, nil
@@ -269,14 +303,14 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 				status = 504
 			}
 			si.log.Warn("proxy: upstream failed", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", r.method(), "path", r.path(), "status", status, "err", res.err)
+				"method", string(r.method()), "path", string(r.path()), "status", status, "err", res.err)
 			cc.access(status, nil, 0, time.Since(start))
 			cc.fail(status, keep && cc.reqBody.done)
 			return keep && cc.reqBody.done, nil
 		}
 		if res.err != nil {
 			si.log.Warn("proxy: upstream failed mid-response", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", r.method(), "path", r.path(), "status", res.status, "err", res.err)
+				"method", string(r.method()), "path", string(r.path()), "status", res.status, "err", res.err)
 		}
 		cc.access(res.status, t.Upstream, cc.respBody.total, time.Since(start))
 		if res.tunnel != nil {
@@ -361,7 +395,6 @@ func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 	u := &t.Upstream.impl
 	uc := u.get(si.clk.get(), si.to.UpstreamIdle)
 	reused := uc != nil
-	var n int
 	for {
 		if uc == nil {
 			var err error
@@ -371,36 +404,122 @@ func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 				return res
 			}
 		}
-		err := cc.sendRequest(uc, u, &res)
+		if !cc.reqBody.done {
+			return cc.exchangeStreaming(t, uc, ws, keep, res)
+		}
+		err := cc.sendHead(uc, u)
 		got := false
+		var n int
 		if err == nil {
 			n, got, err = cc.readRespHead(uc)
 		}
 		if err == nil {
-			break
-		}
-		uc.c.Close()
-		if res.clientErr != nil {
+			res, reusable := cc.relay(t, uc, n, ws, keep, res)
+			cc.finish(t, uc, res, reusable)
 			return res
 		}
+		uc.c.Close()
 		// A pooled connection the upstream closed while it idled fails
-		// at once with nothing read: dial afresh, once.
-		if reused && !got && !res.streamed && !isTimeout(err) {
+		// at once with nothing read: dial afresh, once. The request is
+		// whole in memory, so it can be sent again.
+		if reused && !got && !isTimeout(err) {
 			uc, reused = nil, false
 			continue
 		}
-		if isTimeout(err) {
-			err = fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
-		}
+		res.err = upstreamErr(err)
+		return res
+	}
+}
+
+// finish pools or closes the upstream connection after an exchange.
+func (cc *clientConn) finish(t *Target, uc *upConn, res result, reusable bool) {
+	switch {
+	case res.tunnel != nil:
+	case reusable:
+		si := &cc.s.impl
+		t.Upstream.impl.put(uc, si.clk.get(), si.to.UpstreamIdle)
+	default:
+		uc.c.Close()
+	}
+}
+
+func upstreamErr(err error) error {
+	if isTimeout(err) {
+		return fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
+	}
+	return err
+}
+
+// pumped is how streaming a request body ended.
+type pumped struct{ src, dst error }
+
+// exchangeStreaming is exchange for a body too large to buffer: the body
+// streams upstream from a second goroutine while this one waits for and
+// relays the response, so an upstream that answers while it still reads
+// (or instead of reading) is served as it would be directly.
+func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, res result) result {
+	si := &cc.s.impl
+	res.streamed = true
+	cc.send100()
+	if err := cc.sendHead(uc, &t.Upstream.impl); err != nil {
+		uc.c.Close()
 		res.err = err
 		return res
 	}
-	return cc.relay(t, uc, n, ws, keep, res)
+	done := make(chan pumped, 1)
+	go func() {
+		src, dst := cc.reqBody.pump(&cc.rd, si.to.ClientIdle, uc.bw, uc.bw, 0)
+		if src == nil && dst == nil {
+			dst = uc.bw.Flush()
+		}
+		if src != nil {
+			uc.c.Close() // a broken request gets no answer to wait for
+		}
+		done <- pumped{src, dst}
+	}()
+	// stop ends the pump early when the exchange is over without it.
+	stop := func() pumped {
+		select {
+		case p := <-done:
+			return p
+		default:
+		}
+		cc.c.SetReadDeadline(time.Now())
+		p := <-done
+		cc.rd.dl = 0 // re-arm on the next read
+		if p.src != nil && isTimeout(p.src) {
+			p.src = nil // our own doing
+		}
+		return p
+	}
+	n, _, err := cc.readRespHead(uc)
+	if err != nil {
+		uc.c.Close()
+		if p := stop(); p.src != nil {
+			res.clientErr = p.src
+			return res
+		}
+		res.err = upstreamErr(err)
+		return res
+	}
+	res, reusable := cc.relay(t, uc, n, ws, keep, res)
+	var p pumped
+	if reusable {
+		p = <-done
+	} else {
+		uc.c.Close()
+		p = stop()
+	}
+	if p.src != nil || p.dst != nil || !cc.reqBody.done {
+		res.keep, reusable = false, false
+	}
+	cc.finish(t, uc, res, reusable)
+	return res
 }
 
-// sendRequest writes the head and body upstream: one write when the body
-// is buffered.
-func (cc *clientConn) sendRequest(uc *upConn, u *upstreamImpl, res *result) error {
+// sendHead writes the head and the buffered body upstream, in one write
+// when the body is whole.
+func (cc *clientConn) sendHead(uc *upConn, u *upstreamImpl) error {
 	bw := uc.bw
 	bw.Write(cc.out)
 	if cc.needHost {
@@ -410,18 +529,6 @@ func (cc *clientConn) sendRequest(uc *upConn, u *upstreamImpl, res *result) erro
 	}
 	bw.WriteString("\r\n")
 	bw.Write(cc.body)
-	if !cc.reqBody.done {
-		res.streamed = true
-		cc.send100()
-		srcErr, dstErr := cc.reqBody.pump(&cc.rd, cc.s.impl.to.ClientIdle, bw, bw, 0)
-		if srcErr != nil {
-			res.clientErr = srcErr
-			return srcErr
-		}
-		if dstErr != nil {
-			return dstErr
-		}
-	}
 	return bw.Flush()
 }
 
@@ -459,7 +566,7 @@ func (cc *clientConn) readRespHead(uc *upConn) (n int, got bool, err error) {
 
 // relay writes the response whose head is the first n bytes buffered on
 // uc to the client, and its body after it.
-func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res result) result {
+func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res result) (result, bool) {
 	si := &cc.s.impl
 	r := &cc.req.impl
 	rh := &uc.resp
@@ -478,7 +585,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 				err = fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
 			}
 			res.err = err
-			return res
+			return res, false
 		}
 	}
 	res.status = rh.status
@@ -487,7 +594,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 		if !ws || !rh.upgradeWS || !rh.connUpg {
 			uc.c.Close()
 			res.err = errBadUpgrade
-			return res
+			return res, false
 		}
 		cc.writeRespHead(hb, rh, t.SetCookie, bodyNone, false, true)
 		uc.rd.consume(n)
@@ -495,10 +602,10 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 		if err := cc.bw.Flush(); err != nil {
 			uc.c.Close()
 			res.clientErr = errClientGone
-			return res
+			return res, false
 		}
 		res.tunnel = uc
-		return res
+		return res, false
 	}
 	kind := bodyNone
 	noBody := string(r.method()) == "HEAD" || rh.status == 204 || rh.status == 304
@@ -508,7 +615,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 		if !rh.chunked || rh.cl >= 0 {
 			uc.c.Close()
 			res.err = errRespFraming
-			return res
+			return res, false
 		}
 		kind = bodyChunked
 	case rh.cl >= 0:
@@ -518,7 +625,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 	}
 	outChunked := r.minor == 1 && (kind == bodyChunked || kind == bodyClose)
 	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose
-	res.keep = keep && (kind != bodyClose || outChunked)
+	res.keep = keep && (kind != bodyClose || outChunked) && !si.shutting.Load()
 	cc.writeRespHead(hb, rh, t.SetCookie, kind, outChunked, res.keep)
 	uc.rd.consume(n)
 	res.wrote = true
@@ -528,16 +635,13 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 	case srcErr != nil:
 		uc.c.Close()
 		res.err, res.keep = srcErr, false
+		return res, false
 	case dstErr != nil:
 		uc.c.Close()
 		res.clientErr, res.keep = errClientGone, false
-	case keepUp && len(uc.rd.avail()) == 0:
-		u := &t.Upstream.impl
-		u.put(uc, si.clk.get(), si.to.UpstreamIdle)
-	default:
-		uc.c.Close()
+		return res, false
 	}
-	return res
+	return res, keepUp && len(uc.rd.avail()) == 0
 }
 
 // writeRespHead writes the response head for the client: hop-by-hop

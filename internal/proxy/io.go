@@ -33,6 +33,7 @@ func (c *clock) run(stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
+			c.now.Store(0) // get falls back to time.Now for what still runs
 			return
 		case now := <-t.C:
 			c.now.Store(now.UnixNano())

@@ -25,7 +25,6 @@ func TestGetThroughProxy(t *testing.T) {
 	}
 }
 
-
 func TestKeepAliveReusesUpstreamConnection(t *testing.T) {
 	var conns atomic.Int64
 	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, func(hs *http.Server) {
@@ -519,5 +518,124 @@ func TestMaxConnsClosesAtAccept(t *testing.T) {
 	c2.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if !c2.closed() {
 		t.Fatal("second connection over MaxConns was served")
+	}
+}
+
+func TestLargeBodiesStreamBothWays(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d;", n)
+		w.Write([]byte(strings.Repeat("y", 3<<20)))
+	})
+	p := startProxy(t, &Server{Route: one(u), Limits: Limits{RetryBodyBytes: 1024}})
+	c := p.dial()
+	const size = 5 << 20
+	go func() {
+		io.WriteString(c.c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size))
+		io.WriteString(c.c, strings.Repeat("z", size))
+		io.WriteString(c.c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 0; i < 64; i++ {
+			fmt.Fprintf(c.c, "%x\r\n%s\r\n", 40000, strings.Repeat("q", 40000))
+		}
+		io.WriteString(c.c, "0\r\n\r\n")
+	}()
+	for _, want := range []string{fmt.Sprint(size), fmt.Sprint(64 * 40000)} {
+		_, body := c.resp("POST")
+		if !strings.HasPrefix(body, want+";") || len(body) != len(want)+1+3<<20 {
+			t.Fatalf("want %s; got %d bytes starting %q", want, len(body), body[:min(20, len(body))])
+		}
+	}
+}
+
+func TestUpstreamCloseDropsIdleConnections(t *testing.T) {
+	var conns atomic.Int64
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, func(hs *http.Server) {
+		hs.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	u.Close()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, body := c.resp("GET"); res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after Close: %d %q", res.StatusCode, body)
+	}
+	if conns.Load() != 2 {
+		t.Fatalf("backend saw %d connections, want 2 (a fresh dial after Close)", conns.Load())
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "12345") })
+	entries := make(chan AccessEntry, 1)
+	p := startProxy(t, &Server{Route: one(u), AccessLog: func(e AccessEntry) { entries <- e }})
+	c := p.dial()
+	c.send("GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	e := <-entries
+	if e.Method != "GET" || e.Target != "/logged?x=1" || e.Status != 200 || e.Upstream != "b" || e.Bytes != 5 || e.Client.String() != "127.0.0.1" {
+		t.Fatalf("%+v", e)
+	}
+}
+
+func TestFullDuplexEchoOfLargeUpload(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		io.Copy(w, r.Body) // answers while it still reads
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	const size = 16 << 20
+	go func() {
+		fmt.Fprintf(c.c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for i := 0; i < size/len(chunk); i++ {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err != nil || n != size {
+		t.Fatalf("echoed %d bytes (%v), want %d", n, err, size)
+	}
+	// The connection is still usable afterwards.
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, _ := c.resp("GET"); res.StatusCode != 200 {
+		t.Fatalf("next request: %d", res.StatusCode)
+	}
+}
+
+func TestEarlyAnswerToLargeUploadIsRelayed(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big for me", http.StatusRequestEntityTooLarge) // without reading
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	go func() {
+		fmt.Fprintf(c.c, "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, body := c.resp("PUT")
+	if res.StatusCode != 413 || body != "too big for me\n" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if !c.closed() {
+		t.Fatal("connection with an unread body left open")
 	}
 }

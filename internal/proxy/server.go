@@ -226,6 +226,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		}
 		si.mu.Unlock()
 		if busy == 0 {
+			si.stopOnce.Do(func() { close(si.stop) })
 			return nil
 		}
 		select {
