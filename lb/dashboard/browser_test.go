@@ -206,6 +206,12 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2))); err != nil {
 		t.Fatal(err)
 	}
+	// The chart redraws at the phone's width (labels keep their size).
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#chart svg').getAttribute('viewBox')`, func(s string) bool {
+		var w int
+		_, err := fmt.Sscanf(s, "0 0 %d", &w)
+		return err == nil && w < 500
+	})
 	screenshot(t, ctx, "dashboard-phone.png")
 }
 

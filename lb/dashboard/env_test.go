@@ -61,7 +61,12 @@ func newEnv(t *testing.T, n int, token string, mut func(*lb.Config)) *env {
 	e.proxy = "http://" + ln.Addr().String()
 	e.dash = New(bl, Options{Token: token, Admin: bl.AdminHandler(token), Logger: quiet()})
 	t.Cleanup(func() { e.dash.Close() })
-	e.srv = httptest.NewServer(e.dash)
+	// Timeouts far shorter than the admin server's (10 s read, 30 s
+	// write): a live stream must outlast them.
+	e.srv = httptest.NewUnstartedServer(e.dash)
+	e.srv.Config.ReadTimeout = time.Second
+	e.srv.Config.WriteTimeout = time.Second
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
 }

@@ -179,6 +179,8 @@ func (r *sseReader) next() (id string, m streamMessage, err error) {
 	return "", m, io.EOF
 }
 
+// TestStreamSendsJSONAtMostOncePerSecond also proves a stream outlives the
+// server's read and write timeouts (1 s in newEnv): it runs over 2 s.
 func TestStreamSendsJSONAtMostOncePerSecond(t *testing.T) {
 	e := newEnv(t, 3, "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -269,6 +271,49 @@ func TestContextStopsSampler(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sampler did not stop when its context ended")
+	}
+}
+
+// TestReadsTheBalancersMetrics guards the metric names the sampler reads
+// against renames in lb: with traffic, each figure it derives is there.
+func TestReadsTheBalancersMetrics(t *testing.T) {
+	e := newEnv(t, 2, "", nil)
+	for range 4 {
+		res, err := http.Get(e.proxy + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	if err := e.bl.Drain("b1"); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := e.bl.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReading(time.Now(), e.bl.Backends())
+	r.read(fams)
+	if got := r.requests["b1"] + r.requests["b2"]; got != 4 {
+		t.Errorf("%s: read %v requests, want 4", mRequests, got)
+	}
+	if h := r.latency["b2"]; h.count == 0 || len(h.bounds) == 0 {
+		t.Errorf("%s: no histogram for b2: %+v", mLatency, h)
+	}
+	if !r.healthy["b1"] || !r.healthy["b2"] {
+		t.Errorf("%s: %v, want both healthy", mHealthy, r.healthy)
+	}
+	if r.drains["b1"]["started"] != 1 {
+		t.Errorf("%s: %v, want b1 started once", mDrains, r.drains)
+	}
+	names := map[string]bool{}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	for _, n := range []string{mImbalance, mPanic} {
+		if !names[n] {
+			t.Errorf("the registry has no %s", n)
+		}
 	}
 }
 
