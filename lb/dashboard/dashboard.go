@@ -58,7 +58,9 @@ const minUpdate = time.Second
 //	/api/..., /metrics          Options.Admin, when set
 //
 // It samples the balancer in a goroutine that Close (or the end of
-// Options.Context) stops.
+// Options.Context) stops. The page refers to its assets and stream by
+// relative URLs, so it also works mounted under a prefix with
+// http.StripPrefix (set Options.APIPath to match).
 type Dashboard struct {
 	bl      *lb.Balancer
 	opts    Options
@@ -67,6 +69,9 @@ type Dashboard struct {
 	log     *slog.Logger
 	tokenH  [sha256.Size]byte
 	streams chan struct{} // a slot per live stream
+
+	errMu   sync.Mutex
+	lastErr string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -157,8 +162,21 @@ func (d *Dashboard) loop() {
 }
 
 func (d *Dashboard) sampleOnce() {
-	if err := d.s.sample(d.bl, time.Now()); err != nil {
+	err := d.s.sample(d.bl, time.Now())
+	// Log a failing read once, not every second, and say when it heals.
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	d.errMu.Lock()
+	changed := msg != d.lastErr
+	d.lastErr = msg
+	d.errMu.Unlock()
+	switch {
+	case changed && err != nil:
 		d.log.Warn("dashboard: reading the balancer's metrics", "err", err)
+	case changed:
+		d.log.Info("dashboard: reading the balancer's metrics works again")
 	}
 }
 

@@ -33,6 +33,10 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many dashboard streams", http.StatusServiceUnavailable)
 		return
 	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	rc := http.NewResponseController(w)
 	// The server's ReadTimeout would end the request's context mid-stream;
 	// a GET has no body left to read.

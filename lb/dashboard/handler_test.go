@@ -39,6 +39,12 @@ func TestPageListsBackendsWithoutJavaScript(t *testing.T) {
 			t.Errorf("GET %s = %d, %d bytes", p, code, len(body))
 		}
 	}
+	// HEAD answers at once instead of holding a stream open.
+	if res, err := http.Head(e.srv.URL + "/dashboard/events"); err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /dashboard/events: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
 	if code, _, _ := e.get(t, "/nope"); code != http.StatusNotFound {
 		t.Errorf("GET /nope = %d, want 404", code)
 	}

@@ -5,7 +5,6 @@
 (() => {
   const body = document.body;
   const api = body.dataset.api || "/api";
-  const tokenRequired = body.dataset.token === "required";
   const historyLen = +body.dataset.history || 300;
   const TOKEN_KEY = "unstuck.lb.adminToken";
   const SVG = "http://www.w3.org/2000/svg";
@@ -83,19 +82,16 @@
   async function connect(attempt) {
     const ctl = new AbortController();
     abort = ctl;
-    if (tokenRequired && !token) {
-      setFeed("locked", "token needed");
-      tokenInput.focus();
-      return;
-    }
+    // Without a token in this tab the request may still carry the Basic
+    // credentials a browser signed in with (/?login); the server decides.
     let delay = Math.min(1000 * 2 ** attempt, 10000);
     try {
       const headers = authHeaders({ Accept: "text/event-stream" });
       if (lastId) headers["Last-Event-ID"] = lastId;
       const res = await fetch("dashboard/events", { headers, cache: "no-store", signal: ctl.signal });
       if (res.status === 401) {
-        setFeed("locked", "wrong token");
-        flash("The admin token is missing or wrong.", true);
+        setFeed("locked", token ? "wrong token" : "token needed");
+        if (token) flash("The admin token is wrong.", true);
         tokenInput.focus();
         return;
       }
