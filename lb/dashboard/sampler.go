@@ -268,6 +268,10 @@ func (s *sampler) derive(prev, cur *reading) {
 func describe(name, from, to string) (kind, level, text string) {
 	wasOut := from == lb.StateDown || from == lb.StateEjected
 	switch {
+	case from == lb.StateDrained && to == lb.StateDown:
+		// Drained outranks down, so this is an undrain revealing that
+		// the health checks fail.
+		return "undrained", "warn", name + " back in rotation, but down: health checks fail"
 	case to == lb.StateDown:
 		return "down", "error", name + " is down: health checks fail"
 	case to == lb.StateEjected:
@@ -320,9 +324,9 @@ func (s *sampler) since(seq, eventSeq uint64) (update, <-chan struct{}) {
 		first = s.points[0].Seq
 	}
 	u.Reset = seq == 0 || seq+1 < first || seq > s.seq
-	if seq > s.seq {
-		// The page saw a previous dashboard (a restart): its event
-		// numbers mean nothing here.
+	if u.Reset {
+		// A reset page redraws its event list too (and a page from a
+		// previous dashboard has event numbers that mean nothing here).
 		eventSeq = 0
 	}
 	for _, p := range s.points {

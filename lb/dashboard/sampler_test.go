@@ -173,9 +173,12 @@ func TestEventsFromStateChanges(t *testing.T) {
 	if lvl := u.Events[0].Level; lvl != "error" {
 		t.Errorf("down is level %q, want error", lvl)
 	}
-	s.fold(rd(2*time.Second, "a", "up", "b", "up", "c", "up", "d", "draining", "new", "up"))
+	s.fold(rd(2*time.Second, "a", "up", "b", "up", "c", "down", "d", "draining", "new", "up"))
 	u, _ = s.since(0, 0)
 	want += " recovered:a recovered:b undrained:c draining:d"
+	if e := u.Events[len(u.Events)-2]; !strings.Contains(e.Text, "but down") {
+		t.Errorf("undrain of a failing backend reads %q", e.Text)
+	}
 	if got := kinds(u.Events); got != want {
 		t.Fatalf("events = %q, want %q", got, want)
 	}
@@ -226,7 +229,7 @@ func TestEventsFromCounters(t *testing.T) {
 	c.drains["b"] = map[string]float64{"started": 1, "drained": 1}
 	c.repins, c.spills, c.reloads = b.repins, b.spills, b.reloads
 	s.fold(c)
-	u, _ := s.since(0, evs[0].Seq)
+	u, _ := s.since(2, evs[0].Seq) // a page that saw the second fold
 	if got := kinds(u.Events); got != "ejected:a drained:b" {
 		t.Fatalf("events = %q, want one ejected and one drained", got)
 	}
@@ -271,6 +274,12 @@ func TestHistoryRingAndCatchUp(t *testing.T) {
 	u, _ = s.since(99, 7)
 	if !u.Reset {
 		t.Error("a page from a previous dashboard (seq ahead) must be reset")
+	}
+	// A reset redraws the event list: all events come, whatever the page
+	// had seen.
+	s.fold(rd(5*time.Second, "a", "down"))
+	if u, _ = s.since(1, 1); !u.Reset || len(u.Events) != 1 {
+		t.Errorf("reset page: reset %v, %d events; want all 1", u.Reset, len(u.Events))
 	}
 }
 
