@@ -9,9 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
@@ -80,6 +84,56 @@ func stateOf(name string) string {
 	return fmt.Sprintf(`(document.querySelector('#backends tr[data-name=%q]') || {dataset: {state: 'missing'}}).dataset.state`, name)
 }
 
+// pageErrors collects uncaught exceptions, console errors and browser log
+// errors (such as CSP violations) of the tab.
+type pageErrors struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func listenErrors(t *testing.T, ctx context.Context) *pageErrors {
+	t.Helper()
+	pe := &pageErrors{}
+	err := chromedp.Listen(ctx, func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			msg = "exception: " + ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil {
+				msg += " " + ev.ExceptionDetails.Exception.Description
+			}
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				msg = "console.error"
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				msg = "log: " + ev.Entry.Text
+			}
+		}
+		if msg != "" {
+			pe.mu.Lock()
+			pe.errs = append(pe.errs, msg)
+			pe.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	return pe
+}
+
+func (pe *pageErrors) take() []string {
+	pe.mu.Lock()
+	defer pe.mu.Unlock()
+	e := pe.errs
+	pe.errs = nil
+	return e
+}
+
 func screenshot(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -102,7 +156,8 @@ func screenshot(t *testing.T, ctx context.Context, name string) string {
 
 // TestBrowserShowsBackendDownAndDrains is the operator's path in a real
 // Chromium: sign in with the admin token, see three backends, see one go
-// down when it stops, drain it with its button, add a fourth.
+// down when it stops, drain and undrain it with its buttons, add a fourth
+// with the form, remove the stopped one.
 func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	const token = "browser-test-token-8c1d"
 	e := newEnv(t, 3, token, func(c *lb.Config) {
@@ -134,6 +189,19 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
+
+	errs := listenErrors(t, ctx)
+	// The listener must see what it is meant to catch, or "no errors"
+	// below would prove nothing.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`setTimeout(() => { throw new Error("probe") }, 0)`)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(errs.take()) == 0 {
+			return fmt.Errorf("the error listener saw no probe exception")
+		}
+		return nil
+	})
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/")); err != nil {
 		t.Fatal(err)
@@ -183,6 +251,13 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	}
 	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#backends tr[data-name="b2"] button[data-act]').dataset.act`, func(s string) bool { return s == "undrain" })
 
+	// Undrain: b2 is back in rotation, and still down.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#backends tr[data-name="b2"] button[data-act="undrain"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 10*time.Second, stateOf("b2"), func(s string) bool { return s == "down" })
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#backends tr[data-name="b2"] button[data-act]').dataset.act`, func(s string) bool { return s == "drain" })
+
 	// Add a fourth backend with the form.
 	b4 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "b4") }))
 	t.Cleanup(b4.Close)
@@ -197,12 +272,41 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	waitDOM(t, ctx, 10*time.Second, stateOf("b4"), func(s string) bool { return s == "up" })
 	waitDOM(t, ctx, 5*time.Second, `document.getElementById('events').textContent`, func(s string) bool { return strings.Contains(s, "b4 added") })
 
+	// A 401 logged for the first stream attempt (before the token) is
+	// expected; nothing else may go wrong in the page.
+	for _, m := range errs.take() {
+		if !strings.Contains(m, "401") {
+			t.Errorf("page error: %s", m)
+		} else {
+			t.Logf("expected: %s", m)
+		}
+	}
+
+	screenshot(t, ctx, "dashboard.png")
+
+	// Remove b2 (it drains first; nothing is pinned, so it goes at once).
+	// The browser's confirm() prompt is answered yes.
+	if err := chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS(`#backends tr[data-name="b2"] button[data-act="remove"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 10*time.Second, stateOf("b2"), func(s string) bool { return s == "missing" })
+	waitDOM(t, ctx, 5*time.Second, `document.getElementById('events').textContent`, func(s string) bool { return strings.Contains(s, "b2 removed") })
+	if st := backendState(e.bl, "b2"); st != "missing" {
+		t.Fatalf("balancer still has b2 (%s)", st)
+	}
+
 	// The token is in sessionStorage and nowhere in the document.
 	if html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil || strings.Contains(html, token) {
 		t.Fatalf("the token is in the page's HTML (err %v)", err)
 	}
 
-	screenshot(t, ctx, "dashboard.png")
+	for _, m := range errs.take() {
+		t.Errorf("page error: %s", m)
+	}
+
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2))); err != nil {
 		t.Fatal(err)
 	}
