@@ -27,7 +27,8 @@ type Options struct {
 	Token string
 	// Admin, when set, serves /api/ and /metrics: typically
 	// bl.AdminHandler(token), so the dashboard and the API it calls share
-	// one listener and one handler.
+	// one listener and one handler. Cross-site browser requests that would
+	// change something (a forged form POST) are refused with 403.
 	Admin http.Handler
 	// APIPath is where the page sends admin API calls ["/api"]: change it
 	// when the admin handler is mounted under a prefix.
@@ -125,8 +126,13 @@ func New(bl *lb.Balancer, opts Options) *Dashboard {
 	d.mux.HandleFunc("GET /dashboard/events", d.serveEvents)
 	d.mux.Handle("GET /dashboard/static/", http.StripPrefix("/dashboard/static/", cacheStatic(http.FileServerFS(static))))
 	if opts.Admin != nil {
-		d.mux.Handle("/api/", opts.Admin)
-		d.mux.Handle("/metrics", opts.Admin)
+		// Without a token, any web page the operator visits could POST a
+		// drain to a loopback admin API (a form needs no preflight);
+		// browsers say where a request comes from, so refuse cross-site
+		// changes. curl and other non-browser clients are unaffected.
+		admin := http.NewCrossOriginProtection().Handler(opts.Admin)
+		d.mux.Handle("/api/", admin)
+		d.mux.Handle("/metrics", admin)
 	}
 
 	d.wg.Add(1)

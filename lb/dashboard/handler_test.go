@@ -135,6 +135,39 @@ func TestTokenProtectsDataAndIsNeverInThePage(t *testing.T) {
 	}
 }
 
+func TestAdminAPIRefusesCrossSiteChanges(t *testing.T) {
+	e := newEnv(t, 2, "", nil)
+	post := func(hdr ...string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/api/backends/b1/drain", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	// A page on another site submitting a form to the loopback admin API.
+	if code := post("Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Errorf("cross-site POST = %d, want 403", code)
+	}
+	if code := post("Origin", "https://evil.example"); code != http.StatusForbidden {
+		t.Errorf("POST from another origin = %d, want 403", code)
+	}
+	if st := backendState(e.bl, "b1"); st != "up" {
+		t.Fatalf("a refused request drained b1: %s", st)
+	}
+	// The dashboard's own page, and clients that are not browsers, work.
+	if code := post("Sec-Fetch-Site", "same-origin"); code != http.StatusOK {
+		t.Errorf("same-origin POST = %d, want 200", code)
+	}
+	if code := post(); code != http.StatusOK {
+		t.Errorf("curl-like POST = %d, want 200", code)
+	}
+}
+
 // sseReader reads the dashboard's events as a browser would.
 type sseReader struct {
 	res *http.Response
