@@ -349,7 +349,7 @@ func TestReadsTheBalancersMetrics(t *testing.T) {
 	for _, f := range fams {
 		names[f.GetName()] = true
 	}
-	for _, n := range []string{mImbalance, mPanic} {
+	for _, n := range []string{mImbalance, mPanic, mNoBackend} {
 		if !names[n] {
 			t.Errorf("the registry has no %s", n)
 		}

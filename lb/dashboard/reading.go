@@ -26,6 +26,7 @@ type reading struct {
 	repins    map[string]float64            // reason -> users re-pinned
 	spills    map[string]float64            // backend -> users moved off it
 	reloads   map[string]float64            // result (ok, error) -> reloads
+	noBackend float64                       // requests answered 503 for want of a backend
 	imbalance float64
 	panic     bool
 }
@@ -48,6 +49,7 @@ const (
 	mRepins    = "unstuck_lb_repins_total"
 	mSpills    = "unstuck_lb_spills_total"
 	mReloads   = "unstuck_lb_reloads_total"
+	mNoBackend = "unstuck_lb_no_backend_total"
 	mImbalance = "unstuck_lb_load_imbalance"
 	mPanic     = "unstuck_lb_panic_mode"
 )
@@ -100,6 +102,8 @@ func (r *reading) read(families []*dto.MetricFamily) {
 				r.spills[label(m, "backend")] += m.GetCounter().GetValue()
 			case mReloads:
 				r.reloads[label(m, "result")] += m.GetCounter().GetValue()
+			case mNoBackend:
+				r.noBackend += m.GetCounter().GetValue()
 			case mImbalance:
 				r.imbalance = m.GetGauge().GetValue()
 			case mPanic:

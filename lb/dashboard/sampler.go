@@ -18,7 +18,8 @@ type Event struct {
 	Seq uint64    `json:"seq"`
 	At  time.Time `json:"at"`
 	// Kind is added, removing, removed, down, ejected, recovered, draining,
-	// drained, undrained, state, repin, spill, reload or reload-failed.
+	// drained, undrained, state, repin, spill, unavailable (503s for want
+	// of a backend), panic, reload or reload-failed.
 	Kind    string `json:"kind"`
 	Backend string `json:"backend,omitempty"`
 	Text    string `json:"text"`
@@ -256,6 +257,15 @@ func (s *sampler) derive(prev, cur *reading) {
 			s.emit(at, "spill", name, "info", fmt.Sprintf("%s moved off %s (overloaded)", users(n), name))
 		}
 	}
+	if n := delta(prev.noBackend, cur.noBackend); n > 0 {
+		s.emit(at, "unavailable", "", "error", fmt.Sprintf("%g %s answered 503: no backend available", n, plural(n, "request", "requests")))
+	}
+	switch {
+	case cur.panic && !prev.panic:
+		s.emit(at, "panic", "", "error", "panic mode: too few backends are healthy, all of them take traffic")
+	case prev.panic && !cur.panic:
+		s.emit(at, "panic", "", "info", "panic mode over")
+	}
 	if n := delta(prev.reloads["ok"], cur.reloads["ok"]); n > 0 {
 		s.emit(at, "reload", "", "info", "config reloaded"+times(n))
 	}
@@ -372,9 +382,11 @@ func times(n float64) string {
 	return fmt.Sprintf(" (%g times)", n)
 }
 
-func users(n float64) string {
+func users(n float64) string { return fmt.Sprintf("%g %s", n, plural(n, "user", "users")) }
+
+func plural(n float64, one, many string) string {
 	if n == 1 {
-		return "1 user"
+		return one
 	}
-	return fmt.Sprintf("%g users", n)
+	return many
 }

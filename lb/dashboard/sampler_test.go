@@ -203,6 +203,8 @@ func TestEventsFromCounters(t *testing.T) {
 	b.reloads["error"] = 1                           // +1
 	b.ejections["a"] = 1                             // ejected and back within the second
 	b.drains["b"] = map[string]float64{"started": 1} // draining while down: state still says down
+	b.noBackend = 4
+	b.panic = true
 	s.fold(b)
 	_, _, _, evs, _ := s.current() // newest first
 	var texts []string
@@ -216,6 +218,8 @@ func TestEventsFromCounters(t *testing.T) {
 		"repin: 3 users re-pinned to another backend (down)",
 		"repin: 1 user re-pinned to another backend (drain)",
 		"spill: 2 users moved off a (overloaded)",
+		"unavailable: 4 requests answered 503: no backend available",
+		"panic: panic mode: too few backends are healthy, all of them take traffic",
 		"reload: config reloaded",
 		"reload-failed: config reload refused, old config kept",
 	}, "\n")
@@ -227,11 +231,11 @@ func TestEventsFromCounters(t *testing.T) {
 	c := rd(2*time.Second, "a", "ejected", "b", "drained")
 	c.ejections["a"] = 2
 	c.drains["b"] = map[string]float64{"started": 1, "drained": 1}
-	c.repins, c.spills, c.reloads = b.repins, b.spills, b.reloads
+	c.repins, c.spills, c.reloads, c.noBackend = b.repins, b.spills, b.reloads, b.noBackend
 	s.fold(c)
 	u, _ := s.since(2, evs[0].Seq) // a page that saw the second fold
-	if got := kinds(u.Events); got != "ejected:a drained:b" {
-		t.Fatalf("events = %q, want one ejected and one drained", got)
+	if got := kinds(u.Events); got != "ejected:a drained:b panic:" {
+		t.Fatalf("events = %q, want one ejected, one drained, panic over", got)
 	}
 }
 
