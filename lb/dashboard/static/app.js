@@ -35,6 +35,7 @@
   let backends = [];
   const colorOf = new Map();
   let abort = null;
+  let lastData = 0; // when the stream last delivered bytes
 
   // ---- token ----
   const tokenForm = $("token-form"), tokenInput = $("token");
@@ -90,6 +91,7 @@
       if (lastId) headers["Last-Event-ID"] = lastId;
       const res = await fetch("dashboard/events", { headers, cache: "no-store", signal: ctl.signal });
       if (res.status === 401) {
+        lastData = 0;
         setFeed("locked", token ? "wrong token" : "token needed");
         if (token) flash("The admin token is wrong.", true);
         tokenInput.focus();
@@ -97,6 +99,7 @@
       }
       if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
       setFeed("live", "live");
+      lastData = Date.now();
       attempt = 0;
       delay = 1000;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -104,6 +107,7 @@
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        lastData = Date.now();
         buf += value;
         let i;
         while ((i = buf.indexOf("\n\n")) >= 0) {
@@ -121,6 +125,7 @@
       if (ctl.signal.aborted) return;
     }
     if (ctl.signal.aborted) return;
+    lastData = 0; // the backoff below, not the watchdog, paces retries
     setFeed("retry", "reconnecting");
     setTimeout(() => { if (abort === ctl) connect(attempt + 1); }, delay);
   }
@@ -341,6 +346,18 @@
       btn.disabled = false;
     }
   });
+
+  // The server sends an update every second; a stream silent for 10 s
+  // is dead without having closed (a laptop waking up, a dropped
+  // network), so start another that resumes where this one stopped.
+  setInterval(() => {
+    if (lastData && Date.now() - lastData > 10000 && abort) {
+      lastData = 0;
+      abort.abort();
+      setFeed("retry", "reconnecting");
+      connect(0);
+    }
+  }, 2500);
 
   let resizeTimer = 0;
   window.addEventListener("resize", () => {
