@@ -4,6 +4,7 @@
 "use strict";
 (() => {
   const body = document.body;
+  body.classList.add("js"); // the action buttons work from here on
   const api = body.dataset.api || "/api";
   const historyLen = +body.dataset.history || 300;
   const TOKEN_KEY = "unstuck.lb.adminToken";
