@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -157,13 +158,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) string {
 // TestBrowserShowsBackendDownAndDrains is the operator's path in a real
 // Chromium: sign in with the admin token, see three backends, see one go
 // down when it stops, drain and undrain it with its buttons, add a fourth
-// with the form, remove the stopped one.
+// with the form, see a bad config reload refused, remove the stopped one.
 func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	const token = "browser-test-token-8c1d"
 	e := newEnv(t, 3, token, func(c *lb.Config) {
 		c.Health.Active = lb.ActiveHealthConfig{Path: "/health", Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 2}
 		for i := range c.Backends {
 			c.Backends[i].Weight = 3 - i // b1 3, b2 2, b3 1: three distinct lines in the chart
+		}
+	}, func(o *lb.Options) {
+		// A config file with a mistake: reload must be refused.
+		o.Reload = func() (*lb.Config, error) {
+			return nil, errors.New("unstuck.yaml:7: policy.name: \"fastest\" is not a policy")
 		}
 	})
 	ctx := newBrowser(t)
@@ -292,10 +298,27 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 
 	screenshot(t, ctx, "dashboard.png")
 
+	// The browser's confirm() prompts are answered yes from here on.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`)); err != nil {
+		t.Fatal(err)
+	}
+	// Reload a config with a mistake: the page shows why it was refused,
+	// and the event list records it.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#reload`))); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 5*time.Second, `document.getElementById('flash').textContent`, func(s string) bool { return strings.Contains(s, `"fastest" is not a policy`) })
+	waitDOM(t, ctx, 5*time.Second, `document.getElementById('events').textContent`, func(s string) bool { return strings.Contains(s, "config reload refused") })
+	for _, m := range errs.take() {
+		if strings.Contains(m, "400") { // the refused reload's answer
+			t.Logf("expected: %s", m)
+		} else {
+			t.Errorf("page error: %s", m)
+		}
+	}
+
 	// Remove b2 (it drains first; nothing is pinned, so it goes at once).
-	// The browser's confirm() prompt is answered yes.
 	if err := chromedp.Do(ctx,
-		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
 		chromedp.Click(chromedp.CSS(`#backends tr[data-name="b2"] button[data-act="remove"]`)),
 	); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 // newEnv starts n backends named b1..bn answering their name, a balancer
 // over them (mut adjusts its config) and the dashboard.
-func newEnv(t *testing.T, n int, token string, mut func(*lb.Config)) *env {
+func newEnv(t *testing.T, n int, token string, mut func(*lb.Config), opts ...func(*lb.Options)) *env {
 	t.Helper()
 	e := &env{}
 	cfg := &lb.Config{Admin: lb.AdminConfig{Listen: "off"}, Sticky: lb.StickyConfig{Mode: "none"}}
@@ -47,7 +47,11 @@ func newEnv(t *testing.T, n int, token string, mut func(*lb.Config)) *env {
 	if mut != nil {
 		mut(cfg)
 	}
-	bl, err := lb.New(cfg, lb.Options{Logger: quiet(), Tick: 20 * time.Millisecond})
+	lo := lb.Options{Logger: quiet(), Tick: 20 * time.Millisecond}
+	for _, o := range opts {
+		o(&lo)
+	}
+	bl, err := lb.New(cfg, lo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -330,6 +330,22 @@
     }
   });
 
+  const reload = $("reload");
+  reload.hidden = false;
+  reload.addEventListener("click", async () => {
+    if (!confirm("Reload the balancer's config file? A bad config is refused and the running one kept.")) return;
+    reload.disabled = true;
+    try {
+      const r = await call("POST", "/reload");
+      const later = (r && r.restart_needed_for) || [];
+      flash("Config reloaded." + (later.length ? " Needs a restart to apply: " + later.join(", ") + "." : ""));
+    } catch (err) {
+      flash("reload: " + err.message, true);
+    } finally {
+      reload.disabled = false;
+    }
+  });
+
   $("add-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = ev.target;
