@@ -155,6 +155,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) string {
 	return p
 }
 
+// The README's picture comes from this test:
+//
+//	UNSTUCK_SCREENSHOT_WARMUP=80s UNSTUCK_SCREENSHOT_DIR=/tmp go test -run Browser ./lb/dashboard/
+//	cp /tmp/dashboard.png docs/
+//
 // TestBrowserShowsBackendDownAndDrains is the operator's path in a real
 // Chromium: sign in with the admin token, see three backends, see one go
 // down when it stops, drain and undrain it with its buttons, add a fourth
@@ -271,13 +276,6 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	}
 	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#backends tr[data-name="b2"] button[data-act]').dataset.act`, func(s string) bool { return s == "undrain" })
 
-	// Undrain: b2 is back in rotation, and still down.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#backends tr[data-name="b2"] button[data-act="undrain"]`))); err != nil {
-		t.Fatal(err)
-	}
-	waitDOM(t, ctx, 10*time.Second, stateOf("b2"), func(s string) bool { return s == "down" })
-	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#backends tr[data-name="b2"] button[data-act]').dataset.act`, func(s string) bool { return s == "drain" })
-
 	// Add a fourth backend with the form.
 	b4 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "b4") }))
 	t.Cleanup(b4.Close)
@@ -297,6 +295,13 @@ func TestBrowserShowsBackendDownAndDrains(t *testing.T) {
 	}
 
 	screenshot(t, ctx, "dashboard.png")
+
+	// Undrain: b2 is back in rotation, and still down.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#backends tr[data-name="b2"] button[data-act="undrain"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 10*time.Second, stateOf("b2"), func(s string) bool { return s == "down" })
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('#backends tr[data-name="b2"] button[data-act]').dataset.act`, func(s string) bool { return s == "drain" })
 
 	// The browser's confirm() prompts are answered yes from here on.
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`)); err != nil {
