@@ -168,7 +168,7 @@ func (d *Dashboard) loop() {
 }
 
 func (d *Dashboard) sampleOnce() {
-	err := d.s.sample(d.bl, time.Now())
+	err := d.s.sample(d.bl)
 	// Log a failing read once, not every second, and say when it heals.
 	msg := ""
 	if err != nil {

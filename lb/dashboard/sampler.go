@@ -113,12 +113,16 @@ func newSampler(historyLen int, interval time.Duration) *sampler {
 }
 
 // sample reads the balancer once and folds the reading in.
-func (s *sampler) sample(bl *lb.Balancer, now time.Time) error {
-	r := newReading(now, bl.Backends())
+func (s *sampler) sample(bl *lb.Balancer) error {
+	backends := bl.Backends()
 	fams, err := bl.Registry().Gather()
 	if err != nil && len(fams) == 0 {
 		return err
 	}
+	// Stamped when the counters were read, not when the sample was due:
+	// on a busy machine the two differ, and a rate over the wrong span
+	// draws spikes and dips that never happened.
+	r := newReading(time.Now(), backends)
 	// Gather returns what it could even on error; a partial reading is
 	// better than a frozen page.
 	r.read(fams)
