@@ -172,7 +172,8 @@ func (s *sampler) fold(r *reading) {
 		s.derive(prev, r)
 	}
 	for i := range rows {
-		rows[i].Transitions = slices.Clone(s.transitions[rows[i].Name])
+		// Never null in the JSON: an empty list reads as "no change seen".
+		rows[i].Transitions = append([]transition{}, s.transitions[rows[i].Name]...)
 	}
 	s.rows = rows
 	s.points = append(s.points, pt)
