@@ -125,7 +125,7 @@ func (b *NATSBroker) token(ch string) string {
 }
 func (b *NATSBroker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b.token(ch) }
 func (b *NATSBroker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
-func (b *NATSBroker) currentEpoch() string        { return b.epoch.Load().(string) }
+func (b *NATSBroker) currentEpoch() string         { return b.epoch.Load().(string) }
 
 const prevHeader = "Rt-Prev"
 

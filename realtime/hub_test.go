@@ -264,4 +264,3 @@ func TestClientJSIsServed(t *testing.T) {
 		t.Fatalf("healthz %d", resp.StatusCode)
 	}
 }
-
