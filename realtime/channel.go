@@ -257,7 +257,9 @@ func (h *Hub) unsubscribe(c *conn, name string) bool {
 	delete(ch.present, c.id)
 	ch.mu.Unlock()
 	delete(c.subs, name)
-	if wasPresent {
+	// After Close (h.ctx done) the instance behaves as if it had died:
+	// its entries lapse with their TTL, the path every crash takes.
+	if wasPresent && h.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := h.presence.RemovePresence(ctx, name, []string{c.id}); err != nil {
 			h.log.Warn("realtime: presence removal failed; the entry expires with its TTL", "channel", name, "err", err)

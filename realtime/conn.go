@@ -90,6 +90,7 @@ func (c *conn) readLoop() {
 	bucket := tokenBucket{rate: l.Rate, burst: float64(l.Burst), tokens: float64(l.Burst), last: time.Now()}
 	idle := 3 * h.cfg.PingInterval
 	overruns := 0
+	closing := false
 	for {
 		ctx, cancel := context.WithTimeout(c.ctx, idle)
 		typ, data, err := c.ws.Read(ctx)
@@ -98,11 +99,15 @@ func (c *conn) readLoop() {
 			c.ws.CloseNow()
 			return
 		}
+		if closing {
+			continue // until the close handshake ends the read
+		}
 		if !bucket.allow(time.Now()) {
 			overruns++
 			if overruns > l.Burst {
 				c.closeWith(CloseRateLimited, "rate limit exceeded", nil)
-				return
+				closing = true
+				continue
 			}
 			c.send(errorFrame(0, ErrCodeRateLimited, "too many commands; slow down"))
 			continue
@@ -148,8 +153,8 @@ func (c *conn) handle(cmd Command) {
 		if cmd.Recover {
 			r.Recovered = ptr(res.recovered)
 		}
-		c.send(r.encode())
 		if cmd.Presence && h.presence != nil {
+			// Joined before the reply, so the client sees itself present.
 			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 			err := h.presence.SetPresence(ctx, cmd.Channel, []PresenceEntry{{Client: c.id, User: c.user}}, h.cfg.PresenceTTL)
 			cancel()
@@ -157,6 +162,7 @@ func (c *conn) handle(cmd Command) {
 				h.log.Warn("realtime: presence join failed; the heartbeat retries", "channel", cmd.Channel, "err", err)
 			}
 		}
+		c.send(r.encode())
 	case CmdUnsubscribe:
 		if _, ok := c.subs[cmd.Channel]; !ok {
 			c.send(errorFrame(cmd.ID, ErrCodeNotFound, "not subscribed to "+cmd.Channel))
@@ -235,6 +241,7 @@ func (c *conn) send(frame []byte) {
 	if len(c.queue) >= l.SendQueue || c.queued+len(frame) > l.SendQueueBytes {
 		c.closing = true
 		c.queue, c.queued = nil, 0
+		c.hub.slow.Add(1)
 		go func() {
 			// The writer may be stuck on this very client; closing the
 			// socket unblocks it.

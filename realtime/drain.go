@@ -74,7 +74,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the hub at once: every socket is cut and the broker stops.
-// Prefer Shutdown, which spreads reconnects.
+// Like a crash, it leaves presence entries to lapse within PresenceTTL.
+// Prefer Shutdown, which spreads reconnects and removes presence.
 func (h *Hub) Close() error {
 	h.mu.Lock()
 	h.draining = true

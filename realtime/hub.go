@@ -127,6 +127,7 @@ type Hub struct {
 
 	resync   chan struct{}
 	accepted atomic.Int64
+	slow     atomic.Int64
 	stopOnce sync.Once
 }
 
@@ -277,13 +278,16 @@ type Stats struct {
 	Channels    int
 	// Accepted counts connections accepted since New.
 	Accepted int64
+	// SlowConsumers counts connections closed because their send queue
+	// overflowed.
+	SlowConsumers int64
 }
 
 // Stats returns the hub's current load.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return Stats{Connections: len(h.clients), Channels: len(h.channels), Accepted: h.accepted.Load()}
+	return Stats{Connections: len(h.clients), Channels: len(h.channels), Accepted: h.accepted.Load(), SlowConsumers: h.slow.Load()}
 }
 
 // brokerHandler keeps HandlePublication off the Hub's exported API.

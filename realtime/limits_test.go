@@ -1,0 +1,129 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/unstuck-dev/unstuck/internal/testenv"
+)
+
+func redisHub(t *testing.T, mut func(*Config)) testHub {
+	r := testenv.Redis(t)
+	return startHub(t, newRedisBrokerT(t, r.Addr(), nil), mut)
+}
+
+func TestOversizedFrameClosesWith1009(t *testing.T) {
+	h := redisHub(t, func(c *Config) { c.Limits.MessageSize = 1024 })
+	c := dial(t, h.wsURL("u"))
+	c.send(map[string]any{"type": "publish", "channel": "c", "data": strings.Repeat("x", 2000)})
+	if code := c.waitClosed(); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+	if _, err := h.Publish(context.Background(), "c", []byte(`"`+strings.Repeat("x", 2000)+`"`)); err == nil {
+		t.Fatal("Hub.Publish accepted a message over the size limit")
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	h := redisHub(t, func(c *Config) { c.Limits.Rate = 1; c.Limits.Burst = 3 })
+	c := dial(t, h.wsURL("u"))
+	for range 20 {
+		// The hub may close mid-way: that is the behaviour under test.
+		_ = c.ws.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping","id":1}`))
+	}
+	pongs, limited := 0, 0
+	for {
+		f, err := c.next(func(frame) bool { return true }, 15*time.Second)
+		if err != nil {
+			break
+		}
+		switch {
+		case f.Type == FramePong:
+			pongs++
+		case f.Type == FrameError && f.Code == ErrCodeRateLimited:
+			limited++
+		}
+	}
+	if code := c.waitClosed(); code != CloseRateLimited {
+		t.Fatalf("close code %d, want %d", code, CloseRateLimited)
+	}
+	if pongs < 3 || pongs > 6 || limited == 0 {
+		t.Fatalf("%d pongs and %d rate_limited errors for 20 pings at burst 3", pongs, limited)
+	}
+}
+
+// A client that stops reading is dropped with CloseSlowConsumer once its
+// queue overflows; a reading client on the same channel gets everything
+// and publishing never waits for the slow one.
+func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
+	h := redisHub(t, func(c *Config) { c.Limits.SendQueue = 16 })
+	fast := dial(t, h.wsURL("fast"))
+	fast.subscribe("fire")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	slow, _, err := websocket.Dial(ctx, h.wsURL("slow"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.CloseNow()
+	slow.SetReadLimit(1 << 20)
+	if err := slow.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channel":"fire"}`)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		ch := h.lookup("fire")
+		if ch == nil {
+			return errors.New("no channel")
+		}
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		if len(ch.subs) != 2 {
+			return errors.New("slow client not subscribed yet")
+		}
+		return nil
+	})
+	payload := []byte(`"` + strings.Repeat("x", 32<<10) + `"`)
+	n := 0
+	for h.Stats().SlowConsumers == 0 {
+		if n > 5000 {
+			t.Fatal("no slow consumer detected after 5000 messages of 32 KiB")
+		}
+		if _, err := h.Publish(ctx, "fire", payload); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if n%16 == 0 {
+			// Keep pace with the fast client so only the slow one lags.
+			for range 16 {
+				fast.message("fire")
+			}
+		}
+	}
+	for range n % 16 {
+		fast.message("fire")
+	}
+	// Now read the slow socket: after what was in flight comes the close.
+	var code websocket.StatusCode
+	for {
+		_, _, err := slow.Read(ctx)
+		if err != nil {
+			code = websocket.CloseStatus(err)
+			break
+		}
+	}
+	if code != CloseSlowConsumer {
+		t.Fatalf("slow client closed with %d, want %d", code, CloseSlowConsumer)
+	}
+	// The fast client is still served.
+	if _, err := h.Publish(ctx, "fire", []byte(`"after"`)); err != nil {
+		t.Fatal(err)
+	}
+	if f := fast.message("fire"); string(f.Data) != `"after"` {
+		t.Fatalf("fast client got %s", f.Data)
+	}
+}
