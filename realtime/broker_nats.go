@@ -61,8 +61,10 @@ type NATSBroker struct {
 
 	pubLocks [64]sync.Mutex // serialize this instance's publishers per channel
 
-	kvMu sync.Mutex
-	kv   jetstream.KeyValue
+	kvMu     sync.Mutex
+	kv       jetstream.KeyValue
+	instance string              // names this broker's presence heartbeat
+	written  map[string]struct{} // presence keys this instance has stored
 }
 
 var (
@@ -88,7 +90,8 @@ func NewNATSBroker(ctx context.Context, cfg NATSConfig) (*NATSBroker, error) {
 		return nil, fmt.Errorf("realtime: jetstream: %w", err)
 	}
 	b := &NATSBroker{cfg: cfg, js: js, msgs: make(chan *nats.Msg, 8192),
-		subs: map[string]*nats.Subscription{}, last: map[string]uint64{}}
+		subs: map[string]*nats.Subscription{}, last: map[string]uint64{},
+		instance: randomID(), written: map[string]struct{}{}}
 	if err := b.ensureStream(ctx); err != nil {
 		return nil, err
 	}
@@ -312,6 +315,10 @@ func (b *NATSBroker) Run(ctx context.Context, h BrokerHandler) error {
 			b.mu.Lock()
 			clear(b.last)
 			b.mu.Unlock()
+			b.kvMu.Lock()
+			clear(b.written) // a restarted server may have lost them
+			b.kv = nil
+			b.kvMu.Unlock()
 			h.Reconnected()
 		case m := <-b.msgs:
 			tok, ok := strings.CutPrefix(m.Subject, live)
@@ -343,28 +350,22 @@ func (b *NATSBroker) wrap(op string, err error) error {
 	return fmt.Errorf("%w: nats %s: %v", ErrBackplaneUnavailable, op, err)
 }
 
-// presence keys are <channel token>.<client>; the value carries the user
-// and the expiry, and the bucket's MaxAge removes what no heartbeat
-// refreshed.
-func (b *NATSBroker) presenceKV(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
+// Presence in NATS: a key per present client, "c.<channel>.<client>",
+// written once on join with the instance that holds it, and a key per
+// instance, "i.<instance>", holding its heartbeat's expiry. Heartbeats
+// rewrite only the instance key: rewriting every entry would make the
+// bucket's key listing (a snapshot that skips keys superseded while it
+// runs) miss live entries. A reader drops entries whose instance's
+// heartbeat lapsed, and purges them, so a dead instance's entries vanish
+// within the TTL.
+func (b *NATSBroker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
 	b.kvMu.Lock()
 	defer b.kvMu.Unlock()
 	if b.kv != nil {
 		return b.kv, nil
 	}
-	if ttl <= 0 {
-		kv, err := b.js.KeyValue(ctx, b.cfg.PresenceBucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, b.wrap("presence bucket", err)
-		}
-		b.kv = kv
-		return kv, nil
-	}
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: b.cfg.PresenceBucket, TTL: 2 * ttl, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
+		Bucket: b.cfg.PresenceBucket, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
 	})
 	if err != nil {
 		return nil, b.wrap("presence bucket", err)
@@ -374,24 +375,41 @@ func (b *NATSBroker) presenceKV(ctx context.Context, ttl time.Duration) (jetstre
 }
 
 type natsPresence struct {
-	User    string `json:"u"`
-	Expires int64  `json:"e"`
+	User     string `json:"u"`
+	Instance string `json:"i"`
+}
+
+func (b *NATSBroker) presenceKey(channel, client string) string {
+	return "c." + b.token(channel) + "." + client
 }
 
 // SetPresence implements PresenceStore.
 func (b *NATSBroker) SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx, ttl)
+	kv, err := b.presenceKV(ctx)
 	if err != nil {
 		return err
 	}
-	exp := time.Now().Add(ttl).UnixMilli()
+	exp := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)
+	if _, err := kv.Put(ctx, "i."+b.instance, []byte(exp)); err != nil {
+		return b.wrap("presence", err)
+	}
 	for _, e := range entries {
-		v, _ := json.Marshal(natsPresence{User: e.User, Expires: exp})
-		if _, err := kv.Put(ctx, b.token(channel)+"."+e.Client, v); err != nil {
+		key := b.presenceKey(channel, e.Client)
+		b.kvMu.Lock()
+		_, done := b.written[key]
+		b.kvMu.Unlock()
+		if done {
+			continue
+		}
+		v, _ := json.Marshal(natsPresence{User: e.User, Instance: b.instance})
+		if _, err := kv.Put(ctx, key, v); err != nil {
 			return b.wrap("presence", err)
 		}
+		b.kvMu.Lock()
+		b.written[key] = struct{}{}
+		b.kvMu.Unlock()
 	}
 	return nil
 }
@@ -400,12 +418,16 @@ func (b *NATSBroker) SetPresence(ctx context.Context, channel string, entries []
 func (b *NATSBroker) RemovePresence(ctx context.Context, channel string, clients []string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx, 0)
-	if err != nil || kv == nil {
+	kv, err := b.presenceKV(ctx)
+	if err != nil {
 		return err
 	}
 	for _, c := range clients {
-		if err := kv.Purge(ctx, b.token(channel)+"."+c); err != nil {
+		key := b.presenceKey(channel, c)
+		b.kvMu.Lock()
+		delete(b.written, key)
+		b.kvMu.Unlock()
+		if err := kv.Purge(ctx, key); err != nil {
 			return b.wrap("presence", err)
 		}
 	}
@@ -416,11 +438,11 @@ func (b *NATSBroker) RemovePresence(ctx context.Context, channel string, clients
 func (b *NATSBroker) Presence(ctx context.Context, channel string) ([]PresenceEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx, 0)
-	if err != nil || kv == nil {
+	kv, err := b.presenceKV(ctx)
+	if err != nil {
 		return nil, err
 	}
-	prefix := b.token(channel) + "."
+	prefix := "c." + b.token(channel) + "."
 	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
 	if err != nil {
 		return nil, b.wrap("presence", err)
@@ -430,6 +452,7 @@ func (b *NATSBroker) Presence(ctx context.Context, channel string) ([]PresenceEn
 		keys = append(keys, k)
 	}
 	now := time.Now().UnixMilli()
+	alive := map[string]int64{}
 	out := []PresenceEntry{}
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
@@ -440,10 +463,21 @@ func (b *NATSBroker) Presence(ctx context.Context, channel string) ([]PresenceEn
 			return nil, b.wrap("presence", err)
 		}
 		var p natsPresence
-		if json.Unmarshal(e.Value(), &p) != nil || p.Expires <= now {
+		if json.Unmarshal(e.Value(), &p) != nil {
 			continue
 		}
-		out = append(out, PresenceEntry{Client: strings.TrimPrefix(k, prefix), User: p.User, Expires: p.Expires})
+		exp, seen := alive[p.Instance]
+		if !seen {
+			if ie, err := kv.Get(ctx, "i."+p.Instance); err == nil {
+				exp, _ = strconv.ParseInt(string(ie.Value()), 10, 64)
+			}
+			alive[p.Instance] = exp
+		}
+		if exp <= now {
+			_ = kv.Purge(ctx, k) // its instance died; best effort
+			continue
+		}
+		out = append(out, PresenceEntry{Client: strings.TrimPrefix(k, prefix), User: p.User, Expires: exp})
 	}
 	return out, nil
 }
