@@ -52,10 +52,22 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "publishing time per backend")
 	flag.StringVar(&o.backends, "backends", "redis,nats", "backplanes to measure")
 	flag.IntVar(&o.payload, "payload", 64, "approximate payload bytes")
+	drain := flag.Duration("drain", 0, "instead of throughput, measure reconnects when an instance with -conns clients stops, with this drain window")
+	drainChild := flag.Bool("drainchild", false, "run as the drain client process (internal)")
+	jitter := flag.Bool("jitter", true, "drain clients back off with jitter (internal)")
 	flag.Parse()
 	raiseNoFile()
-	if *child {
+	switch {
+	case *child:
 		runClients(strings.Split(*urls, ","), o)
+		return
+	case *drainChild:
+		runDrainClients(strings.Split(*urls, ","), o.conns, *jitter)
+		return
+	case *drain > 0:
+		if err := runDrain(o, *drain); err != nil {
+			log.Fatal(err)
+		}
 		return
 	}
 	for _, b := range strings.Split(o.backends, ",") {
