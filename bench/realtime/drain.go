@@ -200,4 +200,3 @@ func runDrainClients(urls []string, n int, jitter bool) {
 	os.Stdout.Sync()
 	os.Exit(0)
 }
-
