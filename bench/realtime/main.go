@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,8 @@ type options struct {
 	duration time.Duration
 	backends string
 	payload  int
+
+	cpuprofile string
 }
 
 func main() {
@@ -52,6 +55,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "publishing time per backend")
 	flag.StringVar(&o.backends, "backends", "redis,nats", "backplanes to measure")
 	flag.IntVar(&o.payload, "payload", 64, "approximate payload bytes")
+	cpuprofile := flag.String("cpuprofile", "", "write the hubs' CPU profile (publishing phase) to this file")
 	drain := flag.Duration("drain", 0, "instead of throughput, measure reconnects when an instance with -conns clients stops, with this drain window")
 	drainChild := flag.Bool("drainchild", false, "run as the drain client process (internal)")
 	jitter := flag.Bool("jitter", true, "drain clients back off with jitter (internal)")
@@ -70,6 +74,7 @@ func main() {
 		}
 		return
 	}
+	o.cpuprofile = *cpuprofile
 	for _, b := range strings.Split(o.backends, ",") {
 		if err := runBackend(b, o); err != nil {
 			log.Fatalf("%s: %v", b, err)
@@ -169,6 +174,17 @@ func runBackend(name string, o options) error {
 	// payload carries its send time.
 	pad := strings.Repeat("x", max(0, o.payload-30))
 	var published, failed atomic.Int64
+	if o.cpuprofile != "" {
+		f, err := os.Create(name + "-" + o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	interval := time.Second / time.Duration(o.rate)
 	stopAt := time.Now().Add(o.duration)
 	var wg sync.WaitGroup
