@@ -12,9 +12,9 @@ import (
 	"github.com/coder/websocket"
 )
 
-// conn is one client connection. Its reader runs in the HTTP handler's
-// goroutine; a writer goroutine exists only while frames are queued, so an
-// idle connection costs one goroutine.
+// conn is one client connection. Its reader goroutine lives as long as the
+// socket; a writer and a command worker exist only while they have work,
+// so an idle connection costs one small goroutine.
 type conn struct {
 	hub  *Hub
 	ws   *websocket.Conn

@@ -235,6 +235,21 @@ func TestHandshakeNeedsAuthentication(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status %d, want 401", resp.StatusCode)
 	}
+	// With TokenAuth: a valid token connects as its user, a forged one
+	// is refused before the upgrade.
+	auth := TokenAuth{Secret: []byte(strings.Repeat("k", 32))}
+	ht := startHub(t, newRedisBrokerT(t, r.Addr(), nil), func(c *Config) { c.Authenticate = auth.Authenticate })
+	tok, err := auth.Issue("carol", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "ws" + strings.TrimPrefix(ht.srv.URL, "http") + "/ws?token="
+	if c := dial(t, base+tok); c.hello.User != "carol" {
+		t.Fatalf("connected as %q", c.hello.User)
+	}
+	if _, err := tryDial(t, base+tok+"x"); err == nil {
+		t.Fatal("a forged token connected")
+	}
 	if _, err := New(Config{Broker: newRedisBrokerT(t, r.Addr(), nil)}); err == nil {
 		t.Fatal("a hub without Authenticate was created")
 	}
