@@ -124,6 +124,9 @@ func (h *Hub) fillLocked(ch *channel, p *Publication) {
 		h.resetLocked(ch, hist.Top)
 		return
 	}
+	if len(hist.Publications) > 0 {
+		h.gapsFilled.Add(1)
+	}
 	for _, q := range hist.Publications {
 		h.fanoutLocked(ch, q)
 	}
@@ -163,6 +166,9 @@ func (h *Hub) fanoutLocked(ch *channel, p Publication) {
 // cannot get back: the app should reload the channel's state.
 func (h *Hub) resetLocked(ch *channel, pos Position) {
 	ch.epoch, ch.last, ch.known = pos.Epoch, pos.Offset, true
+	if len(ch.subs) > 0 {
+		h.resets.Add(1)
+	}
 	frame := reply{Type: FrameSubscribed, Channel: ch.name, Offset: ptr(pos.Offset), Epoch: pos.Epoch, Recovered: ptr(false)}.encode()
 	for c, sub := range ch.subs {
 		sub.offset, sub.epoch = pos.Offset, pos.Epoch

@@ -53,6 +53,11 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "realtime: instance is draining; reconnect to another", http.StatusServiceUnavailable)
 		return
 	}
+	if m := h.cfg.Limits.MaxConnections; m > 0 && h.Stats().Connections >= m {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "realtime: instance full; reconnect to another", http.StatusServiceUnavailable)
+		return
+	}
 	user, err := h.cfg.Authenticate(r)
 	if err != nil || user == "" {
 		http.Error(w, "realtime: unauthenticated", http.StatusUnauthorized)
@@ -70,6 +75,12 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		cancel()
 		ws.Close(websocket.StatusServiceRestart, "draining")
+		return
+	}
+	if m := h.cfg.Limits.MaxConnections; m > 0 && len(h.clients) >= m {
+		h.mu.Unlock()
+		cancel()
+		ws.Close(websocket.StatusTryAgainLater, "instance full")
 		return
 	}
 	h.clients[c] = struct{}{}

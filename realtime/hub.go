@@ -95,6 +95,9 @@ type Limits struct {
 	Burst int
 	// MaxSubscriptions per connection (256).
 	MaxSubscriptions int
+	// MaxConnections per hub; beyond it handshakes get 503 so the balancer
+	// tries another instance. 0 means no limit.
+	MaxConnections int
 	// WriteTimeout bounds writing one batch of frames (10 s).
 	WriteTimeout time.Duration
 }
@@ -125,10 +128,12 @@ type Hub struct {
 	clients  map[*conn]struct{}
 	draining bool
 
-	resync   chan struct{}
-	accepted atomic.Int64
-	slow     atomic.Int64
-	stopOnce sync.Once
+	resync     chan struct{}
+	accepted   atomic.Int64
+	slow       atomic.Int64
+	gapsFilled atomic.Int64
+	resets     atomic.Int64
+	stopOnce   sync.Once
 }
 
 // New starts a hub: it runs the broker and the presence heartbeat until
@@ -281,13 +286,18 @@ type Stats struct {
 	// SlowConsumers counts connections closed because their send queue
 	// overflowed.
 	SlowConsumers int64
+	// GapsFilled counts losses in the live stream repaired from history;
+	// Resets counts the times subscribers had to be told recovered:false.
+	GapsFilled int64
+	Resets     int64
 }
 
 // Stats returns the hub's current load.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return Stats{Connections: len(h.clients), Channels: len(h.channels), Accepted: h.accepted.Load(), SlowConsumers: h.slow.Load()}
+	return Stats{Connections: len(h.clients), Channels: len(h.channels), Accepted: h.accepted.Load(), SlowConsumers: h.slow.Load(),
+		GapsFilled: h.gapsFilled.Load(), Resets: h.resets.Load()}
 }
 
 // brokerHandler keeps HandlePublication off the Hub's exported API.

@@ -221,6 +221,9 @@ func TestGapInLiveStreamIsFilledFromHistory(t *testing.T) {
 				t.Fatalf("message %d arrived as n=%d", i, got)
 			}
 		}
+		if s := lossy.Stats(); s.GapsFilled == 0 || s.Resets != 0 {
+			t.Fatalf("every third message was dropped, yet %+v", s)
+		}
 	})
 }
 

@@ -127,3 +127,12 @@ func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
 		t.Fatalf("fast client got %s", f.Data)
 	}
 }
+
+func TestMaxConnections(t *testing.T) {
+	h := redisHub(t, func(c *Config) { c.Limits.MaxConnections = 2 })
+	dial(t, h.wsURL("a"))
+	dial(t, h.wsURL("b"))
+	if _, err := tryDial(t, h.wsURL("c")); err == nil {
+		t.Fatal("a third connection was accepted over MaxConnections=2")
+	}
+}
