@@ -108,6 +108,11 @@ export class Realtime {
     const frame = { type: "subscribe", channel: sub.channel, presence: sub.presence || undefined };
     if (sub.epoch) Object.assign(frame, { recover: true, offset: sub.offset, epoch: sub.epoch });
     this.request(frame).then((r) => {
+      if (this.subs.get(sub.channel) !== sub) {
+        // Unsubscribed while the subscribe was in flight.
+        this.request({ type: "unsubscribe", channel: sub.channel }).catch(() => {});
+        return;
+      }
       sub.active = true;
       this.applyPosition(sub, r);
     }, (err) => {
