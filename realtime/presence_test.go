@@ -41,7 +41,7 @@ func wantUsers(t *testing.T, h testHub, ch string, want ...string) {
 
 func TestPresenceAcrossHubsAndDeadInstance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, mk func() Broker) {
-		const ttl = 1500 * time.Millisecond
+		const ttl = 3 * time.Second
 		hubs := threeHubs(t, mk, func(c *Config) { c.PresenceTTL = ttl })
 		a := dial(t, hubs[0].wsURL("alice"))
 		b := dial(t, hubs[1].wsURL("bob"))
@@ -58,7 +58,7 @@ func TestPresenceAcrossHubsAndDeadInstance(t *testing.T) {
 		}
 		wantUsers(t, hubs[2], "room", "alice", "bob")
 		// Entries outlive several TTLs while their instance heartbeats.
-		deadline := time.Now().Add(2 * ttl)
+		deadline := time.Now().Add(ttl) // past the join's expiry: only heartbeats keep it
 		for time.Now().Before(deadline) {
 			if got, _ := presentUsers(t, hubs[2], "room"); !slices.Equal(got, []string{"alice", "bob"}) {
 				t.Fatalf("a live entry lapsed: %v", got)
