@@ -57,12 +57,16 @@ func TestPresenceAcrossHubsAndDeadInstance(t *testing.T) {
 			t.Fatalf("presence reply %+v", f)
 		}
 		wantUsers(t, hubs[2], "room", "alice", "bob")
-		// Entries outlive several TTLs while their instance heartbeats.
-		deadline := time.Now().Add(ttl) // past the join's expiry: only heartbeats keep it
+		// Entries outlive their TTL while their instance heartbeats: watch
+		// past the join's own expiry (sampling every 50 ms).
+		deadline := time.Now().Add(ttl)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
 		for time.Now().Before(deadline) {
 			if got, _ := presentUsers(t, hubs[2], "room"); !slices.Equal(got, []string{"alice", "bob"}) {
 				t.Fatalf("a live entry lapsed: %v", got)
 			}
+			<-tick.C
 		}
 		// Leaving removes the entry at once.
 		if f := b.reply(map[string]any{"type": "unsubscribe", "channel": "room"}); f.Type != FrameUnsubscribed {
