@@ -149,10 +149,18 @@ func ValidChannel(name string) error {
 	return nil
 }
 
-// appendJSONString appends s as a JSON string.
+// appendJSONString appends s as a JSON string. Channel names and epochs
+// are plain ASCII, so the common case is a copy between quotes.
 func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(dst, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // encodeMessage builds the frame for one publication once, so fanning it

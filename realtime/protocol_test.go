@@ -153,3 +153,14 @@ func TestTokenAuth(t *testing.T) {
 		t.Error("user with | accepted")
 	}
 }
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "chat:1", "$user:a@b", `q"uote`, `back\slash`, "ctl\x01", "<&>", "é", "\u2028"} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		_ = enc.Encode(s)
+		if got := string(appendJSONString(nil, s)); got != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("%q: got %s, want %s", s, got, want.String())
+		}
+	}
+}
