@@ -57,12 +57,21 @@ export class Realtime {
   connect() {
     if (!this.stopped) return this;
     this.stopped = false;
+    if (typeof window !== "undefined" && !this.onlineHook) {
+      // Back online: skip the rest of a long backoff.
+      this.onlineHook = () => {
+        if (!this.stopped && this.ws === null) { clearTimeout(this.timer); this.open(); }
+      };
+      window.addEventListener("online", this.onlineHook);
+    }
     this.open();
     return this;
   }
 
   close() {
     this.stopped = true;
+    if (this.onlineHook) window.removeEventListener("online", this.onlineHook);
+    this.onlineHook = null;
     clearTimeout(this.timer);
     clearInterval(this.pingTimer);
     if (this.ws) this.ws.close(1000, "client closed");
