@@ -148,15 +148,19 @@ export class Realtime {
   }
 
   async open() {
+    if (this.opening || this.ws !== null) return; // one socket at a time
+    this.opening = true;
     this.emit("state", "connecting");
     let url;
     try {
       url = typeof this.url === "function" ? await this.url() : this.url;
     } catch (e) {
+      this.opening = false;
       this.emit("error", e);
       this.scheduleReconnect();
       return;
     }
+    this.opening = false;
     if (this.stopped) return;
     const ws = new WebSocket(url);
     this.ws = ws;
