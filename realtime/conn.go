@@ -3,6 +3,7 @@ package realtime
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -141,7 +142,7 @@ func (c *conn) readLoop() {
 				closing = true
 				continue
 			}
-			c.send(errorFrame(0, ErrCodeRateLimited, "too many commands; slow down"))
+			c.send(errorFrame(commandID(data), ErrCodeRateLimited, "too many commands; slow down"))
 			continue
 		}
 		overruns = 0
@@ -165,7 +166,7 @@ func (c *conn) enqueueCommand(data []byte) {
 	}
 	if len(c.cmds) >= 2*c.hub.cfg.Limits.Burst {
 		c.mu.Unlock()
-		c.send(errorFrame(0, ErrCodeRateLimited, "too many commands in flight; slow down"))
+		c.send(errorFrame(commandID(data), ErrCodeRateLimited, "too many commands in flight; slow down"))
 		c.mu.Lock()
 		return
 	}
@@ -198,6 +199,16 @@ func (c *conn) commandLoop() {
 		}
 		c.handle(cmd)
 	}
+}
+
+// commandID extracts only the id of a refused command, so the client can
+// match the refusal to its request and retry it.
+func commandID(data []byte) uint64 {
+	var v struct {
+		ID uint64 `json:"id"`
+	}
+	_ = json.Unmarshal(data, &v)
+	return v.ID
 }
 
 // stopCommands refuses further commands and waits until the queued ones

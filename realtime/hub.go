@@ -87,9 +87,11 @@ type Limits struct {
 	// closed with CloseSlowConsumer rather than slowing anyone else.
 	SendQueue      int
 	SendQueueBytes int
-	// Rate is the sustained commands per second a client may send (20) and
-	// Burst how many at once (50). Commands over the rate are answered
-	// with rate_limited errors; a client that keeps going is closed with
+	// Rate is the sustained commands per second a client may send (50) and
+	// Burst how many at once (300: more than MaxSubscriptions, so a client
+	// resubscribing everything after a reconnect is never refused).
+	// Commands over the rate are answered with rate_limited errors
+	// carrying their id; a client that keeps going is closed with
 	// CloseRateLimited.
 	Rate  float64
 	Burst int
@@ -149,8 +151,8 @@ func New(cfg Config) (*Hub, error) {
 	l.MessageSize = orDefault(l.MessageSize, 64<<10)
 	l.SendQueue = orDefault(l.SendQueue, 1024)
 	l.SendQueueBytes = orDefault(l.SendQueueBytes, 4<<20)
-	l.Rate = orDefault(l.Rate, 20)
-	l.Burst = orDefault(l.Burst, 50)
+	l.Rate = orDefault(l.Rate, 50)
+	l.Burst = orDefault(l.Burst, 300)
 	l.MaxSubscriptions = orDefault(l.MaxSubscriptions, 256)
 	l.WriteTimeout = orDefault(l.WriteTimeout, 10*time.Second)
 	cfg.HistoryLimit = orDefault(cfg.HistoryLimit, 100)

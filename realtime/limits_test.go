@@ -46,6 +46,9 @@ func TestRateLimit(t *testing.T) {
 		case f.Type == FramePong:
 			pongs++
 		case f.Type == FrameError && f.Code == ErrCodeRateLimited:
+			if f.ID != 1 {
+				t.Fatalf("rate_limited error without the command's id: %+v", f)
+			}
 			limited++
 		}
 	}

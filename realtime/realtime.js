@@ -80,15 +80,22 @@ export class Realtime {
   // subscribe registers onMessage(data, {offset, epoch, local}) for channel
   // and returns { unsubscribe() }.
   subscribe(channel, onMessage, { presence = false, onReset = null } = {}) {
+    const prev = this.subs.get(channel);
+    if (prev) {
+      // Already subscribed: take the new handlers, keep the position.
+      Object.assign(prev, { onMessage, presence, onReset });
+      return { unsubscribe: () => this.unsubscribe(channel, prev) };
+    }
     const sub = { channel, onMessage, presence, onReset, offset: 0, epoch: "", active: false };
     this.subs.set(channel, sub);
     if (this.connected()) this.sendSubscribe(sub);
-    return {
-      unsubscribe: () => {
-        this.subs.delete(channel);
-        if (this.connected() && sub.active) this.request({ type: "unsubscribe", channel }).catch(() => {});
-      },
-    };
+    return { unsubscribe: () => this.unsubscribe(channel, sub) };
+  }
+
+  unsubscribe(channel, sub) {
+    if (this.subs.get(channel) !== sub) return;
+    this.subs.delete(channel);
+    if (this.connected() && sub.active) this.request({ type: "unsubscribe", channel }).catch(() => {});
   }
 
   publish(channel, data) {
@@ -125,8 +132,9 @@ export class Realtime {
       sub.active = true;
       this.applyPosition(sub, r);
     }, (err) => {
-      // "unavailable": the backplane is down on this instance; retry.
-      if (err.code === "unavailable" && this.subs.get(sub.channel) === sub) {
+      // "unavailable": the backplane is down on this instance;
+      // "rate_limited": too many commands at once. Both pass: retry.
+      if ((err.code === "unavailable" || err.code === "rate_limited") && this.subs.get(sub.channel) === sub) {
         setTimeout(() => { if (this.connected()) this.sendSubscribe(sub); }, this.backoff(1));
       } else this.emit("error", err);
     });
