@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,25 @@ func TestMaxConnections(t *testing.T) {
 	dial(t, h.wsURL("b"))
 	if _, err := tryDial(t, h.wsURL("c")); err == nil {
 		t.Fatal("a third connection was accepted over MaxConnections=2")
+	}
+}
+
+// A client resubscribing all its channels at once after a reconnect must
+// not be refused by the rate limit under the default limits.
+func TestFullResubscribePassesDefaultLimits(t *testing.T) {
+	h := redisHub(t, nil)
+	c := dial(t, h.wsURL("u"))
+	const n = 256 // the default MaxSubscriptions
+	for i := range n {
+		c.send(map[string]any{"type": "subscribe", "channel": fmt.Sprintf("c%d", i)})
+	}
+	for range n {
+		f := c.expect(func(f frame) bool { return f.ID != 0 })
+		if f.Type != FrameSubscribed {
+			t.Fatalf("subscribe refused: %+v", f)
+		}
+	}
+	if f := c.reply(map[string]any{"type": "subscribe", "channel": "one-too-many"}); f.Type != FrameError {
+		t.Fatalf("subscription %d accepted over MaxSubscriptions: %+v", n+1, f)
 	}
 }
