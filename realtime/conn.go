@@ -137,6 +137,7 @@ func (c *conn) readLoop() {
 		if !bucket.allow(time.Now()) {
 			overruns++
 			if overruns > l.Burst {
+				h.log.Info("realtime: closing a client over its rate limit", "user", c.user, "client", c.id)
 				c.stopCommands() // their replies go out before the close
 				c.closeWith(CloseRateLimited, "rate limit exceeded", nil)
 				closing = true
@@ -358,6 +359,7 @@ func (c *conn) send(frame []byte) {
 	}
 	l := c.hub.cfg.Limits
 	if len(c.queue) >= l.SendQueue || c.queued+len(frame) > l.SendQueueBytes {
+		c.hub.log.Info("realtime: closing a slow consumer", "user", c.user, "client", c.id, "queued_frames", len(c.queue), "queued_bytes", c.queued)
 		c.closing = true
 		c.queue, c.queued = nil, 0
 		c.hub.slow.Add(1)
