@@ -149,6 +149,9 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 			t.Errorf("drained hub health %d, want 503", resp.StatusCode)
 		}
 	}
+	if c, err := tryDial(t, a.wsURL("late")); err == nil {
+		t.Fatalf("a drained hub accepted a connection: %+v", c.hello)
+	}
 	for range n {
 		select {
 		case <-resub:
