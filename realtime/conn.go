@@ -325,7 +325,7 @@ func (c *conn) handle(cmd Command) {
 	}
 }
 
-var errForbidden = errors.New("not allowed")
+var errForbidden = errors.New("only its user may subscribe to a user channel")
 
 func (c *conn) authorize(op Op, channel string) error {
 	if user, ok := cutUserChannel(channel); ok {

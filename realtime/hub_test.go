@@ -282,3 +282,31 @@ func TestClientJSIsServed(t *testing.T) {
 		t.Fatalf("healthz %d", resp.StatusCode)
 	}
 }
+
+func TestAuthorizeHook(t *testing.T) {
+	r := testenv.Redis(t)
+	h := startHub(t, newRedisBrokerT(t, r.Addr(), nil), func(c *Config) {
+		c.Authorize = func(_ context.Context, user string, op Op, ch string) error {
+			if op == OpPublish && strings.HasPrefix(ch, "ro:") && user != "admin" {
+				return fmt.Errorf("%s is read-only", ch)
+			}
+			return nil
+		}
+	})
+	u := dial(t, h.wsURL("u"))
+	u.subscribe("ro:news")
+	if f := u.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+		t.Fatalf("read-only publish allowed: %+v", f)
+	}
+	admin := dial(t, h.wsURL("admin"))
+	if f := admin.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != FramePublished {
+		t.Fatalf("admin publish refused: %+v", f)
+	}
+	if f := u.message("ro:news"); string(f.Data) != "1" {
+		t.Fatalf("got %s", f.Data)
+	}
+	// The built-in rule holds even with a permissive hook.
+	if f := u.reply(map[string]any{"type": "subscribe", "channel": "$user:admin"}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+		t.Fatalf("subscribed to another user's channel: %+v", f)
+	}
+}
