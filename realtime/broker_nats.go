@@ -145,6 +145,11 @@ func (b *NATSBroker) lastSeq(ctx context.Context, subj string) (uint64, error) {
 
 // Publish implements Broker.
 func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
+	// Fail fast while disconnected: nats.go would buffer the message and
+	// the publisher would wait the whole timeout for an ack.
+	if err := b.Healthy(); err != nil {
+		return Publication{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	subj := b.histSubject(channel)
@@ -211,6 +216,9 @@ func fnv32(s string) uint32 {
 // gets, one per message: gaps are short, and a full replay is bounded by
 // limit.
 func (b *NATSBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+	if err := b.Healthy(); err != nil {
+		return History{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	subj := b.histSubject(channel)

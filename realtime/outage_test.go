@@ -128,6 +128,13 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 		}
 		return nil
 	})
+	// Publishing while NATS is down fails at once, delivered locally only.
+	if _, err := hubs[0].Publish(context.Background(), "news", data(0)); !errors.Is(err, ErrBackplaneUnavailable) {
+		t.Fatalf("publish during outage: %v", err)
+	}
+	if f := c.message("news"); f.Offset != nil {
+		t.Fatalf("local message with an offset: %+v", f)
+	}
 	n.Restart()
 	testenv.Eventually(t, 20*time.Second, hubs[0].Healthy)
 	for i := 1; i <= 3; i++ {
