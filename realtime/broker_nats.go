@@ -159,7 +159,9 @@ func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (
 	b.mu.Lock()
 	prev, cached := b.last[subj]
 	b.mu.Unlock()
-	for attempt := 0; ; attempt++ {
+	// A compare-and-set loop: a conflict means another instance won the
+	// slot, so each retry makes progress; the context bounds it.
+	for {
 		if !cached {
 			var err error
 			if prev, err = b.lastSeq(ctx, subj); err != nil {
@@ -172,7 +174,7 @@ func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (
 		if err != nil {
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && attempt < 20 {
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && ctx.Err() == nil {
 				cached = false // another instance published first
 				continue
 			}
