@@ -1,0 +1,151 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/testenv"
+)
+
+func healthStatus(t *testing.T, h testHub) int {
+	t.Helper()
+	resp, err := http.Get(h.srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Killing Redis: hubs report unhealthy, keep their sockets and local
+// delivery, resubscribe when Redis returns, and fill what subscribers
+// missed meanwhile from history (kept by AOF), with no gap or repeat.
+func TestRedisOutageAndRecovery(t *testing.T) {
+	r := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	hubs := threeHubs(t, func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }, nil)
+	ctx := context.Background()
+	c0 := dial(t, hubs[0].wsURL("a"))
+	c1 := dial(t, hubs[1].wsURL("b"))
+	sub := c0.subscribe("news")
+	c1.subscribe("news")
+	if _, err := hubs[2].Publish(ctx, "news", data(0)); err != nil {
+		t.Fatal(err)
+	}
+	first := c0.message("news")
+	c1.message("news")
+
+	r.Kill()
+	for _, h := range hubs {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if h.Healthy() == nil {
+				return errors.New("hub still healthy with Redis down")
+			}
+			return nil
+		})
+		if code := healthStatus(t, h); code != http.StatusServiceUnavailable {
+			t.Fatalf("healthz %d during outage, want 503", code)
+		}
+	}
+	// Local delivery goes on: a publish on hub 0 reaches hub 0's
+	// subscriber, flagged as not in history; the publisher learns it.
+	w := dial(t, hubs[0].wsURL("w"))
+	rep := w.reply(map[string]any{"type": "publish", "channel": "news", "data": data(-1)})
+	if rep.Type != FrameError || rep.Code != ErrCodeUnavailable || !rep.Local {
+		t.Fatalf("publish during outage: %+v", rep)
+	}
+	if f := c0.message("news"); f.Offset != nil || dataN(t, f) != -1 {
+		t.Fatalf("local message %+v", f)
+	}
+
+	r.Restart()
+	for _, h := range hubs {
+		testenv.Eventually(t, 20*time.Second, h.Healthy)
+	}
+	// Published right away, possibly before hubs 0 and 1 resubscribed:
+	// those are missed live and must come from history.
+	for i := 1; i <= 5; i++ {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			_, err := hubs[2].Publish(ctx, "news", data(i))
+			return err
+		})
+	}
+	for _, c := range []*tclient{c0, c1} {
+		last := *first.Offset
+		for i := 1; i <= 5; i++ {
+			f := c.expect(func(f frame) bool {
+				if f.Type == FrameSubscribed && f.ID == 0 {
+					t.Fatalf("history survived but the hub reset: %+v", f)
+				}
+				return f.Type == FrameMessage && f.Offset != nil
+			})
+			if dataN(t, f) != i || *f.Offset != last+1 || f.Epoch != sub.Epoch {
+				t.Fatalf("after outage got n=%d offset=%d epoch=%s, want n=%d offset=%d epoch=%s", dataN(t, f), *f.Offset, f.Epoch, i, last+1, sub.Epoch)
+			}
+			last = *f.Offset
+		}
+	}
+}
+
+// A backplane that comes back empty has lost history: subscribers are told
+// recovered:false with the new epoch, then live delivery resumes.
+func TestBackplaneDataLossResetsEpoch(t *testing.T) {
+	r := testenv.Redis(t)
+	hubs := threeHubs(t, func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }, nil)
+	c := dial(t, hubs[0].wsURL("a"))
+	sub := c.subscribe("news")
+	r.Kill()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if hubs[0].Healthy() == nil {
+			return errors.New("still healthy")
+		}
+		return nil
+	})
+	r.Restart()
+	testenv.Eventually(t, 20*time.Second, hubs[0].Healthy)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := hubs[1].Publish(context.Background(), "news", data(1))
+		return err
+	})
+	reset := c.expect(func(f frame) bool { return f.Type == FrameSubscribed && f.ID == 0 })
+	if reset.Recovered == nil || *reset.Recovered || reset.Epoch == sub.Epoch {
+		t.Fatalf("want recovered:false with a new epoch, got %+v (old epoch %s)", reset, sub.Epoch)
+	}
+}
+
+// NATS restarting: the client library resubscribes, the hub refills.
+func TestNATSOutageAndRecovery(t *testing.T) {
+	n := testenv.NATS(t)
+	hubs := threeHubs(t, func() Broker { return newNATSBrokerT(t, n.URL(), nil) }, nil)
+	c := dial(t, hubs[0].wsURL("a"))
+	c.subscribe("news")
+	n.Shutdown()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if hubs[0].Healthy() == nil {
+			return errors.New("still healthy")
+		}
+		return nil
+	})
+	// Publishing while NATS is down fails at once, delivered locally only.
+	if _, err := hubs[0].Publish(context.Background(), "news", data(0)); !errors.Is(err, ErrBackplaneUnavailable) {
+		t.Fatalf("publish during outage: %v", err)
+	}
+	if f := c.message("news"); f.Offset != nil {
+		t.Fatalf("local message with an offset: %+v", f)
+	}
+	n.Restart()
+	testenv.Eventually(t, 20*time.Second, hubs[0].Healthy)
+	for i := 1; i <= 3; i++ {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			_, err := hubs[1].Publish(context.Background(), "news", data(i))
+			return err
+		})
+	}
+	for i := 1; i <= 3; i++ {
+		if got := dataN(t, c.message("news")); got != i {
+			t.Fatalf("got n=%d, want %d", got, i)
+		}
+	}
+}
