@@ -178,7 +178,7 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) to milliseconds
 }
 
 declare -A RPS P50 P99 CPU
-echo "rounds=$ROUNDS duration=$DURATION conns=$CONNS threads=$THREADS; $(nproc) cores; $(date -u +%FT%TZ)" >&2
+echo "rounds=$ROUNDS duration=$DURATION conns=$CONNS threads=$THREADS; $(nproc) cores; $(date -u +%FT%TZ); load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq 1 "$ROUNDS"); do
 	for t in "${TARGETS[@]}"; do
 		name=${t%%:*} port=${t##*:}
@@ -206,6 +206,7 @@ done
 median() { tr ' ' '\n' | awk '$1!="" && $1!="-"{print}' | sort -g | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="-" || b=="-" || b==0) print "-"; else printf "%.2f", a/b }'; }
 
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews req/s; CPU us/req is steadier)" >&2
 hrps=$(echo "${RPS[haproxy]:-}" | median) hcpu=$(echo "${CPU[haproxy]:-}" | median)
 echo
 echo "| target | req/s | vs HAProxy | p50 ms | p99 ms | proxy CPU us/req | CPU vs HAProxy |"

@@ -33,9 +33,17 @@
 //     Route, when the body is buffered.
 //   - HTTP/1.0 clients get Connection: close; a response without framing
 //     is sent chunked to HTTP/1.1 clients so their connection survives.
-//   - A request body that is not buffered is streamed before the response
-//     is read (half duplex); if the upstream stops reading and answered
-//     early, that answer is relayed and both connections closed.
+//   - A request body too large to buffer streams upstream while the
+//     response is relayed (full duplex), always over a fresh upstream
+//     connection (it cannot be replayed if a pooled one turns out dead); an
+//     upstream that answers early (413, 401) has its answer relayed.
+//   - Timeouts between reads: ClientIdle bounds each wait for request body
+//     bytes, Upstream each wait for response body bytes (so a silent
+//     server-sent-events stream needs heartbeats more often than that).
+//     Timeouts of 5 s and more are armed from a coarse clock and may fire
+//     up to about 1.5 s early; shorter ones are exact.
+//   - Idle pooled upstream connections older than UpstreamIdle are closed
+//     when the pool is next used, not by a timer.
 package proxy
 
 import (

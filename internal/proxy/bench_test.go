@@ -152,3 +152,27 @@ func BenchmarkProxyGET(b *testing.B) {
 		roundTrip()
 	}
 }
+
+func TestParseAndRewriteDoNotAllocate(t *testing.T) {
+	cc := newClientConn()
+	cc.s = &Server{}
+	cc.hb = []byte("POST /x HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, X-Hop, Upgrade\r\nUpgrade: websocket\r\n" +
+		"X-Hop: 1\r\nContent-Length: 5, 5\r\nExpect: 100-continue\r\nCookie: a=1; unstuck_affinity=v\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n")
+	cc.peerText = []byte("127.0.0.1")
+	cc.fwdFor = cc.peerText
+	r := &cc.req.impl
+	r.trusted = true
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := parseRequestHead(cc.hb, &r.reqHead); err != nil {
+			t.Fatal(err)
+		}
+		r.b = cc.hb
+		cc.buildHead(r.isWebSocket())
+		if cc.req.Cookie("unstuck_affinity") == nil || cc.req.Header("x-hop") == nil {
+			t.Fatal("lookup")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request head", allocs)
+	}
+}

@@ -22,7 +22,13 @@ type result struct {
 func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 	si := &cc.s.impl
 	u := &t.Upstream.impl
-	uc := u.get(si.clk.get(), si.to.UpstreamIdle)
+	var uc *upConn
+	if cc.reqBody.done {
+		// A body that streams cannot be sent twice, so it never risks a
+		// pooled connection the upstream may have closed while it idled
+		// (Node closes idle ones after 5 s): it gets a fresh one.
+		uc = u.get(si.clk.get(), si.to.UpstreamIdle)
+	}
 	reused := uc != nil
 	for {
 		if uc == nil {

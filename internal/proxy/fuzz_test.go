@@ -3,8 +3,12 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"testing"
+	"time"
 )
 
 var requestSeeds = []string{
@@ -148,6 +152,49 @@ func FuzzChunkDecoder(f *testing.F) {
 		got, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(in)))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("net/http reads %q (%v), we read %q", got, err, data)
+		}
+	})
+}
+
+// FuzzProxyConnection feeds arbitrary bytes to a running engine (Go's
+// server behind it) as one client connection: whatever comes, the engine
+// answers or closes, never panics and never hangs.
+func FuzzProxyConnection(f *testing.F) {
+	for _, s := range append(requestSeeds,
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabcGET / HTTP/1.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85\x01\x02\x03\x04hello",
+		"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+	) {
+		f.Add([]byte(s))
+	}
+	bs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	defer bs.Close()
+	u := NewUpstream("b", bs.Listener.Addr().String(), UpstreamOptions{})
+	srv := &Server{Route: func(*Request) (Target, error) { return Target{Upstream: u}, nil }, Logger: quietLogger(),
+		Limits: Limits{RetryBodyBytes: 8}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			c.Write(in)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		if _, err := io.Copy(io.Discard, c); err != nil && isTimeout(err) {
+			t.Fatalf("engine neither answered nor closed within 10 s")
 		}
 	})
 }

@@ -690,3 +690,20 @@ func TestTolerableFramingVariantsAccepted(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamedUploadAfterUpstreamDroppedIdleConnection(t *testing.T) {
+	bs, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	})
+	p := startProxy(t, &Server{Route: one(u), Limits: Limits{RetryBodyBytes: 16}})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	bs.CloseClientConnections() // the pooled connection is now dead
+	body := strings.Repeat("u", 100000)
+	c.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + body)
+	if res, got := c.resp("POST"); res.StatusCode != 200 || got != "100000" {
+		t.Fatalf("%d %q", res.StatusCode, got)
+	}
+}

@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 func TestTLSListener(t *testing.T) {
@@ -143,5 +146,36 @@ func TestPanicInRouteEndsOnlyThatConnection(t *testing.T) {
 	}
 	if res, body := get(t, p.addr, "/"); res.StatusCode != 200 || body != "ok" {
 		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+}
+
+func TestStalledClientHitsWriteTimeout(t *testing.T) {
+	backendDone := make(chan struct{})
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		defer close(backendDone)
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 4096; i++ { // 256 MiB: far more than socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{ClientWrite: 300 * time.Millisecond}})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	// Never read: the proxy's writes stall, time out, and it gives up on
+	// both sides, which the backend sees as a failed write.
+	<-backendDone
+}
+
+func TestTunnelMaxLifetime(t *testing.T) {
+	u := wsBackend(t, func(c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{TunnelMax: 200 * time.Millisecond}})
+	c := p.dial()
+	c.send(wsUpgrade)
+	c.resp("GET")
+	op, payload, err := readFrame(c.br)
+	if err != nil || op != 8 || binary.BigEndian.Uint16(payload) != 1001 || string(payload[2:]) != "maximum lifetime" {
+		t.Fatalf("op=%d %q %v", op, payload, err)
 	}
 }

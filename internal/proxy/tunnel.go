@@ -118,7 +118,15 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 	cc.tunnel = tun
 	si.mu.Unlock()
 	cc.state.Store(stTunnel)
-	t.last.Store(si.clk.get())
+	// Activity is stamped from the coarse clock, or the precise one when
+	// the idle timeout is short enough for coarseness to matter.
+	now := func() int64 {
+		if si.to.TunnelIdle < shortTimeout {
+			return time.Now().UnixNano()
+		}
+		return si.clk.get()
+	}
+	t.last.Store(now())
 	if si.to.TunnelMax > 0 {
 		tm := time.AfterFunc(si.to.TunnelMax, func() { t.closeWith(1001, "maximum lifetime") })
 		defer tm.Stop()
@@ -141,7 +149,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			}
 			n, err := cc.c.Read(buf)
 			if n > 0 {
-				t.last.Store(si.clk.get())
+				t.last.Store(now())
 				if !upDead {
 					if _, werr := uc.cw.Write(buf[:n]); werr != nil {
 						// Keep reading the client (discarding) so that it
@@ -152,10 +160,13 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			}
 			if err != nil {
 				if isTimeout(err) && !t.closing.Load() {
-					if si.clk.get()-t.last.Load() < idle {
+					if now()-t.last.Load() < idle {
 						continue
 					}
 					t.closeWith(1001, "idle timeout")
+					// Stay for the client's answer to the close frame.
+					cc.c.SetReadDeadline(time.Now().Add(2 * tunnelGrace))
+					continue
 				}
 				break
 			}
@@ -172,14 +183,10 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			k := ft.advance(a, closing)
 			cc.bw.Write(a[:k])
 			uc.rd.consume(k)
-			t.last.Store(si.clk.get())
+			t.last.Store(now())
 		}
 		if closing && ft.atBoundary() {
-			t.mu.Lock()
-			code, reason := t.code, t.reason
-			t.mu.Unlock()
-			cc.bw.Write(closeFrame(cc.tmp[:0], code, reason))
-			break
+			break // the close frame goes out below
 		}
 		if len(uc.rd.avail()) > 0 {
 			continue
@@ -213,7 +220,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 		select {
 		case <-c2u:
 		default:
-			if si.clk.get()-t.last.Load() < idle {
+			if now()-t.last.Load() < idle {
 				continue
 			}
 			t.closeWith(1001, "idle timeout")
@@ -221,8 +228,16 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 		}
 		break
 	}
-	// End: flush what the client should still get, half-close so that it
-	// reads everything, and give it a moment to answer before closing.
+	// End. A close that was asked for is sent whenever the stream stands
+	// at a frame boundary, even if the upstream left meanwhile. Then
+	// flush what the client should still get, half-close so that it reads
+	// everything, and give it a moment to answer before closing.
+	if t.closing.Load() && ft.atBoundary() {
+		t.mu.Lock()
+		code, reason := t.code, t.reason
+		t.mu.Unlock()
+		cc.bw.Write(closeFrame(cc.tmp[:0], code, reason))
+	}
 	cc.bw.Flush()
 	closeWrite(cc.c)
 	cc.c.SetReadDeadline(time.Now().Add(tunnelGrace))
