@@ -145,7 +145,11 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.wroteHeader = true // the connection is the handler's now
+	}
+	return c, brw, err
 }
 
 // storeCtx bounds one store call by Config.StoreTimeout.

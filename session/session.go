@@ -139,7 +139,24 @@ func Set(ctx context.Context, key string, v any) error {
 	}
 	s.set[key] = b
 	delete(s.del, key)
-	return nil
+	return s.afterSaveLocked(ctx)
+}
+
+// ErrResponseStarted is returned when a change needs a new cookie (a new
+// session or a new token) but the response header has already been sent.
+var ErrResponseStarted = errors.New("session: response already started; change the session before writing the response")
+
+// afterSaveLocked writes a change made after the response started through to
+// the store at once, since the save at the first byte has already run.
+func (s *state) afterSaveLocked(ctx context.Context) error {
+	if !s.saved || !s.dirtyLocked() {
+		return nil
+	}
+	if s.rec == nil {
+		s.resetPendingLocked()
+		return ErrResponseStarted
+	}
+	return s.flushLocked(ctx)
 }
 
 func (s *state) encode(v any) ([]byte, error) {
@@ -179,7 +196,7 @@ func Delete(ctx context.Context, key string) error {
 		}
 		s.del[key] = struct{}{}
 	}
-	return nil
+	return s.afterSaveLocked(ctx)
 }
 
 // Keys returns the session's keys, sorted.
@@ -219,7 +236,7 @@ func Clear(ctx context.Context) error {
 		return err
 	}
 	s.set, s.del, s.clear = nil, nil, s.rec != nil
-	return nil
+	return s.afterSaveLocked(ctx)
 }
 
 // User returns the user the session is bound to, "" when none.
@@ -256,7 +273,7 @@ func SetUser(ctx context.Context, userID string) error {
 		return err
 	}
 	s.setUser, s.userID = true, userID
-	return nil
+	return s.afterSaveLocked(ctx)
 }
 
 // Update replaces the value under key with f(old) atomically, retrying when
@@ -276,6 +293,9 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 	defer s.mu.Unlock()
 	if err := s.loadLocked(ctx); err != nil {
 		return zero, err
+	}
+	if s.saved && s.rec == nil {
+		return zero, ErrResponseStarted
 	}
 	if err := s.flushLocked(ctx); err != nil {
 		return zero, err
@@ -363,6 +383,9 @@ func RenewToken(ctx context.Context) error {
 		return err
 	}
 	m := s.m
+	if s.saved {
+		return ErrResponseStarted
+	}
 	if s.rec == nil {
 		// Nothing stored yet: the session will be created under a new
 		// token at save.
