@@ -116,6 +116,12 @@ func TestLazyLoadCostsNothing(t *testing.T) {
 	if cs.loads.Load() != loads+1 || cs.commits.Load() != commits {
 		t.Fatalf("read-only request: %d loads, %d commits; want 1, 0", cs.loads.Load()-loads, cs.commits.Load()-commits)
 	}
+	// A write-only request writes its key blind: one store call, no load.
+	c.Want("POST", "/set/b/2", 200, "ok")
+	if cs.loads.Load() != loads+1 || cs.commits.Load() != commits+1 {
+		t.Fatalf("write-only request: %d loads, %d commits; want 0, 1", cs.loads.Load()-loads-1, cs.commits.Load()-commits)
+	}
+	c.Want("GET", "/keys", 200, "a,b")
 }
 
 func TestBadTokensGetAFreshSession(t *testing.T) {

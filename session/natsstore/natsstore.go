@@ -283,7 +283,7 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		}
 		if cur != nil && !live(cur) {
 			if !c.Create {
-				return 0, session.ErrGone
+				return 0, session.ErrNotFound
 			}
 			cur = nil // expired but not yet dropped: a create may replace it
 		}
