@@ -429,14 +429,15 @@ func RenewToken(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.loadLocked(ctx); err != nil {
+	// No load needed: Delete returns the record it ends.
+	if err := s.loadForWriteLocked(ctx); err != nil {
 		return err
 	}
 	m := s.m
 	if s.saved {
 		return ErrResponseStarted
 	}
-	if s.rec == nil {
+	if s.loaded && s.rec == nil {
 		// Nothing stored yet: the session will be created under a new
 		// token at save.
 		s.token, s.id = "", ""
@@ -453,8 +454,10 @@ func RenewToken(ctx context.Context) error {
 		return s.failed
 	}
 	oldID := s.id
-	if old == nil {
-		// Destroyed meanwhile by another request: start afresh.
+	s.loaded = true
+	if old == nil || !time.Now().Before(old.ExpiresAt()) {
+		// Unknown, expired, or destroyed meanwhile by another request:
+		// start afresh.
 		s.rec, s.token, s.id = nil, "", ""
 		return nil
 	}
