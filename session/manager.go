@@ -70,6 +70,9 @@ func New(cfg Config) (*Manager, error) {
 	if f, ok := c.Store.(FreshLoader); ok && f.Cached() {
 		m.fresh = f
 	}
+	if n, ok := c.Store.(ExpiryNotifier); ok && c.OnExpire != nil {
+		n.NotifyExpired(func(id string, r *Record) { m.hook(c.OnExpire, context.Background(), id, r) })
+	}
 	return m, nil
 }
 

@@ -401,3 +401,24 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		t.Fatalf("New with TouchAfter 2: %v", err)
 	}
 }
+
+func TestOnExpireFromStoreJanitor(t *testing.T) {
+	st := memstore.New(memstore.Options{CleanupInterval: 10 * time.Millisecond})
+	t.Cleanup(func() { st.Close() })
+	expired := make(chan session.Event, 1)
+	m := newManager(t, session.Config{Store: st, IdleTimeout: 100 * time.Millisecond,
+		OnExpire: func(_ context.Context, e session.Event) { expired <- e }})
+	srv := httptest.NewServer(sessiontest.Shop(m))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/login/exp", 200, "welcome")
+	select {
+	case e := <-expired:
+		if e.UserID != "exp" || len(e.ID) != 64 {
+			t.Fatalf("OnExpire event %+v, want the session of user exp", e)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("OnExpire never ran for a session the store expired")
+	}
+	c.Want("GET", "/get/x", 200, "false:")
+}
