@@ -154,11 +154,19 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-		w.failed = err
-		w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+		w.fail(err)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// fail sends the ErrorHandler's answer in place of the handler's response,
+// dropping the headers the handler had set for it (a Content-Type for an
+// event stream, cookies of its own) so they do not leak into the error.
+func (w *responseWriter) fail(err error) {
+	w.failed = err
+	clear(w.ResponseWriter.Header())
+	w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
@@ -190,8 +198,8 @@ func (w *responseWriter) FlushError() error {
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !w.wroteHeader {
 		if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-			w.wroteHeader, w.failed = true, err
-			w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+			w.wroteHeader = true
+			w.fail(err)
 			return nil, nil, err
 		}
 	}
