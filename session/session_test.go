@@ -422,3 +422,21 @@ func TestOnExpireFromStoreJanitor(t *testing.T) {
 	}
 	c.Want("GET", "/get/x", 200, "false:")
 }
+
+func TestDeleteAndClear(t *testing.T) {
+	st := newMem(t)
+	srv := httptest.NewServer(sessiontest.Shop(newManager(t, session.Config{Store: st})))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/set/a/1", 200, "ok")
+	c.Want("POST", "/set/b/2", 200, "ok")
+	c.Want("POST", "/login/dee", 200, "welcome")
+	c.Want("POST", "/del/a", 200, "ok") // blind: not loaded first
+	c.Want("GET", "/keys", 200, "b")
+	c.Want("POST", "/set/c/3", 200, "ok")
+	c.Want("POST", "/clear", 200, "ok")
+	c.Want("GET", "/keys", 200, "")
+	c.Want("GET", "/user", 200, "dee") // Clear keeps the user binding
+	c.Want("POST", "/set/d/4", 200, "ok")
+	c.Want("GET", "/keys", 200, "d")
+}
