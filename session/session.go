@@ -691,7 +691,7 @@ func (s *state) setCookieLocked(h http.Header, token string, deadline time.Time)
 	}
 	if token == "" {
 		c.MaxAge = -1
-	} else if cfg.Cookie.Persist {
+	} else if cfg.Cookie.Persist && !deadline.IsZero() {
 		c.Expires = deadline.UTC()
 		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
 	}

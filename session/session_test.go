@@ -440,3 +440,13 @@ func TestDeleteAndClear(t *testing.T) {
 	c.Want("POST", "/set/d/4", 200, "ok")
 	c.Want("GET", "/keys", 200, "d")
 }
+
+func TestPersistentCookieLastsUntilTheDeadline(t *testing.T) {
+	m := newManager(t, session.Config{Lifetime: 2 * time.Hour, Cookie: session.CookieConfig{Persist: true}})
+	rec := httptest.NewRecorder()
+	sessiontest.Shop(m).ServeHTTP(rec, httptest.NewRequest("POST", "/set/a/b", nil))
+	ck := rec.Result().Cookies()
+	if len(ck) != 1 || ck[0].MaxAge < 7000 || ck[0].MaxAge > 7200 || ck[0].Expires.IsZero() {
+		t.Fatalf("persistent cookie = %+v; want Max-Age about 2h and Expires set", ck)
+	}
+}

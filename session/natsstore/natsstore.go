@@ -16,7 +16,10 @@
 // subject index, not a scan of all sessions).
 //
 // With NearCache, loads are served from memory; a watch on the bucket
-// evicts an entry as soon as any instance changes it.
+// evicts an entry as soon as any instance changes it. A cached entry keeps
+// its revision, so a write or delete of a cached session is one conditioned
+// publish (one round trip), falling back to a fresh read when the copy was
+// stale.
 package natsstore
 
 import (
