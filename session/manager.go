@@ -8,14 +8,56 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // Manager loads and saves sessions for HTTP handlers. It is safe for
 // concurrent use; create one per application and share it.
 type Manager struct {
-	cfg   Config
-	fresh FreshLoader // cfg.Store, when it has a cache that may lag
+	cfg     Config
+	fresh   FreshLoader // cfg.Store, when it has a cache that may lag
+	updates keyedLocks  // serializes Updates of one session on this instance
+}
+
+// keyedLocks is a set of per-key locks that exist only while used.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{} // a token: held by whoever holds the lock
+	refs int
+}
+
+// lock waits for key's lock or ctx's end, and returns the unlock.
+func (k *keyedLocks) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 // New returns a Manager for cfg, or an error naming the invalid field.

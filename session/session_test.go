@@ -321,6 +321,7 @@ func TestExpiredSessionEnforcedByManager(t *testing.T) {
 
 func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 	m := newManager(t, session.Config{})
+	lateDone := make(chan struct{})
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/sse":
@@ -339,6 +340,7 @@ func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 			if err := session.Set(r.Context(), "late", "yes"); err != nil {
 				t.Errorf("late Set: %v", err)
 			}
+			close(lateDone)
 		case "/ws":
 			_ = session.Set(r.Context(), "ws", "yes")
 			conn, brw, err := http.NewResponseController(w).Hijack()
@@ -369,6 +371,7 @@ func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 	}
 	c := sessiontest.NewClient(t, srv.URL)
 	c.Token = resp.Cookies()[0].Value
+	<-lateDone
 	c.Want("GET", "/get", 200, "yes,yes")
 
 	req, _ := http.NewRequest("GET", srv.URL+"/ws", nil)

@@ -266,6 +266,33 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 			return 0, err
 		}
 	}
+	if c.Create {
+		// A new id needs no read: create it if no entry (live or
+		// tombstone) exists, in one round trip.
+		var gen uint64
+		if s.cache != nil {
+			gen = s.cache.generation()
+		}
+		next, err := c.Apply(nil)
+		if err != nil {
+			return 0, err
+		}
+		b, err := encodeRecord(next)
+		if err != nil {
+			return 0, err
+		}
+		err = s.put(ctx, sessKey(id), b, 0, ttlUntil(next.ExpiresAt()), true)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, session.ErrConflict
+		}
+		if err != nil {
+			return 0, err
+		}
+		if s.cache != nil {
+			s.cache.put(id, next, gen)
+		}
+		return next.Version, nil
+	}
 	for range s.retries {
 		var gen uint64
 		if s.cache != nil {
@@ -276,16 +303,10 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 			return 0, err
 		}
 		if tomb {
-			if c.Create {
-				return 0, session.ErrConflict
-			}
 			return 0, session.ErrGone
 		}
 		if cur != nil && !live(cur) {
-			if !c.Create {
-				return 0, session.ErrNotFound
-			}
-			cur = nil // expired but not yet dropped: a create may replace it
+			return 0, session.ErrNotFound // expired, not yet dropped
 		}
 		next, err := c.Apply(cur)
 		if err != nil {
@@ -295,8 +316,8 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if err != nil {
 			return 0, err
 		}
-		err = s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), c.Create && rev == 0)
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+		err = s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), false)
+		if isWrongSeq(err) {
 			continue // another writer won: retry on its result
 		}
 		if err != nil {

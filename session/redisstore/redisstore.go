@@ -20,6 +20,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -289,9 +291,21 @@ func ms(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
+func sha(script string) string {
+	sum := sha1.Sum([]byte(script))
+	return hex.EncodeToString(sum[:])
+}
+
+var (
+	commitSHA = sha(commitLua)
+	indexSHA  = sha(indexLua)
+)
+
 // commitScript applies a session.Change. Replies: the version, -1 for
 // ErrConflict, -2 for ErrGone (tombstone), -3 for ErrNotFound.
-var commitScript = rueidis.NewLuaScript(`
+var commitScript = rueidis.NewLuaScript(commitLua)
+
+const commitLua = `
 local k = KEYS[1]
 local flags = ARGV[1]
 local create = string.find(flags, 'c', 1, true)
@@ -343,7 +357,7 @@ local idle = tonumber(redis.call('HGET', k, '_i') or '0')
 if idle > 0 and idle < exp then exp = idle end
 redis.call('PEXPIREAT', k, exp)
 return v
-`)
+`
 
 // deleteScript replaces a live session with a tombstone that expires when
 // the session would have, and returns the session's fields.
@@ -362,15 +376,44 @@ return all
 
 // indexScript adds a session to a user's set and makes the set live at
 // least until deadline.
-var indexScript = rueidis.NewLuaScript(`
+var indexScript = rueidis.NewLuaScript(indexLua)
+
+const indexLua = `
 redis.call('SADD', KEYS[1], ARGV[1])
 local cur = redis.call('PEXPIRETIME', KEYS[1])
 if cur < tonumber(ARGV[2]) then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
 return 1
-`)
+`
 
-// Commit implements session.Store.
+// Commit implements session.Store: one round trip, two for a SetUser on
+// an existing session (the user index is written first).
 func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
+	args := commitArgs(c)
+	if c.Create && c.Deadline.IsZero() {
+		return 0, errors.New("redisstore: creating a session needs a Deadline")
+	}
+	if c.Create && c.SetUser && c.UserID != "" {
+		// A login: index and create pipelined in one round trip (on a
+		// cluster, sent to both nodes at once). Should the index fail
+		// while the create succeeds, Commit fails and the new token
+		// never reaches a client, so no reachable session is missing
+		// from the index.
+		res := s.c.DoMulti(ctx,
+			s.c.B().Evalsha().Sha1(indexSHA).Numkeys(1).Key(s.userKey(c.UserID)).Arg(id, ms(c.Deadline)).Build(),
+			s.c.B().Evalsha().Sha1(commitSHA).Numkeys(1).Key(s.Key(id)).Arg(args...).Build())
+		idxErr, comErr := res[0].Error(), res[1].Error()
+		if !noScript(comErr) {
+			if noScript(idxErr) { // a restarted Redis forgot the script
+				idxErr = indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
+			}
+			if idxErr != nil {
+				return 0, idxErr
+			}
+			return s.commitResult(id, res[1])
+		}
+		// The create did not run (script unknown): the slow path below
+		// loads the scripts.
+	}
 	if c.SetUser && c.UserID != "" {
 		// Index first: the index may name a session that is not (yet)
 		// bound, never miss one that is.
@@ -382,6 +425,15 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 			return 0, err
 		}
 	}
+	return s.commitResult(id, commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args))
+}
+
+func noScript(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && re.IsNoScript()
+}
+
+func commitArgs(c session.Change) []string {
 	flags := make([]byte, 0, 3)
 	if c.Create {
 		flags = append(flags, 'c')
@@ -408,10 +460,11 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 	for _, k := range c.Delete {
 		args = append(args, valPrefix+k)
 	}
-	if c.Create && c.Deadline.IsZero() {
-		return 0, errors.New("redisstore: creating a session needs a Deadline")
-	}
-	v, err := commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args).AsInt64()
+	return args
+}
+
+func (s *Store) commitResult(id string, res rueidis.RedisResult) (uint64, error) {
+	v, err := res.AsInt64()
 	if err != nil {
 		return 0, err
 	}
