@@ -432,7 +432,20 @@ func (s *Store) update(ctx context.Context, id string, c session.Change) (uint64
 			if err != nil {
 				return 0, err
 			}
-			return versionOf(out.Attributes)
+			if v, ok := versionOf(out.Attributes); ok {
+				return v, nil
+			}
+			// A server that leaves an unchanged ADD out of UPDATED_NEW:
+			// ask, since the item is live and carries our write or a
+			// later one.
+			st, err := s.read(ctx, id)
+			if err != nil {
+				return 0, err
+			}
+			if st.rec == nil {
+				return 0, fmt.Errorf("%w: no version after the update", ErrCorrupt)
+			}
+			return st.rec.Version, nil
 		}
 		st, err := s.explain(ctx, id, old)
 		if err != nil {
@@ -468,16 +481,13 @@ func (s *Store) explain(ctx context.Context, id string, old map[string]types.Att
 	return s.read(ctx, id)
 }
 
-func versionOf(attrs map[string]types.AttributeValue) (uint64, error) {
+func versionOf(attrs map[string]types.AttributeValue) (uint64, bool) {
 	n, ok := attrs[attrVersion].(*types.AttributeValueMemberN)
 	if !ok {
-		return 0, fmt.Errorf("%w: no version in the update's answer", ErrCorrupt)
+		return 0, false
 	}
 	v, err := strconv.ParseUint(n.Value, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: version %q", ErrCorrupt, n.Value)
-	}
-	return v, nil
+	return v, err == nil
 }
 
 // readModifyWrite applies a change too large for one update expression:

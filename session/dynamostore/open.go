@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -212,6 +214,11 @@ func (l Location) Client(ctx context.Context) (*dynamodb.Client, error) {
 	if l.Region != "" {
 		opts = append(opts, config.WithRegion(l.Region))
 	}
+	// The SDK keeps 10 idle connections per host by default; a busy
+	// instance has more requests than that in flight to one endpoint.
+	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConnsPerHost = 256
+	})))
 	if local {
 		// No instance metadata on a developer's machine: asking would
 		// only add a timeout before the dummy credentials.
