@@ -71,17 +71,24 @@ func DynamoDB(t testing.TB, opts ...DynamoOptions) *DynamoServer {
 		o = opts[0]
 	}
 	s := &DynamoServer{t: t, opts: o, cli: dynaliteCLI(t), dir: t.TempDir()}
-	var lastErr error
 	for range 5 {
 		s.port = FreePort(t)
-		if lastErr = s.start(); lastErr == nil {
+		err := s.start()
+		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
 		}
+		if !errors.Is(err, errPortInUse) {
+			t.Fatalf("testenv: dynalite did not start: %v", err)
+		}
+		// Another process took the port since FreePort: try another.
 	}
-	t.Fatalf("testenv: dynalite did not start: %v", lastErr)
+	t.Fatal("testenv: dynalite did not start: 5 free ports were taken before it could bind")
 	return nil
 }
+
+// errPortInUse reports a dynalite that exited because its port was taken.
+var errPortInUse = errors.New("port in use")
 
 // Endpoint is the server's base URL, http://127.0.0.1:PORT, for an SDK's
 // BaseEndpoint.
@@ -120,19 +127,33 @@ func (s *DynamoServer) start() error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	err = WaitFor(20*time.Second, func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("exited: %v", err)
-		default:
+	// Poll the health check until it answers, but stop at once if the
+	// process exits: a crash should fail the test now, with its log, not
+	// after the whole deadline.
+	deadline := time.Now().Add(20 * time.Second)
+	interval := 5 * time.Millisecond
+	for {
+		err := dynaliteHealthy(s.Addr())
+		if err == nil {
+			break
 		}
-		return dynaliteHealthy(s.Addr())
-	})
-	if err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("%w; log: %s", err, strings.TrimSpace(logBuf.String()))
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("not answering on %s after 20s: %v; log: %s", s.Addr(), err, strings.TrimSpace(logBuf.String()))
+		}
+		t := time.NewTimer(interval)
+		select {
+		case werr := <-exited:
+			t.Stop()
+			log := strings.TrimSpace(logBuf.String())
+			if strings.Contains(log, "EADDRINUSE") {
+				return fmt.Errorf("%w: %s", errPortInUse, s.Addr())
+			}
+			return fmt.Errorf("exited: %v; log: %s", werr, log)
+		case <-t.C:
+		}
+		interval = min(2*interval, 100*time.Millisecond)
 	}
 	s.mu.Lock()
 	s.cmd, s.waitCh = cmd, exited
@@ -177,7 +198,14 @@ func (s *DynamoServer) Restart() {
 	s.t.Helper()
 	s.Kill()
 	// The old socket may linger briefly; retry the same port for a while.
-	if err := WaitFor(20*time.Second, s.start); err != nil {
+	err := WaitFor(20*time.Second, func() error {
+		err := s.start()
+		if err != nil && !errors.Is(err, errPortInUse) {
+			s.t.Fatalf("testenv: dynalite did not restart on port %d: %v", s.port, err)
+		}
+		return err
+	})
+	if err != nil {
 		s.t.Fatalf("testenv: dynalite did not restart on port %d: %v", s.port, err)
 	}
 }
