@@ -36,8 +36,8 @@ func BenchmarkDynamo(b *testing.B) {
 			mk()
 		}
 	})
-	id := mk()
 	b.Run("Load", func(b *testing.B) {
+		id := mk()
 		for b.Loop() {
 			if r, err := st.Load(b.Context(), id); err != nil || r == nil {
 				b.Fatal(r, err)
@@ -45,6 +45,7 @@ func BenchmarkDynamo(b *testing.B) {
 		}
 	})
 	b.Run("CommitOneKey", func(b *testing.B) {
+		id := mk()
 		i := 0
 		for b.Loop() {
 			i++
@@ -54,6 +55,7 @@ func BenchmarkDynamo(b *testing.B) {
 		}
 	})
 	b.Run("CompareAndSwap", func(b *testing.B) {
+		id := mk()
 		n, old := 0, []byte("0")
 		for b.Loop() {
 			n++
