@@ -85,7 +85,7 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	m := session.NewManager(session.Config{Store: store})
+//	m, err := session.New(session.Config{Store: store})
 //
 // or, with a client configured elsewhere:
 //

@@ -474,3 +474,56 @@ func ExampleOpen() {
 		io.WriteString(w, strconv.Itoa(n))
 	})))
 }
+
+// TestDynamoExpiredItemsAreGone: DynamoDB deletes expired items late (and
+// dynalite never does), so an expired session, tombstone or index entry
+// still stored must behave as absent: not loaded, not written to, and its
+// id free for a new session.
+func TestDynamoExpiredItemsAreGone(t *testing.T) {
+	srv := testenv.DynamoDB(t)
+	st := table(t, srv.Endpoint(), "sessions")
+	live, dead := strings.Repeat("67", 32), strings.Repeat("89", 32)
+	user := "expiring-user"
+	now := time.Now()
+	short := session.Change{Create: true, SetUser: true, UserID: user, Set: map[string][]byte{"a": []byte("1")},
+		Created: now, Deadline: now.Add(1200 * time.Millisecond), IdleDeadline: now.Add(time.Hour)}
+	if _, err := st.Commit(ctx(t), live, short); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Commit(ctx(t), dead, short); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Delete(ctx(t), dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Commit(ctx(t), dead, session.Change{Set: map[string][]byte{"a": []byte("2")}}); !errors.Is(err, session.ErrGone) || errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("write to a fresh tombstone: %v, want ErrGone", err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if r, err := st.Load(ctx(t), live); err != nil || r != nil {
+			return fmt.Errorf("Load past the deadline = %v, %v; want nil", r, err)
+		}
+		return nil
+	})
+	if _, err := st.Commit(ctx(t), live, session.Change{Set: map[string][]byte{"a": []byte("2")}}); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("write to an expired session: %v, want ErrNotFound", err)
+	}
+	if old, err := st.Delete(ctx(t), live); err != nil || old != nil {
+		t.Fatalf("Delete of an expired session = %v, %v; want nil, nil", old, err)
+	}
+	if ids, err := st.UserSessions(ctx(t), user); err != nil || len(ids) != 0 {
+		t.Fatalf("UserSessions past the deadline = %v, %v; want none", ids, err)
+	}
+	// Expired session and expired tombstone: both ids are free again.
+	for _, id := range []string{live, dead} {
+		now := time.Now()
+		v, err := st.Commit(ctx(t), id, session.Change{Create: true, Set: map[string][]byte{"b": []byte("new")}, Created: now, Deadline: now.Add(time.Hour), IdleDeadline: now.Add(time.Hour)})
+		if err != nil || v != 1 {
+			t.Fatalf("Create over an expired item = %d, %v; want version 1", v, err)
+		}
+		r, err := st.Load(ctx(t), id)
+		if err != nil || r == nil || len(r.Values) != 1 || string(r.Values["b"]) != "new" || r.UserID != "" {
+			t.Fatalf("new session over an expired item = %+v, %v; want only its own values", r, err)
+		}
+	}
+}
