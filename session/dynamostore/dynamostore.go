@@ -594,9 +594,10 @@ func (s *Store) index(ctx context.Context, id, user string, deadline time.Time) 
 		_, err := s.c.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: s.table,
 			Item: map[string]types.AttributeValue{
-				attrPK:  str(userPfx + user),
-				attrSK:  str(id),
-				attrTTL: num(ttlSeconds(deadline)),
+				attrPK:   str(userPfx + user),
+				attrSK:   str(id),
+				attrTTL:  num(ttlSeconds(deadline)),
+				attrDead: num(millis(deadline)), // exact, for UserSessions to filter on
 			},
 		}, noSDKRetries)
 		return err
@@ -611,7 +612,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 	}
 	var ids []string
 	var start map[string]types.AttributeValue
-	now := time.Now().Unix()
+	now := time.Now().UnixMilli()
 	for {
 		var out *dynamodb.QueryOutput
 		err := s.backoff.do(ctx, func(int) error {
@@ -619,8 +620,8 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 			out, err = s.c.Query(ctx, &dynamodb.QueryInput{
 				TableName:                 s.table,
 				KeyConditionExpression:    aws.String("#pk = :pk"),
-				ProjectionExpression:      aws.String("#sk, #exp"),
-				ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK, "#exp": attrTTL},
+				ProjectionExpression:      aws.String("#sk, #dl"),
+				ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK, "#dl": attrDead},
 				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(userPfx + userID)},
 				ConsistentRead:            aws.Bool(true),
 				ExclusiveStartKey:         start,
@@ -635,9 +636,9 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 			if !ok {
 				continue
 			}
-			// TTL deletes late: skip entries past their expiry.
-			if e, ok := item[attrTTL].(*types.AttributeValueMemberN); ok {
-				if exp, err := strconv.ParseInt(e.Value, 10, 64); err == nil && exp <= now {
+			// TTL deletes late: skip entries past their session's deadline.
+			if e, ok := item[attrDead].(*types.AttributeValueMemberN); ok {
+				if dl, err := strconv.ParseInt(e.Value, 10, 64); err == nil && dl <= now {
 					continue
 				}
 			}
