@@ -156,7 +156,7 @@ func New(o Options) (*Store, error) {
 		return nil, errors.New("dynamostore: Options.Client is required")
 	}
 	if err := checkTable(o.Table); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dynamostore: %w", err)
 	}
 	if o.UserIndexTTL <= 0 {
 		o.UserIndexTTL = 31 * 24 * time.Hour

@@ -27,7 +27,7 @@ var ErrNoTTL = errors.New("dynamostore: the server does not support TTL; expired
 // after creating the table.
 func CreateTable(ctx context.Context, client *dynamodb.Client, table string) error {
 	if err := checkTable(table); err != nil {
-		return err
+		return fmt.Errorf("dynamostore: %w", err)
 	}
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: aws.String(table),
