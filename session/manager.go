@@ -70,6 +70,9 @@ func New(cfg Config) (*Manager, error) {
 	if f, ok := c.Store.(FreshLoader); ok && f.Cached() {
 		m.fresh = f
 	}
+	if n, ok := c.Store.(ExpiryNotifier); ok && c.OnExpire != nil {
+		n.NotifyExpired(func(id string, r *Record) { m.hook(c.OnExpire, context.Background(), id, r) })
+	}
 	return m, nil
 }
 
@@ -151,11 +154,19 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-		w.failed = err
-		w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+		w.fail(err)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// fail sends the ErrorHandler's answer in place of the handler's response,
+// dropping the headers the handler had set for it (a Content-Type for an
+// event stream, cookies of its own) so they do not leak into the error.
+func (w *responseWriter) fail(err error) {
+	w.failed = err
+	clear(w.ResponseWriter.Header())
+	w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
@@ -187,8 +198,8 @@ func (w *responseWriter) FlushError() error {
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !w.wroteHeader {
 		if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-			w.wroteHeader, w.failed = true, err
-			w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+			w.wroteHeader = true
+			w.fail(err)
 			return nil, nil, err
 		}
 	}

@@ -311,12 +311,13 @@ local flags = ARGV[1]
 local create = string.find(flags, 'c', 1, true)
 local clear = string.find(flags, 'x', 1, true)
 local setuser = string.find(flags, 'u', 1, true)
-local exists = redis.call('EXISTS', k) == 1
+-- A live hash always has _d; a tombstone has only _x.
+local st = redis.call('HMGET', k, '_x', '_d', '_i', '_v')
 if create then
-  if exists then return -1 end
-elseif not exists then
+  if st[1] or st[2] then return -1 end
+elseif not st[1] and not st[2] then
   return -3
-elseif redis.call('HEXISTS', k, '_x') == 1 then
+elseif st[1] then
   return -2
 end
 local ne, ns, nd = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -335,25 +336,34 @@ if clear then
     if string.sub(f, 1, 1) == '.' then redis.call('HDEL', k, f) end
   end
 end
+-- One HSET for the values and the metadata.
+local h = {}
 for _ = 1, ns do
-  redis.call('HSET', k, ARGV[i], ARGV[i+1])
+  h[#h+1] = ARGV[i]; h[#h+1] = ARGV[i+1]
   i = i + 2
 end
-for _ = 1, nd do
-  redis.call('HDEL', k, ARGV[i])
-  i = i + 1
-end
-if create then redis.call('HSET', k, '_c', ARGV[3], '_d', ARGV[4]) end
-if setuser then redis.call('HSET', k, '_u', ARGV[2]) end
-if ARGV[5] ~= '0' then redis.call('HSET', k, '_i', ARGV[5]) end
-local v
+local v = tonumber(st[4] or '0')
 if create or clear or setuser or ns > 0 or nd > 0 then
-  v = redis.call('HINCRBY', k, '_v', 1)
-else
-  v = tonumber(redis.call('HGET', k, '_v') or '0')
+  v = v + 1
+  h[#h+1] = '_v'; h[#h+1] = v
 end
-local exp = tonumber(redis.call('HGET', k, '_d'))
-local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+local d, idle = tonumber(st[2] or '0'), tonumber(st[3] or '0')
+if create then
+  d = tonumber(ARGV[4])
+  h[#h+1] = '_c'; h[#h+1] = ARGV[3]; h[#h+1] = '_d'; h[#h+1] = ARGV[4]
+end
+if setuser then h[#h+1] = '_u'; h[#h+1] = ARGV[2] end
+if ARGV[5] ~= '0' then
+  idle = tonumber(ARGV[5])
+  h[#h+1] = '_i'; h[#h+1] = ARGV[5]
+end
+for j = 1, #h, 1000 do
+  redis.call('HSET', k, unpack(h, j, math.min(j + 999, #h)))
+end
+for j = i, i + nd - 1, 1000 do
+  redis.call('HDEL', k, unpack(ARGV, j, math.min(j + 999, i + nd - 1)))
+end
+local exp = d
 if idle > 0 and idle < exp then exp = idle end
 redis.call('PEXPIREAT', k, exp)
 return v
@@ -363,10 +373,14 @@ return v
 // the session would have, and returns the session's fields.
 var deleteScript = rueidis.NewLuaScript(`
 local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, '_x') == 1 then return {} end
 local all = redis.call('HGETALL', k)
-local exp = tonumber(redis.call('HGET', k, '_d'))
-local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+local exp, idle = 0, 0
+for j = 1, #all, 2 do
+  local f = all[j]
+  if f == '_x' then return {} end
+  if f == '_d' then exp = tonumber(all[j+1]) elseif f == '_i' then idle = tonumber(all[j+1]) end
+end
+if #all == 0 then return {} end
 if idle > 0 and idle < exp then exp = idle end
 redis.call('DEL', k)
 redis.call('HSET', k, '_x', '1')

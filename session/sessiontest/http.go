@@ -15,7 +15,8 @@ import (
 
 // Shop is a small shop application over m: enough routes to exercise the
 // session API over HTTP (GET /get/{key}, POST /set/{key}/{val}, GET /cart,
-// POST /cart/add, POST /login/{user}, POST /logout, GET /keys, GET /static).
+// POST /cart/add, POST /login/{user}, POST /logout, POST /del/{key},
+// POST /clear, GET /user, GET /keys, GET /static).
 func Shop(m *session.Manager) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /static", func(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +65,26 @@ func Shop(m *session.Manager) http.Handler {
 			return
 		}
 		io.WriteString(w, "bye")
+	})
+	mux.HandleFunc("POST /del/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Delete(r.Context(), r.PathValue("key")); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("POST /clear", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Clear(r.Context()); err != nil {
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /user", func(w http.ResponseWriter, r *http.Request) {
+		u, err := session.User(r.Context())
+		if err != nil {
+			return
+		}
+		io.WriteString(w, u)
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
 		keys, err := session.Keys(r.Context())
