@@ -419,6 +419,12 @@ func TestDynamoOpen(t *testing.T) {
 	if r, err := st.Load(ctx(t), id); err != nil || r == nil || string(r.Values["a"]) != "1" {
 		t.Fatalf("Load through Open = %v, %v", r, err)
 	}
+	// AWS itself needs a region from somewhere.
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	if _, err := dynamostore.Open(ctx(t), "dynamodb://sessions"); err == nil || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("Open without any region: %v; want an error naming the region", err)
+	}
 	// Without create, a missing table is a clear error on first use.
 	st2, err := dynamostore.Open(ctx(t), "dynamodb://missing?region=eu-west-1&endpoint="+url.QueryEscape(srv.Endpoint()))
 	if err != nil {
