@@ -1,0 +1,614 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// state is one request's view of its session. The handler may use it from
+// several goroutines, hence the mutex.
+type state struct {
+	m *Manager
+	r *http.Request
+
+	mu        sync.Mutex
+	viaHeader bool
+	token, id string  // the presented or issued token; "" when none
+	issued    bool    // token is new in this request: send it to the client
+	loaded    bool    // Load ran (or there was nothing to load)
+	rec       *Record // the stored session; nil when there is none yet
+	failed    error   // a store failure that must fail the response
+	ended     bool    // Destroy ran: expire the cookie unless a new session follows
+
+	// pending changes, written at save
+	set     map[string][]byte
+	del     map[string]struct{}
+	clear   bool
+	setUser bool
+	userID  string
+	saved   bool
+}
+
+func from(ctx context.Context) (*state, error) {
+	s, _ := ctx.Value(ctxKey{}).(*state)
+	if s == nil {
+		return nil, ErrNoSession
+	}
+	return s, nil
+}
+
+// loadLocked loads the record once per request.
+func (s *state) loadLocked(ctx context.Context) error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if s.loaded {
+		return nil
+	}
+	if s.id == "" {
+		s.loaded = true
+		return nil
+	}
+	sctx, cancel := s.m.storeCtx(ctx)
+	rec, err := s.m.cfg.Store.Load(sctx, s.id)
+	cancel()
+	if err != nil {
+		// Never let the handler go on with an empty session: the
+		// response fails even if the handler ignores this error.
+		s.failed = unavailable("load", err)
+		return s.failed
+	}
+	s.loaded = true
+	if rec != nil && !time.Now().Before(rec.ExpiresAt()) {
+		s.m.hook(s.m.cfg.OnExpire, ctx, s.id, rec)
+		rec = nil
+	}
+	if rec == nil {
+		// Unknown, expired or destroyed: start afresh with a new token
+		// on first write; a client-chosen token is never adopted.
+		s.token, s.id = "", ""
+	}
+	s.rec = rec
+	return nil
+}
+
+// valueLocked returns a key's current encoded value, pending changes
+// included.
+func (s *state) valueLocked(key string) ([]byte, bool) {
+	if b, ok := s.set[key]; ok {
+		return b, true
+	}
+	if _, ok := s.del[key]; ok || s.clear || s.rec == nil {
+		return nil, false
+	}
+	b, ok := s.rec.Values[key]
+	return b, ok
+}
+
+// Get returns the value stored under key, decoded into a T, and whether the
+// key was present. An error means the store could not be reached (the
+// response will be the Manager's error answer) or the stored value does not
+// decode into a T.
+func Get[T any](ctx context.Context, key string) (T, bool, error) {
+	var v T
+	s, err := from(ctx)
+	if err != nil {
+		return v, false, err
+	}
+	s.mu.Lock()
+	if err := s.loadLocked(ctx); err != nil {
+		s.mu.Unlock()
+		return v, false, err
+	}
+	b, ok := s.valueLocked(key)
+	s.mu.Unlock()
+	if !ok {
+		return v, false, nil
+	}
+	if err := s.m.cfg.Codec.Decode(b, &v); err != nil {
+		return v, false, err
+	}
+	return v, true, nil
+}
+
+// Set stores v under key. The write goes to the store with the response,
+// together with the request's other changes, and touches only the keys
+// this request changed.
+func Set(ctx context.Context, key string, v any) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := s.encode(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return err
+	}
+	if s.set == nil {
+		s.set = map[string][]byte{}
+	}
+	s.set[key] = b
+	delete(s.del, key)
+	return s.afterSaveLocked(ctx)
+}
+
+// ErrResponseStarted is returned when a change needs a new cookie (a new
+// session or a new token) but the response header has already been sent.
+var ErrResponseStarted = errors.New("session: response already started; change the session before writing the response")
+
+// afterSaveLocked writes a change made after the response started through to
+// the store at once, since the save at the first byte has already run.
+func (s *state) afterSaveLocked(ctx context.Context) error {
+	if !s.saved || !s.dirtyLocked() {
+		return nil
+	}
+	if s.rec == nil {
+		s.resetPendingLocked()
+		return ErrResponseStarted
+	}
+	return s.flushLocked(ctx)
+}
+
+func (s *state) encode(v any) ([]byte, error) {
+	b, err := s.m.cfg.Codec.Encode(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > s.m.cfg.MaxValueSize {
+		return nil, errors.Join(ErrValueTooLarge, errSize(len(b), s.m.cfg.MaxValueSize))
+	}
+	return b, nil
+}
+
+type sizeError struct{ n, max int }
+
+func (e sizeError) Error() string {
+	return "encoded value is " + itoa(e.n) + " bytes, limit " + itoa(e.max)
+}
+
+func errSize(n, limit int) error { return sizeError{n, limit} }
+
+// Delete removes key.
+func Delete(ctx context.Context, key string) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return err
+	}
+	delete(s.set, key)
+	if s.rec != nil && !s.clear {
+		if s.del == nil {
+			s.del = map[string]struct{}{}
+		}
+		s.del[key] = struct{}{}
+	}
+	return s.afterSaveLocked(ctx)
+}
+
+// Keys returns the session's keys, sorted.
+func Keys(ctx context.Context) ([]string, error) {
+	s, err := from(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return nil, err
+	}
+	keys := map[string]struct{}{}
+	if s.rec != nil && !s.clear {
+		for k := range s.rec.Values {
+			if _, gone := s.del[k]; !gone {
+				keys[k] = struct{}{}
+			}
+		}
+	}
+	for k := range s.set {
+		keys[k] = struct{}{}
+	}
+	return slices.Sorted(maps.Keys(keys)), nil
+}
+
+// Clear removes every value but keeps the session (and its user binding).
+func Clear(ctx context.Context) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return err
+	}
+	s.set, s.del, s.clear = nil, nil, s.rec != nil
+	return s.afterSaveLocked(ctx)
+}
+
+// User returns the user the session is bound to, "" when none.
+func User(ctx context.Context) (string, error) {
+	s, err := from(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return "", err
+	}
+	if s.setUser {
+		return s.userID, nil
+	}
+	if s.rec != nil {
+		return s.rec.UserID, nil
+	}
+	return "", nil
+}
+
+// SetUser binds the session to userID ("" unbinds it), so that
+// Manager.SessionsOfUser and DestroyAllForUser find it. Call RenewToken
+// along with it on login.
+func SetUser(ctx context.Context, userID string) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return err
+	}
+	s.setUser, s.userID = true, userID
+	return s.afterSaveLocked(ctx)
+}
+
+// Update replaces the value under key with f(old) atomically, retrying when
+// another request changed the key in between, so no concurrent update is
+// lost (an item added to a cart from two tabs at once). ok reports whether
+// key had a value. Unlike Set, Update writes to the store at once, together
+// with the request's changes so far; f may run several times and must not
+// have side effects. If f returns an error, nothing is written and Update
+// returns it.
+func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, error)) (T, error) {
+	var zero T
+	s, err := from(ctx)
+	if err != nil {
+		return zero, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return zero, err
+	}
+	if s.saved && s.rec == nil {
+		return zero, ErrResponseStarted
+	}
+	if err := s.flushLocked(ctx); err != nil {
+		return zero, err
+	}
+	m := s.m
+	for attempt := 0; ; attempt++ {
+		oldB, ok := s.rec.Values[key]
+		var old T
+		if ok {
+			if err := m.cfg.Codec.Decode(oldB, &old); err != nil {
+				return zero, err
+			}
+		}
+		nv, err := f(old, ok)
+		if err != nil {
+			return zero, err
+		}
+		newB, err := s.encode(nv)
+		if err != nil {
+			return zero, err
+		}
+		expect := map[string][]byte{key: nil}
+		if ok {
+			expect[key] = oldB
+		}
+		c := Change{Set: map[string][]byte{key: newB}, Expect: expect, IdleDeadline: m.idleDeadline(time.Now(), s.rec)}
+		sctx, cancel := m.storeCtx(ctx)
+		ver, err := m.cfg.Store.Commit(sctx, s.id, c)
+		cancel()
+		switch {
+		case err == nil:
+			s.rec.Values[key] = newB
+			s.rec.Version = ver
+			s.rec.IdleDeadline = c.IdleDeadline
+			return nv, nil
+		case errors.Is(err, ErrGone):
+			return zero, err
+		case !errors.Is(err, ErrConflict):
+			s.failed = unavailable("update", err)
+			return zero, s.failed
+		}
+		// Lost the race: back off a little (with jitter, so contenders
+		// spread out) and retry on the current record.
+		if err := backoff(ctx, attempt); err != nil {
+			return zero, err
+		}
+		sctx, cancel = m.storeCtx(ctx)
+		rec, err := m.cfg.Store.Load(sctx, s.id)
+		cancel()
+		if err != nil {
+			s.failed = unavailable("load", err)
+			return zero, s.failed
+		}
+		if rec == nil {
+			return zero, ErrGone
+		}
+		s.rec = rec
+	}
+}
+
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 6)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// RenewToken gives the session a new token and ends the old one at once:
+// call it on login and on any change of privilege, so a token planted
+// before login (session fixation) is worthless after it. A request still
+// running on the old token cannot write to the session any more.
+func RenewToken(ctx context.Context) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(ctx); err != nil {
+		return err
+	}
+	m := s.m
+	if s.saved {
+		return ErrResponseStarted
+	}
+	if s.rec == nil {
+		// Nothing stored yet: the session will be created under a new
+		// token at save.
+		s.token, s.id = "", ""
+		return nil
+	}
+	// Tombstone the old id first and carry over what it held at that
+	// moment, so a write that raced the rotation is either in the copy or
+	// rejected, never silently dropped after the copy.
+	sctx, cancel := m.storeCtx(ctx)
+	old, err := m.cfg.Store.Delete(sctx, s.id)
+	cancel()
+	if err != nil {
+		s.failed = unavailable("renew", err)
+		return s.failed
+	}
+	oldID := s.id
+	if old == nil {
+		// Destroyed meanwhile by another request: start afresh.
+		s.rec, s.token, s.id = nil, "", ""
+		return nil
+	}
+	m.hook(m.cfg.OnDestroy, ctx, oldID, old)
+	s.rec = old
+	token, id := newToken()
+	now := time.Now()
+	c := s.changeLocked(now)
+	c.Create, c.Clear, c.Delete = true, false, nil
+	c.Created, c.Deadline = old.Created, old.Deadline
+	c.Set = map[string][]byte{}
+	for k, v := range old.Values {
+		c.Set[k] = v
+	}
+	if s.clear {
+		clear(c.Set)
+	}
+	for k := range s.del {
+		delete(c.Set, k)
+	}
+	maps.Copy(c.Set, s.set)
+	if !c.SetUser && old.UserID != "" {
+		c.SetUser, c.UserID = true, old.UserID
+	}
+	sctx, cancel = m.storeCtx(ctx)
+	_, err = m.cfg.Store.Commit(sctx, id, c)
+	cancel()
+	if err != nil {
+		s.failed = unavailable("renew", err)
+		return s.failed
+	}
+	rec, _ := c.Apply(nil)
+	s.rec, s.token, s.id, s.issued = rec, token, id, true
+	s.resetPendingLocked()
+	return nil
+}
+
+// Destroy ends the session at once (logout): the store forgets it, the
+// cookie is removed, and a request still running on it cannot write it
+// back. Values set afterwards in the same request start a new session.
+func Destroy(ctx context.Context) error {
+	s, err := from(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id != "" {
+		sctx, cancel := s.m.storeCtx(ctx)
+		old, err := s.m.cfg.Store.Delete(sctx, s.id)
+		cancel()
+		if err != nil {
+			s.failed = unavailable("destroy", err)
+			return s.failed
+		}
+		if old != nil {
+			s.m.hook(s.m.cfg.OnDestroy, ctx, s.id, old)
+		}
+	}
+	s.rec, s.token, s.id, s.issued, s.loaded, s.failed = nil, "", "", false, true, nil
+	s.ended = true
+	s.resetPendingLocked()
+	return nil
+}
+
+func (s *state) resetPendingLocked() {
+	s.set, s.del, s.clear, s.setUser, s.userID = nil, nil, false, false, ""
+}
+
+func (s *state) dirtyLocked() bool {
+	return len(s.set) > 0 || len(s.del) > 0 || s.clear || s.setUser
+}
+
+func (m *Manager) idleDeadline(now time.Time, rec *Record) time.Time {
+	d := now.Add(m.cfg.IdleTimeout)
+	if rec != nil && !rec.Deadline.IsZero() && d.After(rec.Deadline) {
+		d = rec.Deadline
+	}
+	return d
+}
+
+// changeLocked builds the Change for the pending writes.
+func (s *state) changeLocked(now time.Time) Change {
+	c := Change{Clear: s.clear, Set: s.set, SetUser: s.setUser, UserID: s.userID}
+	for k := range s.del {
+		c.Delete = append(c.Delete, k)
+	}
+	c.IdleDeadline = s.m.idleDeadline(now, s.rec)
+	return c
+}
+
+// flushLocked writes pending changes now, creating the session if needed.
+func (s *state) flushLocked(ctx context.Context) error {
+	m := s.m
+	now := time.Now()
+	if s.rec == nil {
+		token, id := newToken()
+		c := s.changeLocked(now)
+		c.Create, c.Clear, c.Delete = true, false, nil
+		c.Created, c.Deadline = now, now.Add(m.cfg.Lifetime)
+		c.IdleDeadline = m.idleDeadline(now, &Record{Deadline: c.Deadline})
+		sctx, cancel := m.storeCtx(ctx)
+		_, err := m.cfg.Store.Commit(sctx, id, c)
+		cancel()
+		if err != nil {
+			s.failed = unavailable("create", err)
+			return s.failed
+		}
+		rec, _ := c.Apply(nil)
+		s.rec, s.token, s.id, s.issued = rec, token, id, true
+		s.resetPendingLocked()
+		m.hook(m.cfg.OnCreate, ctx, id, rec)
+		return nil
+	}
+	if !s.dirtyLocked() {
+		return nil
+	}
+	c := s.changeLocked(now)
+	sctx, cancel := m.storeCtx(ctx)
+	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
+	cancel()
+	if errors.Is(err, ErrGone) {
+		// Destroyed or rotated by another request meanwhile: the
+		// logout wins, and this request's writes are dropped on purpose.
+		m.cfg.Logger.InfoContext(ctx, "session: write to a session destroyed meanwhile dropped", "id", s.id[:8])
+		s.rec, s.token, s.id = nil, "", ""
+		s.resetPendingLocked()
+		return ErrGone
+	}
+	if err != nil {
+		s.failed = unavailable("save", err)
+		return s.failed
+	}
+	rec, _ := c.Apply(s.rec)
+	rec.Version = ver
+	s.rec = rec
+	s.resetPendingLocked()
+	return nil
+}
+
+// save runs once, before the response header goes out: it writes pending
+// changes (or moves the idle deadline) and sets the cookie.
+func (s *state) save(h http.Header) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.saved {
+		return s.failed
+	}
+	s.saved = true
+	if s.failed != nil {
+		return s.failed
+	}
+	ctx := s.r.Context()
+	m := s.m
+	switch {
+	case !s.loaded:
+		// The handler never used its session: no store call at all.
+	case s.rec == nil && s.dirtyLocked(), s.rec != nil && s.dirtyLocked():
+		if err := s.flushLocked(ctx); err != nil && !errors.Is(err, ErrGone) {
+			return err
+		}
+	case s.rec != nil:
+		now := time.Now()
+		touchAt := s.rec.IdleDeadline.Add(-time.Duration(float64(m.cfg.IdleTimeout) * (1 - m.cfg.TouchAfter)))
+		if !s.rec.IdleDeadline.IsZero() && !now.Before(touchAt) && s.rec.IdleDeadline.Before(s.rec.Deadline) {
+			sctx, cancel := m.storeCtx(ctx)
+			_, err := m.cfg.Store.Commit(sctx, s.id, Change{IdleDeadline: m.idleDeadline(now, s.rec)})
+			cancel()
+			if err != nil && !errors.Is(err, ErrGone) {
+				// The request wrote nothing, so nothing is lost: serve
+				// it and let a later request move the deadline.
+				m.cfg.Logger.WarnContext(ctx, "session: idle deadline not extended", "err", err)
+			}
+		}
+	}
+	if s.issued && s.token != "" {
+		s.setCookieLocked(h, s.token, s.rec.Deadline)
+	} else if s.ended && s.token == "" {
+		s.setCookieLocked(h, "", time.Time{})
+	}
+	return nil
+}
+
+func (s *state) setCookieLocked(h http.Header, token string, deadline time.Time) {
+	cfg := &s.m.cfg
+	c := &http.Cookie{
+		Name:     cfg.Cookie.Name,
+		Value:    token,
+		Path:     cfg.Cookie.Path,
+		Domain:   cfg.Cookie.Domain,
+		HttpOnly: true,
+		Secure:   cfg.Cookie.Secure || s.r.TLS != nil,
+		SameSite: cfg.Cookie.SameSite,
+	}
+	if token == "" {
+		c.MaxAge = -1
+	} else if cfg.Cookie.Persist {
+		c.Expires = deadline.UTC()
+		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
+	}
+	h.Add("Set-Cookie", c.String())
+	h.Add("Vary", "Cookie")
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+	if s.viaHeader && cfg.Header != "" {
+		h.Set(cfg.Header, token)
+	}
+}

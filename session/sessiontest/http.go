@@ -1,0 +1,160 @@
+package sessiontest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/session"
+)
+
+// Shop is a small shop application over m: enough routes to exercise the
+// session API over HTTP (GET /get/{key}, POST /set/{key}/{val}, GET /cart,
+// POST /cart/add, POST /login/{user}, POST /logout, GET /keys, GET /static).
+func Shop(m *session.Manager) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /static", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "no session used")
+	})
+	mux.HandleFunc("GET /get/{key}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok, err := session.Get[string](r.Context(), r.PathValue("key"))
+		if err != nil {
+			return // the Manager answers for us
+		}
+		fmt.Fprintf(w, "%v:%s", ok, v)
+	})
+	mux.HandleFunc("POST /set/{key}/{val}", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Set(r.Context(), r.PathValue("key"), r.PathValue("val")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /cart", func(w http.ResponseWriter, r *http.Request) {
+		n, _, err := session.Get[int](r.Context(), "cart")
+		if err != nil {
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /cart/add", func(w http.ResponseWriter, r *http.Request) {
+		n, err := session.Update(r.Context(), "cart", func(old int, _ bool) (int, error) { return old + 1, nil })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /login/{user}", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.RenewToken(r.Context()); err != nil {
+			return
+		}
+		if err := session.SetUser(r.Context(), r.PathValue("user")); err != nil {
+			return
+		}
+		io.WriteString(w, "welcome")
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			return
+		}
+		io.WriteString(w, "bye")
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := session.Keys(r.Context())
+		if err != nil {
+			return
+		}
+		io.WriteString(w, strings.Join(keys, ","))
+	})
+	return m.Handler(mux)
+}
+
+// Client is an HTTP client that keeps one session token, as a browser
+// keeps a cookie.
+type Client struct {
+	t     testing.TB
+	URL   string
+	Token string
+	HC    *http.Client
+}
+
+// NewClient returns a Client of the application at url.
+func NewClient(t testing.TB, url string) *Client {
+	return &Client{t: t, URL: url, HC: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Do sends a request with the client's token and keeps any new one.
+func (c *Client) Do(method, path string) (int, string) {
+	c.t.Helper()
+	code, body, _ := c.DoResp(method, path, nil)
+	return code, body
+}
+
+// DoResp is Do with extra headers, returning the response too.
+func (c *Client) DoResp(method, path string, hdr http.Header) (int, string, *http.Response) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.URL+path, nil)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if c.Token != "" {
+		req.AddCookie(&http.Cookie{Name: "session", Value: c.Token})
+	}
+	resp, err := c.HC.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "session" {
+			if ck.MaxAge < 0 {
+				c.Token = ""
+			} else {
+				c.Token = ck.Value
+			}
+		}
+	}
+	return resp.StatusCode, string(b), resp
+}
+
+// Want fails the test unless the request answers wantCode and wantBody.
+func (c *Client) Want(method, path string, wantCode int, wantBody string) {
+	c.t.Helper()
+	code, body := c.Do(method, path)
+	if code != wantCode || body != wantBody {
+		c.t.Fatalf("%s %s = %d %q, want %d %q", method, path, code, body, wantCode, wantBody)
+	}
+}
+
+// CartStress sends n concurrent cart additions for one session, spread over
+// the instances at urls, and checks that every one counted.
+func CartStress(t testing.TB, urls []string, n int) {
+	t.Helper()
+	c := NewClient(t, urls[0])
+	c.Want("POST", "/set/init/1", 200, "ok")
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", urls[i%len(urls)]+"/cart/add", nil)
+			req.AddCookie(&http.Cookie{Name: "session", Value: c.Token})
+			resp, err := c.HC.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("add: %d %s", resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	c.Want("GET", "/cart", 200, fmt.Sprint(n))
+}
