@@ -1,0 +1,245 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The HTTP handlers take the job ID from the route's {id} wildcard, or
+// else from the "id" query parameter, so that they mount on any ServeMux
+// pattern:
+//
+//	mux.Handle("POST /upload", m.UploadHandler("textstats"))
+//	mux.Handle("GET /jobs/{id}", m.StatusHandler())
+//	mux.Handle("GET /jobs/{id}/events", m.EventsHandler())
+//	mux.Handle("POST /jobs/{id}/cancel", m.CancelHandler())
+//
+// Errors are JSON objects {"error": "...", "code": "..."} with a 4xx status
+// for the client's mistakes and 503 when the store is unreachable.
+
+// maxFormOverhead is what a multipart body may carry beyond the file:
+// boundaries, part headers and a few small fields.
+const maxFormOverhead = 64 << 10
+
+// UploadHandler accepts a POST of multipart/form-data whose field "file"
+// holds the payload, streams it into shared storage and queues a job of
+// kind. It answers 202 with the job's Status. An Idempotency-Key header
+// makes retried uploads return the first job. An empty, oversized or
+// malformed upload gets a 4xx and leaves nothing in storage.
+func (m *Manager) UploadHandler(kind string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+			writeError(w, http.StatusUnsupportedMediaType, "not_multipart", "the body must be multipart/form-data with a boundary")
+			return
+		}
+		limit := m.cfg.MaxPayloadBytes
+		body := http.MaxBytesReader(w, r.Body, limit+maxFormOverhead)
+		mr := multipart.NewReader(body, params["boundary"])
+		for parts := 0; ; parts++ {
+			part, err := mr.NextPart()
+			if err == io.EOF || parts >= 16 {
+				writeError(w, http.StatusBadRequest, "missing_file", `no multipart field "file"`)
+				return
+			}
+			if err != nil {
+				m.uploadFailed(w, err, true)
+				return
+			}
+			if part.FormName() != "file" {
+				// Small fields are allowed (and ignored); the body limit
+				// bounds them.
+				if _, err := io.Copy(io.Discard, part); err != nil {
+					m.uploadFailed(w, err, true)
+					return
+				}
+				continue
+			}
+			src := &recordingReader{r: part}
+			st, err := m.Submit(r.Context(), kind, src, SubmitOptions{
+				Filename:       cleanFilename(part.FileName()),
+				IdempotencyKey: r.Header.Get("Idempotency-Key"),
+			})
+			if err != nil {
+				m.uploadFailed(w, err, src.err != nil)
+				return
+			}
+			writeJSON(w, http.StatusAccepted, st)
+			return
+		}
+	})
+}
+
+// uploadFailed maps an upload error to a status: the client's fault (its
+// body was empty, too big or broken) is 4xx; the store's is 503.
+func (m *Manager) uploadFailed(w http.ResponseWriter, err error, clientRead bool) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrEmpty):
+		writeError(w, http.StatusBadRequest, "empty_file", "the uploaded file is empty")
+	case errors.Is(err, ErrTooLarge) || errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("the upload exceeds the limit of %d bytes", m.cfg.MaxPayloadBytes))
+	case errors.Is(err, ErrUnknownKind):
+		writeError(w, http.StatusInternalServerError, "bad_kind", err.Error())
+	case clientRead:
+		writeError(w, http.StatusBadRequest, "malformed_upload", "malformed multipart body: "+err.Error())
+	default:
+		m.log.Error("jobs: upload failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "job storage is unavailable, try again")
+	}
+}
+
+// recordingReader remembers the error of the client's body, so that a
+// failed Submit can be blamed on the client or on the store.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+func cleanFilename(name string) string {
+	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
+	if name == "." || name == "/" {
+		return ""
+	}
+	return name
+}
+
+// StatusHandler answers GET with the job's Status as JSON, from whatever
+// instance serves the request.
+func (m *Manager) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st, err := m.Status(r.Context(), jobID(r))
+		if err != nil {
+			m.storeFailed(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+}
+
+// CancelHandler cancels the job on POST and answers 202 with its Status;
+// 409 if it already finished.
+func (m *Manager) CancelHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodDelete {
+			w.Header().Set("Allow", "POST, DELETE")
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		st, err := m.Cancel(r.Context(), jobID(r))
+		if errors.Is(err, ErrFinished) {
+			writeError(w, http.StatusConflict, "finished", fmt.Sprintf("the job is already %s", st.State))
+			return
+		}
+		if err != nil {
+			m.storeFailed(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, st)
+	})
+}
+
+// EventsHandler streams the job's Status as Server-Sent Events ("event:
+// status", the revision as the event ID) on every change, from whatever
+// instance serves the request, and ends the stream after the final state.
+// A browser subscribes with new EventSource(url); after a reconnect it
+// receives the current status first.
+func (m *Manager) EventsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		updates, err := m.Watch(ctx, jobID(r))
+		if err != nil {
+			m.storeFailed(w, err)
+			return
+		}
+		rc := http.NewResponseController(w)
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no") // proxies must not buffer the stream
+		w.WriteHeader(http.StatusOK)
+		// A server WriteTimeout would cut a long stream; extend it per write.
+		write := func(s string) bool {
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(w, s); err != nil {
+				return false
+			}
+			return rc.Flush() == nil
+		}
+		if !write("retry: 2000\n\n") {
+			return
+		}
+		ping := time.NewTicker(15 * time.Second)
+		defer ping.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ping.C:
+				if !write(": ping\n\n") {
+					return
+				}
+			case st, ok := <-updates:
+				if !ok {
+					return
+				}
+				b, _ := json.Marshal(st)
+				if !write("id: " + strconv.FormatUint(st.Revision, 10) + "\nevent: status\ndata: " + string(b) + "\n\n") {
+					return
+				}
+			}
+		}
+	})
+}
+
+func (m *Manager) storeFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no such job")
+		return
+	}
+	m.log.Error("jobs: store failed", "err", err)
+	writeError(w, http.StatusServiceUnavailable, "store_unavailable", "job storage is unavailable, try again")
+}
+
+func jobID(r *http.Request) string {
+	if id := r.PathValue("id"); id != "" {
+		return id
+	}
+	return r.URL.Query().Get("id")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, kind, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg, "code": kind})
+}

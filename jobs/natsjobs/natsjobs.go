@@ -1,0 +1,319 @@
+// Package natsjobs is the NATS JetStream backend of package jobs: payloads
+// in an Object Store, job records in a Key-Value bucket (revisions give the
+// compare-and-set), and the queue in a work-queue stream whose durable pull
+// consumers redeliver a job when its worker stops acknowledging it.
+//
+//	nc, _ := nats.Connect(url)
+//	js, _ := jetstream.New(nc)
+//	backend, err := natsjobs.New(ctx, js, natsjobs.Config{})
+//	m, err := jobs.New(jobs.Config{Backend: backend})
+package natsjobs
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/jobs"
+)
+
+// Config configures the backend. The zero value is usable.
+type Config struct {
+	// Name prefixes the stream, buckets and subjects, so that several
+	// independent job systems can share one NATS account. Default "jobs".
+	// Letters, digits, - and _ only.
+	Name string
+	// VisibilityTimeout is the consumers' AckWait: a claimed job whose
+	// worker neither finishes nor heartbeats within it goes to another
+	// worker. Default 30s.
+	VisibilityTimeout time.Duration
+	// Retention is how long a job record (and, as a safety net, a
+	// payload) is kept after its last change. Default 7 days.
+	Retention time.Duration
+	// Replicas of the stream and buckets in a NATS cluster. Default 1.
+	Replicas int
+}
+
+// Backend implements jobs.Backend over JetStream.
+type Backend struct {
+	js      jetstream.JetStream
+	cfg     Config
+	kv      jetstream.KeyValue
+	obs     jetstream.ObjectStore
+	objects jetstream.Stream // the Object Store's own stream
+	stream  jetstream.Stream
+	subject string
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer
+}
+
+var _ jobs.Backend = (*Backend)(nil)
+
+// New creates (or updates to cfg) the stream and buckets.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Backend, error) {
+	if cfg.Name == "" {
+		cfg.Name = "jobs"
+	}
+	if !validName(cfg.Name) {
+		return nil, fmt.Errorf("natsjobs: Config.Name %q: use letters, digits, - and _", cfg.Name)
+	}
+	if cfg.VisibilityTimeout <= 0 {
+		cfg.VisibilityTimeout = 30 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	b := &Backend{js: js, cfg: cfg, subject: cfg.Name + ".queue", consumers: map[string]jetstream.Consumer{}}
+	var err error
+	b.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Name + "_status", Description: "job status records",
+		History: 1, TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: status bucket: %w", err)
+	}
+	b.obs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: cfg.Name + "_payloads", Description: "job payloads",
+		TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: payload bucket: %w", err)
+	}
+	// The Object Store keeps a deleted object's metadata as a tombstone;
+	// DeletePayload purges it through the bucket's stream so that finished
+	// jobs leave nothing behind.
+	b.objects, err = js.Stream(ctx, "OBJ_"+cfg.Name+"_payloads")
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: payload stream: %w", err)
+	}
+	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: cfg.Name + "_queue", Description: "job queue",
+		Subjects:  []string{b.subject + ".>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+		Replicas: cfg.Replicas, MaxAge: cfg.Retention,
+		// Enqueue sets the job ID as the message ID: a retried publish
+		// within this window is not queued twice.
+		Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: queue stream: %w", err)
+	}
+	return b, nil
+}
+
+// ObjectStore is the payload bucket, for inspection and tests.
+func (b *Backend) ObjectStore() jetstream.ObjectStore { return b.obs }
+
+// PutPayload streams r into the Object Store in chunks. The Object Store
+// purges the chunks it wrote when r fails, so an oversized or broken
+// upload leaves nothing.
+func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max int64) (int64, error) {
+	info, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: id}, jobs.LimitPayload(r, max))
+	if err != nil {
+		return 0, err
+	}
+	return int64(info.Size), nil
+}
+
+// OpenPayload streams the payload back.
+func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, error) {
+	res, err := b.obs.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, jobs.ErrNotFound
+	}
+	return res, err
+}
+
+// DeletePayload purges the payload's chunks and then its tombstone.
+func (b *Backend) DeletePayload(ctx context.Context, id string) error {
+	err := b.obs.Delete(ctx, id)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return err
+	}
+	metaSubject := "$O." + b.cfg.Name + "_payloads.M." + base64.URLEncoding.EncodeToString([]byte(id))
+	return b.objects.Purge(ctx, jetstream.WithPurgeSubject(metaSubject))
+}
+
+// GetRecord reads a record and its KV revision.
+func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, error) {
+	e, err := b.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, jobs.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// CreateRecord creates the key only if it does not exist.
+func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
+	rev, err := b.kv.Create(ctx, id, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, jobs.ErrExists
+	}
+	return rev, err
+}
+
+// UpdateRecord writes only if rev is the key's last revision.
+func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
+	n, err := b.kv.Update(ctx, id, data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, jobs.ErrConflict
+	}
+	return n, err
+}
+
+// WatchRecord follows the key with a KV watcher.
+func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.RecordValue, error) {
+	w, err := b.kv.Watch(ctx, id, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan jobs.RecordValue, 1)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				sendLatest(out, jobs.RecordValue{Data: e.Value(), Rev: e.Revision()})
+			}
+		}
+	}()
+	return out, nil
+}
+
+// sendLatest replaces an unread value with v, so a slow reader gets the
+// newest value and the watcher never blocks.
+func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
+	for {
+		select {
+		case out <- v:
+			return
+		default:
+			select {
+			case <-out:
+			default:
+			}
+		}
+	}
+}
+
+// VisibilityTimeout is Config.VisibilityTimeout.
+func (b *Backend) VisibilityTimeout() time.Duration { return b.cfg.VisibilityTimeout }
+
+// Enqueue publishes the job ID on the kind's subject.
+func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
+	if !validName(kind) {
+		return fmt.Errorf("natsjobs: invalid kind %q", kind)
+	}
+	_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id), jetstream.WithMsgID(id))
+	return err
+}
+
+// consumer returns the kind's durable consumer, created on first use. One
+// consumer per kind shares the work among all instances.
+func (b *Backend) consumer(ctx context.Context, kind string) (jetstream.Consumer, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c, ok := b.consumers[kind]; ok {
+		return c, nil
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.stream.CachedInfo().Config.Name, jetstream.ConsumerConfig{
+		Durable:       kind,
+		FilterSubject: b.subject + "." + kind,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.VisibilityTimeout,
+		// Attempts are counted (and dead-lettered) by package jobs, which
+		// also counts the attempts whose worker crashed.
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.consumers[kind] = c
+	return c, nil
+}
+
+// Claim pulls the next job of kind, waiting until one arrives or ctx ends.
+func (b *Backend) Claim(ctx context.Context, kind, worker string) (jobs.Delivery, error) {
+	if !validName(kind) {
+		return nil, fmt.Errorf("natsjobs: invalid kind %q", kind)
+	}
+	for {
+		c, err := b.consumer(ctx, kind)
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := c.Next(jetstream.FetchContext(pctx))
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			return &delivery{msg: msg}, nil
+		}
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
+			continue
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			b.mu.Lock()
+			delete(b.consumers, kind)
+			b.mu.Unlock()
+		}
+		return nil, err
+	}
+}
+
+type delivery struct{ msg jetstream.Msg }
+
+func (d *delivery) JobID() string { return string(d.msg.Data()) }
+
+// Extend sends +WPI, which restarts AckWait.
+func (d *delivery) Extend(ctx context.Context) error { return d.msg.InProgress() }
+
+// Ack waits for the server's confirmation, so an acknowledged job is gone.
+func (d *delivery) Ack(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
+
+// Retry naks with a delay: JetStream redelivers after it.
+func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
+	if delay <= 0 {
+		return d.msg.Nak()
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

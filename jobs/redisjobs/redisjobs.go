@@ -1,0 +1,517 @@
+// Package redisjobs is the Redis backend of package jobs: payloads as lists
+// of bounded chunks, job records in hashes updated by compare-and-set
+// scripts (with a pub/sub notice per change), and per-kind queues in
+// Streams consumer groups, where XAUTOCLAIM hands a job whose worker went
+// silent for the visibility timeout to another worker.
+//
+// Keys carry hash tags ({id}, {kind}) so that every script touches one
+// slot, which keeps the backend usable on Redis Cluster.
+//
+//	client, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+//	backend, err := redisjobs.New(client, redisjobs.Config{})
+//	m, err := jobs.New(jobs.Config{Backend: backend})
+package redisjobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/unstuck-dev/unstuck/jobs"
+)
+
+// Config configures the backend. The zero value is usable.
+type Config struct {
+	// Prefix starts every key. Default "jobs".
+	Prefix string
+	// VisibilityTimeout is how long a claimed job may go without a
+	// heartbeat before another worker claims it. Default 30s.
+	VisibilityTimeout time.Duration
+	// Retention is how long a job record (and, as a safety net, a
+	// payload) is kept after its last change. Default 7 days.
+	Retention time.Duration
+	// ChunkSize is the size of each payload chunk, so that no single
+	// command moves a large value and stalls Redis. Default 256 KiB.
+	ChunkSize int
+}
+
+// group is the consumer group every instance's workers join.
+const group = "workers"
+
+// uploadTTL expires the chunks of an upload whose instance died mid-way.
+const uploadTTL = time.Hour
+
+// Backend implements jobs.Backend over Redis.
+type Backend struct {
+	c   rueidis.Client
+	cfg Config
+
+	mu      sync.Mutex
+	groups  map[string]bool   // kinds whose consumer group exists
+	cursors map[string]string // XAUTOCLAIM cursor per kind
+}
+
+var _ jobs.Backend = (*Backend)(nil)
+
+// New wraps client; it creates keys lazily.
+func New(client rueidis.Client, cfg Config) (*Backend, error) {
+	if client == nil {
+		return nil, errors.New("redisjobs: nil client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "jobs"
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, fmt.Errorf("redisjobs: Config.Prefix %q must not contain braces", cfg.Prefix)
+	}
+	if cfg.VisibilityTimeout <= 0 {
+		cfg.VisibilityTimeout = 30 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 256 << 10
+	}
+	return &Backend{c: client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}, nil
+}
+
+func (b *Backend) statusKey(id string) string  { return b.cfg.Prefix + ":status:{" + id + "}" }
+func (b *Backend) payloadKey(id string) string { return b.cfg.Prefix + ":payload:{" + id + "}" }
+func (b *Backend) queueKey(kind string) string { return b.cfg.Prefix + ":queue:{" + kind + "}" }
+func (b *Backend) delayKey(kind string) string { return b.cfg.Prefix + ":delayed:{" + kind + "}" }
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// PayloadKeys lists the keys holding payload id, complete or partial, for
+// inspection and tests.
+func (b *Backend) PayloadKeys(id string) []string {
+	return []string{b.payloadKey(id), b.payloadKey(id) + ":part"}
+}
+
+// PutPayload appends r to a list in ChunkSize pieces under a temporary key
+// that expires if this process dies, and renames it into place at the end.
+// On any error the partial key is deleted. An empty r is refused with
+// jobs.ErrEmpty, as Redis cannot hold an empty list.
+func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max int64) (int64, error) {
+	key := b.payloadKey(id)
+	part := key + ":part"
+	fail := func(err error) (int64, error) {
+		// The caller's ctx may be what failed; clean up regardless.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = b.c.Do(cctx, b.c.B().Del().Key(part).Build()).Error()
+		return 0, err
+	}
+	lr := jobs.LimitPayload(r, max)
+	buf := make([]byte, b.cfg.ChunkSize)
+	var total int64
+	for {
+		n, rerr := fill(lr, buf)
+		if n > 0 {
+			for _, res := range b.c.DoMulti(ctx,
+				b.c.B().Rpush().Key(part).Element(rueidis.BinaryString(buf[:n])).Build(),
+				b.c.B().Pexpire().Key(part).Milliseconds(uploadTTL.Milliseconds()).Build(),
+			) {
+				if err := res.Error(); err != nil {
+					return fail(err)
+				}
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fail(rerr)
+		}
+	}
+	if total == 0 {
+		return 0, jobs.ErrEmpty
+	}
+	for _, res := range b.c.DoMulti(ctx,
+		b.c.B().Rename().Key(part).Newkey(key).Build(),
+		b.c.B().Pexpire().Key(key).Milliseconds(b.cfg.Retention.Milliseconds()).Build(),
+	) {
+		if err := res.Error(); err != nil {
+			return fail(err)
+		}
+	}
+	return total, nil
+}
+
+// fill reads until buf is full or r ends. Unlike io.ReadFull it passes on
+// r's own io.ErrUnexpectedEOF (a truncated upload) as the error it is,
+// and reports the end of r as io.EOF.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// OpenPayload reads the chunks one at a time as the reader asks.
+func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, error) {
+	key := b.payloadKey(id)
+	n, err := b.c.Do(ctx, b.c.B().Llen().Key(key).Build()).AsInt64()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, jobs.ErrNotFound
+	}
+	return &chunkReader{ctx: ctx, b: b, key: key, chunks: n}, nil
+}
+
+type chunkReader struct {
+	ctx    context.Context
+	b      *Backend
+	key    string
+	chunks int64
+	next   int64
+	buf    []byte
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.next >= r.chunks {
+			return 0, io.EOF
+		}
+		chunk, err := r.b.c.Do(r.ctx, r.b.c.B().Lindex().Key(r.key).Index(r.next).Build()).AsBytes()
+		if rueidis.IsRedisNil(err) {
+			return 0, fmt.Errorf("redisjobs: payload vanished while reading: %w", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.buf, r.next = chunk, r.next+1
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *chunkReader) Close() error { return nil }
+
+// DeletePayload deletes the payload and any partial upload of it.
+func (b *Backend) DeletePayload(ctx context.Context, id string) error {
+	return b.c.Do(ctx, b.c.B().Del().Key(b.PayloadKeys(id)...).Build()).Error()
+}
+
+var (
+	createScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[1], '1:' .. ARGV[1])
+return 1`)
+	updateScript = rueidis.NewLuaScript(`
+local cur = redis.call('HGET', KEYS[1], 'rev')
+if not cur then return -2 end
+if cur ~= ARGV[2] then return -1 end
+local n = tonumber(cur) + 1
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', n)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', KEYS[1], n .. ':' .. ARGV[1])
+return n`)
+)
+
+// GetRecord reads the hash's record and revision.
+func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, error) {
+	vals, err := b.c.Do(ctx, b.c.B().Hmget().Key(b.statusKey(id)).Field("rec", "rev").Build()).ToArray()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(vals) != 2 || vals[0].IsNil() || vals[1].IsNil() {
+		return nil, 0, jobs.ErrNotFound
+	}
+	data, err := vals[0].AsBytes()
+	if err != nil {
+		return nil, 0, err
+	}
+	rev, err := vals[1].AsUint64()
+	if err != nil {
+		return nil, 0, fmt.Errorf("redisjobs: bad revision in %s: %w", b.statusKey(id), err)
+	}
+	return data, rev, nil
+}
+
+// CreateRecord creates the hash at revision 1 unless it exists.
+func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
+	n, err := createScript.Exec(ctx, b.c, []string{b.statusKey(id)}, []string{string(data), ms(b.cfg.Retention)}).AsInt64()
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, jobs.ErrExists
+	}
+	return 1, nil
+}
+
+// UpdateRecord writes the record if rev is current, bumps the revision,
+// renews the expiry and publishes the new value.
+func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
+	n, err := updateScript.Exec(ctx, b.c, []string{b.statusKey(id)},
+		[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention)}).AsInt64()
+	switch {
+	case err != nil:
+		return 0, err
+	case n == -2:
+		return 0, jobs.ErrNotFound
+	case n < 0:
+		return 0, jobs.ErrConflict
+	}
+	return uint64(n), nil
+}
+
+// WatchRecord subscribes to the record's channel. Redis pub/sub drops
+// messages while disconnected; the channel then closes and jobs.Manager
+// falls back to re-reading.
+func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.RecordValue, error) {
+	out := make(chan jobs.RecordValue, 1)
+	go func() {
+		defer close(out)
+		_ = b.c.Receive(ctx, b.c.B().Subscribe().Channel(b.statusKey(id)).Build(), func(m rueidis.PubSubMessage) {
+			if v, ok := parseNotice(m.Message); ok {
+				sendLatest(out, v)
+			}
+		})
+	}()
+	return out, nil
+}
+
+// parseNotice decodes "REV:DATA" as published by the scripts. Anyone who
+// can publish to the channel can send anything, so it is checked.
+func parseNotice(msg string) (jobs.RecordValue, bool) {
+	revStr, data, ok := strings.Cut(msg, ":")
+	if !ok || revStr == "" || len(revStr) > 20 {
+		return jobs.RecordValue{}, false
+	}
+	rev, err := strconv.ParseUint(revStr, 10, 64)
+	if err != nil || rev == 0 {
+		return jobs.RecordValue{}, false
+	}
+	return jobs.RecordValue{Data: []byte(data), Rev: rev}, true
+}
+
+func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
+	for {
+		select {
+		case out <- v:
+			return
+		default:
+			select {
+			case <-out:
+			default:
+			}
+		}
+	}
+}
+
+// VisibilityTimeout is Config.VisibilityTimeout.
+func (b *Backend) VisibilityTimeout() time.Duration { return b.cfg.VisibilityTimeout }
+
+// ensureGroup creates the kind's stream and consumer group once. Reading
+// from "0" makes jobs queued before the group existed visible.
+func (b *Backend) ensureGroup(ctx context.Context, kind string) error {
+	b.mu.Lock()
+	ok := b.groups[kind]
+	b.mu.Unlock()
+	if ok {
+		return nil
+	}
+	err := b.c.Do(ctx, b.c.B().XgroupCreate().Key(b.queueKey(kind)).Group(group).Id("0").Mkstream().Build()).Error()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return err
+	}
+	b.mu.Lock()
+	b.groups[kind] = true
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Backend) forgetGroup(kind string, err error) {
+	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+		b.mu.Lock()
+		delete(b.groups, kind)
+		b.mu.Unlock()
+	}
+}
+
+// Enqueue adds the job ID to the kind's stream.
+func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
+	if err := b.ensureGroup(ctx, kind); err != nil {
+		return err
+	}
+	return b.c.Do(ctx, b.c.B().Xadd().Key(b.queueKey(kind)).Id("*").FieldValue().FieldValue("id", id).Build()).Error()
+}
+
+var (
+	// promoteScript moves retries whose delay has passed back into the
+	// stream and returns the milliseconds until the next one is due (-1:
+	// none). It uses the server's clock, so instances' clocks may differ.
+	promoteScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(ids) do
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return -1 end
+return math.max(tonumber(nxt[2]) - now, 0)`)
+	// retryScript schedules the job again and removes this delivery, in
+	// one step so the job is never in neither place.
+	retryScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return 1`)
+	// extendScript resets the entry's idle time only while this consumer
+	// still owns it; XCLAIM alone would steal it back from a new owner.
+	extendScript = rueidis.NewLuaScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1`)
+	ackScript = rueidis.NewLuaScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1`)
+)
+
+// Claim takes, in order: a delayed retry that is due, a job whose claimer
+// has been silent for the visibility timeout (XAUTOCLAIM), or a new job
+// (XREADGROUP, blocking up to a second at a time until ctx ends).
+func (b *Backend) Claim(ctx context.Context, kind, worker string) (jobs.Delivery, error) {
+	stream := b.queueKey(kind)
+	block := min(time.Second, b.cfg.VisibilityTimeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := b.ensureGroup(ctx, kind); err != nil {
+			return nil, err
+		}
+		wait := block
+		due, err := promoteScript.Exec(ctx, b.c, []string{b.delayKey(kind), stream}, nil).AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		if due >= 0 {
+			// Wake up for the next retry instead of blocking past it.
+			wait = max(min(wait, time.Duration(due)*time.Millisecond), time.Millisecond)
+		}
+		d, err := b.autoclaim(ctx, kind, worker)
+		if d != nil || err != nil {
+			b.forgetGroup(kind, err)
+			return d, err
+		}
+		res := b.c.Do(ctx, b.c.B().Xreadgroup().Group(group, worker).Count(1).Block(wait.Milliseconds()).
+			Streams().Key(stream).Id(">").Build())
+		streams, err := res.AsXRead()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			b.forgetGroup(kind, err)
+			return nil, err
+		}
+		for _, e := range streams[stream] {
+			if d := b.delivery(ctx, kind, worker, e); d != nil {
+				return d, nil
+			}
+		}
+	}
+}
+
+func (b *Backend) autoclaim(ctx context.Context, kind, worker string) (jobs.Delivery, error) {
+	b.mu.Lock()
+	cursor := b.cursors[kind]
+	b.mu.Unlock()
+	if cursor == "" {
+		cursor = "0-0"
+	}
+	arr, err := b.c.Do(ctx, b.c.B().Xautoclaim().Key(b.queueKey(kind)).Group(group).Consumer(worker).
+		MinIdleTime(ms(b.cfg.VisibilityTimeout)).Start(cursor).Count(1).Build()).ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) < 2 {
+		return nil, errors.New("redisjobs: unexpected XAUTOCLAIM reply")
+	}
+	next, err := arr[0].ToString()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.cursors[kind] = next
+	b.mu.Unlock()
+	entries, err := arr[1].AsXRange()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if d := b.delivery(ctx, kind, worker, e); d != nil {
+			return d, nil
+		}
+	}
+	return nil, nil
+}
+
+// delivery wraps a stream entry; an entry without a valid job ID (written
+// by something else) is dropped rather than handed out forever.
+func (b *Backend) delivery(ctx context.Context, kind, worker string, e rueidis.XRangeEntry) jobs.Delivery {
+	d := &delivery{b: b, kind: kind, worker: worker, entry: e.ID, id: e.FieldValues["id"]}
+	if d.id == "" || strings.ContainsAny(d.id, "{}:") {
+		_ = d.Ack(ctx)
+		return nil
+	}
+	return d
+}
+
+type delivery struct {
+	b            *Backend
+	kind, worker string
+	entry, id    string
+}
+
+func (d *delivery) JobID() string { return d.id }
+
+func (d *delivery) Extend(ctx context.Context) error {
+	n, err := extendScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry, d.worker}).AsInt64()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("redisjobs: delivery %s of job %s: %w", d.entry, d.id, jobs.ErrConflict)
+	}
+	return nil
+}
+
+func (d *delivery) Ack(ctx context.Context) error {
+	return ackScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry}).Error()
+}
+
+func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
+	return retryScript.Exec(ctx, d.b.c, []string{d.b.delayKey(d.kind), d.b.queueKey(d.kind)},
+		[]string{group, d.entry, d.id, ms(max(delay, 0))}).Error()
+}
