@@ -1,0 +1,418 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisConfig configures a RedisBroker. The zero value (apart from Client)
+// is usable.
+type RedisConfig struct {
+	// Client is the rueidis client; the broker does not close it. It also
+	// dedicates one connection to Pub/Sub.
+	Client rueidis.Client
+	// Prefix starts every key and Pub/Sub channel; "rt" if empty.
+	Prefix string
+	// HistorySize bounds each channel's stream (XADD MAXLEN); 100 if 0.
+	HistorySize int
+	// HistoryTTL bounds the age of history entries (XTRIM MINID) and
+	// expires an idle channel's stream; 5 minutes if 0.
+	HistoryTTL time.Duration
+	// MetaTTL keeps an idle channel's offset and epoch; when it lapses the
+	// next message starts a new epoch. 24 hours if 0 (at least HistoryTTL).
+	MetaTTL time.Duration
+	// Timeout bounds each Redis call; 5 seconds if 0.
+	Timeout time.Duration
+}
+
+// RedisBroker is a Broker and PresenceStore over Redis: a Lua script
+// assigns each message its offset, appends it to the channel's stream and
+// PUBLISHes it, all atomically, so the live stream and the history agree
+// and Pub/Sub order is offset order. Keys use a {channel} hash tag so a
+// channel's keys share a Redis Cluster slot.
+type RedisBroker struct {
+	cfg     RedisConfig
+	healthy atomic.Bool
+
+	mu       sync.Mutex
+	channels map[string]struct{}
+	dc       rueidis.DedicatedClient // nil while disconnected
+}
+
+var (
+	_ Broker        = (*RedisBroker)(nil)
+	_ PresenceStore = (*RedisBroker)(nil)
+)
+
+// NewRedisBroker checks cfg and returns a broker; call Run (the Hub does).
+func NewRedisBroker(cfg RedisConfig) (*RedisBroker, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("realtime: RedisConfig.Client is required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "rt"
+	}
+	if cfg.HistorySize <= 0 {
+		cfg.HistorySize = 100
+	}
+	if cfg.HistoryTTL <= 0 {
+		cfg.HistoryTTL = 5 * time.Minute
+	}
+	if cfg.MetaTTL <= 0 {
+		cfg.MetaTTL = 24 * time.Hour
+	}
+	cfg.MetaTTL = max(cfg.MetaTTL, cfg.HistoryTTL)
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	return &RedisBroker{cfg: cfg, channels: map[string]struct{}{}}, nil
+}
+
+func (b *RedisBroker) metaKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:m" }
+func (b *RedisBroker) streamKey(ch string) string   { return b.cfg.Prefix + ":{" + ch + "}:s" }
+func (b *RedisBroker) presenceKey(ch string) string { return b.cfg.Prefix + ":{" + ch + "}:p" }
+func (b *RedisBroker) pubsubName(ch string) string  { return b.cfg.Prefix + ":ps:" + ch }
+
+// newEpoch is random so that an epoch reborn after a data loss can never
+// equal the one clients remember.
+func newEpoch() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ensureEpoch: a channel's meta starts (or restarts, after loss) with a
+// fresh epoch; a stream left without meta belongs to the lost epoch.
+const redisEnsureEpoch = `
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 't', 0)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+`
+
+// Stream IDs are <ms>-<offset>: time-ordered so XTRIM MINID can bound age,
+// and carrying the offset so history needs no extra field.
+var redisPublish = rueidis.NewLuaScript(redisEnsureEpoch + `
+local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 't'))
+if ms < last then ms = last end
+redis.call('HSET', KEYS[1], 't', ms)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], ms .. '-' .. off, 'd', ARGV[3])
+redis.call('XTRIM', KEYS[2], 'MINID', '~', (ms - tonumber(ARGV[5])) .. '-0')
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], off .. ' ' .. epoch .. ' ' .. ARGV[3])
+return {off, epoch}
+`)
+
+// History reads the top and the entries after `since` in one script, so
+// they describe the same moment.
+var redisHistory = rueidis.NewLuaScript(redisEnsureEpoch + `
+local top = tonumber(redis.call('HGET', KEYS[1], 'o'))
+local since = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+local count = top - since
+if count <= 0 or limit <= 0 or count > limit then
+  return {top, epoch, {}}
+end
+local now = redis.call('TIME')
+local minms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[5])
+local entries = redis.call('XREVRANGE', KEYS[2], '+', minms .. '-0', 'COUNT', count)
+return {top, epoch, entries}
+`)
+
+// Publish implements Broker.
+func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	res, err := redisPublish.Exec(ctx, b.cfg.Client,
+		[]string{b.metaKey(channel), b.streamKey(channel)},
+		[]string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10), string(data),
+			strconv.Itoa(b.cfg.HistorySize), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10),
+			b.pubsubName(channel)}).ToArray()
+	if err != nil {
+		return Publication{}, b.wrap("publish", err)
+	}
+	if len(res) != 2 {
+		return Publication{}, fmt.Errorf("realtime: redis publish: unexpected reply of %d items", len(res))
+	}
+	off, err1 := res[0].AsInt64()
+	epoch, err2 := res[1].ToString()
+	if err := errors.Join(err1, err2); err != nil {
+		return Publication{}, fmt.Errorf("realtime: redis publish reply: %w", err)
+	}
+	return Publication{Offset: uint64(off), Prev: uint64(off) - 1, Epoch: epoch, Data: data}, nil
+}
+
+// History implements Broker.
+func (b *RedisBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	res, err := redisHistory.Exec(ctx, b.cfg.Client,
+		[]string{b.metaKey(channel), b.streamKey(channel)},
+		[]string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10),
+			strconv.FormatUint(since, 10), strconv.Itoa(limit),
+			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+	if err != nil {
+		return History{}, b.wrap("history", err)
+	}
+	if len(res) != 3 {
+		return History{}, fmt.Errorf("realtime: redis history: unexpected reply of %d items", len(res))
+	}
+	top, err1 := res[0].AsInt64()
+	epoch, err2 := res[1].ToString()
+	entries, err3 := res[2].ToArray()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return History{}, fmt.Errorf("realtime: redis history reply: %w", err)
+	}
+	h := History{Top: Position{Offset: uint64(top), Epoch: epoch}}
+	// XREVRANGE is newest first.
+	for i := len(entries) - 1; i >= 0; i-- {
+		e, err := entries[i].ToArray()
+		if err != nil || len(e) != 2 {
+			return History{}, fmt.Errorf("realtime: redis history entry: %v", err)
+		}
+		id, _ := e[0].ToString()
+		_, seq, _ := strings.Cut(id, "-")
+		off, perr := strconv.ParseUint(seq, 10, 64)
+		fields, ferr := e[1].AsStrSlice()
+		if perr != nil || ferr != nil || len(fields) != 2 {
+			return History{}, fmt.Errorf("realtime: redis history entry %q malformed", id)
+		}
+		h.Publications = append(h.Publications, Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(fields[1])})
+	}
+	want := uint64(0)
+	if uint64(top) > since {
+		want = uint64(top) - since
+	}
+	h.Complete = uint64(len(h.Publications)) == want && (want == 0 || h.Publications[0].Offset == since+1) && since <= uint64(top)
+	return h, nil
+}
+
+// Subscribe implements Broker.
+func (b *RedisBroker) Subscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	b.channels[channel] = struct{}{}
+	dc := b.dc
+	b.mu.Unlock()
+	if dc == nil {
+		b.forget(channel)
+		return fmt.Errorf("%w: redis pub/sub not connected", ErrBackplaneUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if err := dc.Do(ctx, dc.B().Subscribe().Channel(b.pubsubName(channel)).Build()).Error(); err != nil {
+		b.forget(channel)
+		return b.wrap("subscribe", err)
+	}
+	return nil
+}
+
+func (b *RedisBroker) forget(channel string) {
+	b.mu.Lock()
+	delete(b.channels, channel)
+	b.mu.Unlock()
+}
+
+// Unsubscribe implements Broker.
+func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	delete(b.channels, channel)
+	dc := b.dc
+	b.mu.Unlock()
+	if dc == nil {
+		return nil // nothing to undo: a reconnect will not resubscribe it
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	return b.wrap("unsubscribe", dc.Do(ctx, dc.B().Unsubscribe().Channel(b.pubsubName(channel)).Build()).Error())
+}
+
+// Healthy implements Broker.
+func (b *RedisBroker) Healthy() error {
+	if !b.healthy.Load() {
+		return fmt.Errorf("%w: redis pub/sub connection down", ErrBackplaneUnavailable)
+	}
+	return nil
+}
+
+// Run implements Broker: it holds a dedicated Pub/Sub connection, and after
+// losing it reconnects with capped backoff and resubscribes every channel
+// before telling the hub, which then fills the gap from history.
+func (b *RedisBroker) Run(ctx context.Context, h BrokerHandler) error {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		connected, err := b.runOnce(ctx, h)
+		b.healthy.Store(false)
+		if ctx.Err() != nil {
+			break
+		}
+		if connected {
+			backoff = 50 * time.Millisecond
+		}
+		_ = err // the state is reported through Healthy
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	return nil
+}
+
+func (b *RedisBroker) runOnce(ctx context.Context, h BrokerHandler) (bool, error) {
+	dc, release := b.cfg.Client.Dedicate()
+	defer release()
+	prefix := b.pubsubName("")
+	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
+		ch, ok := strings.CutPrefix(m.Channel, prefix)
+		if !ok {
+			return
+		}
+		offS, rest, ok1 := strings.Cut(m.Message, " ")
+		epoch, data, ok2 := strings.Cut(rest, " ")
+		off, err := strconv.ParseUint(offS, 10, 64)
+		if !ok1 || !ok2 || err != nil {
+			return // not ours; nothing else publishes with our prefix
+		}
+		h.HandlePublication(ch, Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(data)})
+	}})
+	b.mu.Lock()
+	chans := make([]string, 0, len(b.channels))
+	for ch := range b.channels {
+		chans = append(chans, b.pubsubName(ch))
+	}
+	b.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	var err error
+	if len(chans) > 0 {
+		err = dc.Do(sctx, dc.B().Subscribe().Channel(chans...).Build()).Error()
+	} else {
+		err = dc.Do(sctx, dc.B().Ping().Build()).Error()
+	}
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	b.mu.Lock()
+	// Channels added while we subscribed the snapshot went to a nil dc and
+	// failed; the hub retries them. Publish the connection now.
+	b.dc = dc
+	b.mu.Unlock()
+	b.healthy.Store(true)
+	h.Reconnected()
+	defer func() {
+		b.mu.Lock()
+		b.dc = nil
+		b.mu.Unlock()
+	}()
+	select {
+	case err := <-lost:
+		return true, err
+	case <-ctx.Done():
+		dc.Close()
+		return true, ctx.Err()
+	}
+}
+
+func (b *RedisBroker) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := rueidis.IsRedisErr(err); ok {
+		return fmt.Errorf("realtime: redis %s: %w", op, err)
+	}
+	return fmt.Errorf("%w: redis %s: %v", ErrBackplaneUnavailable, op, err)
+}
+
+var redisSetPresence = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1] .. '|' .. exp)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+`)
+
+// Entries carry their expiry by the Redis clock, so instances with skewed
+// clocks agree on what has lapsed.
+var redisGetPresence = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local exp = tonumber(string.match(all[i+1], '|(%d+)$') or '0')
+  if exp <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    table.insert(out, all[i])
+    table.insert(out, all[i+1])
+  end
+end
+return out
+`)
+
+// SetPresence implements PresenceStore.
+func (b *RedisBroker) SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	args := make([]string, 0, 1+2*len(entries))
+	args = append(args, strconv.FormatInt(ttl.Milliseconds(), 10))
+	for _, e := range entries {
+		args = append(args, e.Client, e.User)
+	}
+	return b.wrap("presence", redisSetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, args).Error())
+}
+
+// RemovePresence implements PresenceStore.
+func (b *RedisBroker) RemovePresence(ctx context.Context, channel string, clients []string) error {
+	if len(clients) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	c := b.cfg.Client
+	return b.wrap("presence", c.Do(ctx, c.B().Hdel().Key(b.presenceKey(channel)).Field(clients...).Build()).Error())
+}
+
+// Presence implements PresenceStore.
+func (b *RedisBroker) Presence(ctx context.Context, channel string) ([]PresenceEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := redisGetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, nil).AsStrSlice()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, b.wrap("presence", err)
+	}
+	out := make([]PresenceEntry, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		v := kv[i+1]
+		cut := strings.LastIndexByte(v, '|')
+		if cut < 0 {
+			continue
+		}
+		ms, _ := strconv.ParseInt(v[cut+1:], 10, 64)
+		user := v[:cut]
+		out = append(out, PresenceEntry{Client: kv[i], User: user, Expires: ms})
+	}
+	return out, nil
+}
