@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+)
+
+const (
+	upReadBuf  = 16 << 10
+	upWriteBuf = 8 << 10
+	// maxRespHead bounds an upstream's response head.
+	maxRespHead = 64 << 10
+)
+
+// upstreamImpl holds an upstream's address and its LIFO stack of idle
+// keep-alive connections. LIFO keeps the hottest connections in use and
+// lets the cold ones age out at the bottom.
+type upstreamImpl struct {
+	name, addr string
+	tlsName    string
+	maxIdle    int
+
+	mu   sync.Mutex
+	idle []*upConn
+	gen  uint64 // bumped by Close: older connections are not pooled again
+}
+
+// upConn is one upstream connection with its own buffers, which stay with
+// it while it idles in the pool, so reuse allocates nothing.
+type upConn struct {
+	c      net.Conn
+	rd     connReader
+	cw     connWriter
+	bw     *bufio.Writer
+	gen    uint64
+	idleAt int64
+	resp   respHead
+}
+
+func (u *upstreamImpl) init(name, addr string, opts UpstreamOptions) {
+	u.name, u.addr, u.tlsName = name, addr, opts.TLSServerName
+	u.maxIdle = opts.MaxIdleConns
+	if u.maxIdle <= 0 {
+		u.maxIdle = 256
+	}
+}
+
+// get pops the most recently used idle connection, closing any that idled
+// longer than idleFor.
+func (u *upstreamImpl) get(now int64, idleFor time.Duration) *upConn {
+	u.mu.Lock()
+	for n := len(u.idle); n > 0; n = len(u.idle) {
+		uc := u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		if now-uc.idleAt < int64(idleFor) {
+			u.mu.Unlock()
+			return uc
+		}
+		uc.c.Close()
+	}
+	u.mu.Unlock()
+	return nil
+}
+
+// put returns a connection after a clean exchange, and reaps connections
+// at the bottom of the stack that idled too long.
+func (u *upstreamImpl) put(uc *upConn, now int64, idleFor time.Duration) {
+	uc.idleAt = now
+	u.mu.Lock()
+	if uc.gen != u.gen {
+		u.mu.Unlock()
+		uc.c.Close()
+		return
+	}
+	drop := 0
+	for drop < len(u.idle) && now-u.idle[drop].idleAt >= int64(idleFor) {
+		drop++
+	}
+	if len(u.idle)-drop >= u.maxIdle {
+		drop++
+	}
+	var old [8]*upConn
+	if drop > 0 {
+		k := min(drop, len(old))
+		copy(old[:], u.idle[:k])
+		for _, c := range u.idle[k:drop] {
+			c.c.Close()
+		}
+		n := copy(u.idle, u.idle[drop:])
+		clear(u.idle[n:])
+		u.idle = u.idle[:n]
+	}
+	u.idle = append(u.idle, uc)
+	u.mu.Unlock()
+	for _, c := range old {
+		if c != nil {
+			c.c.Close()
+		}
+	}
+}
+
+func (u *upstreamImpl) close() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.gen++
+	u.mu.Unlock()
+	for _, uc := range idle {
+		uc.c.Close()
+	}
+}
+
+// dial opens a new connection (TLS when configured).
+func (u *upstreamImpl) dial(ctx context.Context, timeout time.Duration, to *Timeouts, clk *clock) (*upConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if u.tlsName != "" {
+		tc := tls.Client(c, &tls.Config{ServerName: u.tlsName, NextProtos: []string{"http/1.1"}})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	u.mu.Lock()
+	gen := u.gen
+	u.mu.Unlock()
+	uc := &upConn{c: c, gen: gen}
+	uc.rd = connReader{c: c, buf: make([]byte, upReadBuf), clk: clk}
+	uc.cw = connWriter{c: c, d: to.Upstream, clk: clk}
+	uc.bw = bufio.NewWriterSize(&uc.cw, upWriteBuf)
+	return uc, nil
+}

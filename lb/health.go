@@ -1,0 +1,107 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"time"
+)
+
+// startHealth starts b's active checks when a path is configured. Checks
+// run in a goroutine stopped by the backend's removal or Close.
+func (bl *Balancer) startHealth(b *Backend, hc ActiveHealthConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.healthCfg = hc
+	if hc.Path == "" || b.removed {
+		b.healthy.Store(true)
+		b.stopHealth = nil
+		return
+	}
+	ctx, cancel := context.WithCancel(bl.ctx)
+	b.stopHealth = cancel
+	bl.wg.Add(1)
+	go func() {
+		defer bl.wg.Done()
+		bl.checkLoop(ctx, b, hc)
+	}()
+}
+
+func (bl *Balancer) restartHealth(b *Backend, hc ActiveHealthConfig) {
+	b.mu.Lock()
+	stop := b.stopHealth
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	bl.startHealth(b, hc)
+}
+
+// checkLoop probes b every interval. A healthy backend goes down after Fall
+// failures in a row, a down one comes up after Rise successes in a row
+// (then slow start ramps its share back).
+func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthConfig) {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: 1,
+		TLSClientConfig:     &tls.Config{ServerName: b.url.Hostname()},
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport: tr,
+		Timeout:   hc.Timeout,
+		// A redirect is an answer, not something to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	target := b.url.String() + hc.Path
+	rise, fall := 0, 0
+	t := time.NewTicker(hc.Interval)
+	defer t.Stop()
+	for {
+		ok, why := probe(ctx, client, target, hc.Status)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			fall = 0
+			rise++
+			if !b.healthy.Load() && rise >= hc.Rise {
+				b.healthy.Store(true)
+				b.startRamp(time.Now(), bl.view.Load().cfg.Health.SlowStart)
+				bl.log.Info("backend up", "backend", b.name, "checks_passed", rise)
+			}
+		} else {
+			rise = 0
+			fall++
+			if b.healthy.Load() && fall >= hc.Fall {
+				b.healthy.Store(false)
+				bl.log.Warn("backend down", "backend", b.name, "checks_failed", fall, "last", why)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe makes one check request; want 0 accepts 2xx and 3xx.
+func probe(ctx context.Context, c *http.Client, target string, want int) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	req.Header.Set("User-Agent", "unstuck-lb-health")
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if want != 0 {
+		return resp.StatusCode == want, resp.Status
+	}
+	return resp.StatusCode >= 200 && resp.StatusCode < 400, resp.Status
+}
