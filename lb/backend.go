@@ -25,7 +25,7 @@ const (
 type Backend struct {
 	name     string
 	url      *url.URL
-	weight   float64
+	weightW  atomic.Uint64 // configured weight, float64 bits (a reload may change it)
 	nameHash uint64
 	up       *proxy.Upstream
 
@@ -45,8 +45,6 @@ type Backend struct {
 	bm       *backendMetrics
 	done     func(proxy.Outcome) // made once, so routing allocates no closure
 	onTunnel func(*proxy.Tunnel)
-
-	rrCurrent float64 // smooth round-robin state, guarded by RoundRobin.mu
 
 	mu         sync.Mutex
 	ejections  int       // how many times in a row it was ejected
@@ -69,14 +67,14 @@ func newBackend(name string, u *url.URL, weight int) *Backend {
 	b := &Backend{
 		name:     name,
 		url:      u,
-		weight:   float64(weight),
 		nameHash: mix64(fnv64([]byte(name))),
 		up:       proxy.NewUpstream(name, u.Host, opts),
 		users:    map[uint64]int64{},
 		tunnels:  map[*proxy.Tunnel]struct{}{},
 	}
 	b.healthy.Store(true)
-	b.effWBits.Store(math.Float64bits(b.weight))
+	b.weightW.Store(math.Float64bits(float64(weight)))
+	b.effWBits.Store(math.Float64bits(float64(weight)))
 	return b
 }
 
@@ -96,6 +94,8 @@ func (b *Backend) Weight() float64 { return b.effectiveWeight() }
 func (b *Backend) Latency() time.Duration {
 	return time.Duration(math.Float64frombits(b.ewmaBits.Load()) * float64(time.Second))
 }
+
+func (b *Backend) baseWeight() float64 { return math.Float64frombits(b.weightW.Load()) }
 
 func (b *Backend) effectiveWeight() float64 { return math.Float64frombits(b.effWBits.Load()) }
 
@@ -219,14 +219,15 @@ func (b *Backend) updateWeight(now time.Time, window time.Duration) {
 	b.mu.Lock()
 	from := b.rampFrom
 	b.mu.Unlock()
-	w := b.weight
+	base := b.baseWeight()
+	w := base
 	if window > 0 && !from.IsZero() {
 		el := now.Sub(from)
 		switch {
 		case el < 0:
-			w = b.weight * 0.1
+			w = base * 0.1
 		case el < window:
-			w = b.weight * math.Max(0.1, float64(el)/float64(window))
+			w = base * math.Max(0.1, float64(el)/float64(window))
 		default:
 			b.mu.Lock()
 			if b.rampFrom.Equal(from) {

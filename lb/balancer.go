@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -178,7 +179,8 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 		if old != nil {
 			if ob := old.byName[bc.Name]; ob != nil && ob.url.String() == u.String() {
 				b = ob
-				b.weight = float64(bc.Weight)
+				b.weightW.Store(math.Float64bits(float64(bc.Weight)))
+				b.updateWeight(time.Now(), cfg.Health.SlowStart)
 			}
 		}
 		if b == nil {
@@ -396,7 +398,8 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 	if v.cfg.Health.Passive.Disabled {
 		return
 	}
-	if o.Err != nil || o.Status >= 500 || o.Status == 0 {
+	// A client that went away leaves Status 0 and no Err: not the backend's fault.
+	if o.Err != nil || o.Status >= 500 {
 		bl.passiveFailure(v, b, o)
 	} else if b.consecFails.Load() != 0 {
 		b.consecFails.Store(0)
@@ -707,7 +710,7 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 	c := *cfg
 	c.Backends = make([]BackendConfig, len(bs))
 	for i, b := range bs {
-		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.weight)}
+		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight())}
 	}
 	return &c
 }

@@ -147,7 +147,7 @@ type PassiveHealthConfig struct {
 	// Ejection is the first ejection's length; the n-th lasts n times
 	// as long, up to MaxEjection [30s].
 	Ejection    time.Duration `yaml:"ejection"`
-	MaxEjection time.Duration `yaml:"max_ejection"` // [5m]
+	MaxEjection time.Duration `yaml:"max_ejection"` // [5m, or Ejection if longer]
 	// MaxEjectedPercent bounds the share of backends ejected at once [50].
 	MaxEjectedPercent int `yaml:"max_ejected_percent"`
 }
@@ -521,7 +521,7 @@ func (c *Config) Validate() error {
 	p := &c.Health.Passive
 	setInt(&p.Failures, 5)
 	setDur(&p.Ejection, 30*time.Second)
-	setDur(&p.MaxEjection, 5*time.Minute)
+	setDur(&p.MaxEjection, max(5*time.Minute, p.Ejection))
 	setInt(&p.MaxEjectedPercent, 50)
 	if p.Failures < 1 {
 		return fieldErr("health.passive.failures", "must be at least 1")

@@ -27,24 +27,29 @@ var (
 // sum(weights) picks each backend gets its weight's share, and the picks of
 // a heavy backend are spread out rather than bunched.
 type RoundRobin struct {
-	mu sync.Mutex
+	mu  sync.Mutex
+	cur map[*Backend]float64 // each backend's current weight
 }
 
 // Pick implements Policy.
 func (p *RoundRobin) Pick(backends []*Backend, _ []byte) *Backend {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cur == nil || len(p.cur) > 2*len(backends)+16 {
+		p.cur = make(map[*Backend]float64, len(backends)) // forget removed backends
+	}
 	var best *Backend
-	total := 0.0
+	bestCur, total := 0.0, 0.0
 	for _, b := range backends {
 		w := b.effectiveWeight()
-		b.rrCurrent += w
+		c := p.cur[b] + w
+		p.cur[b] = c
 		total += w
-		if best == nil || b.rrCurrent > best.rrCurrent {
-			best = b
+		if best == nil || c > bestCur {
+			best, bestCur = b, c
 		}
 	}
-	best.rrCurrent -= total
+	p.cur[best] = bestCur - total
 	return best
 }
 

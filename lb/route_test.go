@@ -68,8 +68,7 @@ func newTestBalancer(t *testing.T, cfg *Config) *Balancer {
 
 // client is a browser-ish user: it keeps the sticky cookie it is given.
 type client struct {
-	req    fakeReq
-	cookie string
+	req fakeReq
 }
 
 func newClient(ip string) *client {

@@ -518,7 +518,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 	}
 	outChunked := r.minor == 1 && (kind == bodyChunked || kind == bodyClose)
 	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose
-	res.keep = keep && (kind != bodyClose || outChunked)
+	res.keep = keep && (kind != bodyClose || outChunked) && !si.shutting.Load()
 	cc.writeRespHead(hb, rh, t.SetCookie, kind, outChunked, res.keep)
 	uc.rd.consume(n)
 	res.wrote = true

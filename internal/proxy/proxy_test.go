@@ -25,7 +25,6 @@ func TestGetThroughProxy(t *testing.T) {
 	}
 }
 
-
 func TestKeepAliveReusesUpstreamConnection(t *testing.T) {
 	var conns atomic.Int64
 	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, func(hs *http.Server) {

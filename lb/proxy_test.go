@@ -1,0 +1,488 @@
+package lb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/unstuck-dev/unstuck/internal/testenv"
+)
+
+// appBackend is an httptest app instance: it answers its name, fails its
+// health check on command, and echoes WebSocket messages.
+type appBackend struct {
+	name    string
+	srv     *httptest.Server
+	sick    atomic.Bool // /healthz answers 503
+	failing atomic.Bool // every request answers 500
+	hits    atomic.Int64
+}
+
+func newApp(t *testing.T, name string) *appBackend {
+	t.Helper()
+	a := &appBackend{name: name}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if a.sick.Load() {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := r.Context()
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, append([]byte(a.name+":"), msg...)); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.hits.Add(1)
+		if a.failing.Load() {
+			http.Error(w, "failing", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, a.name)
+	})
+	a.srv = httptest.NewServer(mux)
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+// liveLB is a Balancer serving on a loopback port with its admin API.
+type liveLB struct {
+	bl    *Balancer
+	url   string
+	admin *httptest.Server
+}
+
+func startLB(t *testing.T, cfg *Config, apps ...*appBackend) *liveLB {
+	t.Helper()
+	if len(cfg.Backends) == 0 {
+		for _, a := range apps {
+			cfg.Backends = append(cfg.Backends, BackendConfig{Name: a.name, URL: a.srv.URL})
+		}
+	}
+	if cfg.Admin.Listen == "" {
+		cfg.Admin.Listen = "off"
+	}
+	if len(cfg.Sticky.Secrets) == 0 && cfg.Sticky.Mode != "none" {
+		cfg.Sticky.Secrets = []string{secretA}
+	}
+	bl, err := New(cfg, Options{Logger: quietLogger(), Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go bl.Serve(ln)
+	admin := httptest.NewServer(bl.AdminHandler(cfg.Admin.Token))
+	t.Cleanup(func() {
+		admin.Close()
+		bl.Close()
+	})
+	return &liveLB{bl: bl, url: "http://" + ln.Addr().String(), admin: admin}
+}
+
+func jarClient(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
+}
+
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func adminJSON(t *testing.T, method, url, token string, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: bad JSON: %v", method, url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestProxyStickyThroughEngine(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	l := startLB(t, &Config{}, a, b)
+	seen := map[string]bool{}
+	for range 4 {
+		c := jarClient(t)
+		code, first := get(t, c, l.url+"/")
+		if code != 200 {
+			t.Fatalf("status %d %q", code, first)
+		}
+		seen[first] = true
+		for range 5 {
+			if _, body := get(t, c, l.url+"/x"); body != first {
+				t.Fatalf("sticky user moved from %s to %s", first, body)
+			}
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("four users all on %v", seen)
+	}
+	var list []BackendStatus
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends", "", "", &list); code != 200 || len(list) != 2 {
+		t.Fatalf("GET /api/backends: %d %+v", code, list)
+	}
+	for _, s := range list {
+		if s.State != StateUp || s.Total != 12 || s.PinnedUsers != 2 || !strings.HasPrefix(s.URL, "http://127.0.0.1:") {
+			t.Fatalf("backend status %+v, want up, 12 requests, 2 users", s)
+		}
+	}
+	resp, err := http.Get(l.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`unstuck_lb_requests_total{backend="a",code="200"} 12`, `unstuck_lb_request_duration_seconds_bucket{backend="a"`,
+		`unstuck_lb_in_flight{backend="a"} 0`, `unstuck_lb_backend_state{backend="a",state="up"} 1`,
+		`unstuck_lb_load_imbalance`, `unstuck_lb_websockets_open{backend="b"} 0`,
+	} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestActiveHealthRiseFall(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	l := startLB(t, &Config{
+		Sticky: StickyConfig{Mode: "none"},
+		Health: HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Rise: 2, Fall: 3}},
+	}, a, b)
+	state := func(name string) string {
+		s, _ := l.bl.status(name)
+		return s.State
+	}
+	a.sick.Store(true)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s := state("a"); s != StateDown {
+			return fmt.Errorf("a is %s", s)
+		}
+		return nil
+	})
+	before := a.hits.Load()
+	for range 10 {
+		if code, body := get(t, http.DefaultClient, l.url+"/"); code != 200 || body != "b" {
+			t.Fatalf("with a down: %d %q", code, body)
+		}
+	}
+	if a.hits.Load() != before {
+		t.Fatal("traffic sent to a backend that is down")
+	}
+	a.sick.Store(false)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s := state("a"); s != StateUp {
+			return fmt.Errorf("a is %s", s)
+		}
+		return nil
+	})
+}
+
+func TestPassiveEjectionThroughEngine(t *testing.T) {
+	a, b, c := newApp(t, "a"), newApp(t, "b"), newApp(t, "c")
+	l := startLB(t, &Config{
+		Sticky: StickyConfig{Mode: "none"},
+		Health: HealthConfig{Passive: PassiveHealthConfig{Failures: 3, Ejection: time.Hour}},
+	}, a, b, c)
+	a.failing.Store(true)
+	fails := 0
+	for range 30 {
+		if code, _ := get(t, http.DefaultClient, l.url+"/"); code == 500 {
+			fails++
+		}
+	}
+	if fails != 3 {
+		t.Fatalf("%d requests failed; a should be ejected after 3 in a row", fails)
+	}
+	if s, _ := l.bl.status("a"); s.State != StateEjected {
+		t.Fatalf("a is %s", s.State)
+	}
+}
+
+// A backend dies while clients hammer the balancer: every GET still
+// succeeds, because a request that never got a byte back is retried on
+// another backend and passive checks eject the dead one.
+func TestBackendKilledUnderLoadNoGETFails(t *testing.T) {
+	apps := []*appBackend{newApp(t, "a"), newApp(t, "b"), newApp(t, "c")}
+	l := startLB(t, &Config{
+		Sticky: StickyConfig{Mode: "none"},
+		Policy: PolicyConfig{Name: PolicyRoundRobin},
+	}, apps...)
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(l.url + "/")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = errors.New(resp.Status)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if ok.Load() < 200 {
+			return fmt.Errorf("%d requests so far", ok.Load())
+		}
+		return nil
+	})
+	// Kill b: drop its connections mid-flight and stop listening.
+	apps[1].srv.Listener.Close()
+	apps[1].srv.CloseClientConnections()
+	killedAt := ok.Load()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if ok.Load() < killedAt+500 {
+			return fmt.Errorf("%d requests since the kill", ok.Load()-killedAt)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d of %d GETs failed after a backend died; first: %v", f, f+ok.Load(), firstErr.Load())
+	}
+	if s, _ := l.bl.status("b"); s.State != StateEjected {
+		t.Fatalf("dead backend is %s, want ejected", s.State)
+	}
+}
+
+func TestAdminAPIDrainAddDeleteAndToken(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	const token = "s3cret-admin-token"
+	l := startLB(t, &Config{Admin: AdminConfig{Listen: "off", Token: token}, Drain: DrainConfig{Idle: 200 * time.Millisecond}}, a, b)
+	var e map[string]string
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends", "", "", &e); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends", "wrong", "", &e); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	// A user pinned to a.
+	var user *http.Client
+	for user == nil {
+		c := jarClient(t)
+		if _, body := get(t, c, l.url+"/"); body == "a" {
+			user = c
+		}
+	}
+	var s BackendStatus
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/drain", token, "", &s); code != 200 || s.State != StateDraining {
+		t.Fatalf("drain: %d %+v", code, s)
+	}
+	if _, body := get(t, user, l.url+"/"); body != "a" {
+		t.Fatalf("pinned user moved off a draining backend to %s", body)
+	}
+	for range 6 {
+		if _, body := get(t, jarClient(t), l.url+"/"); body != "b" {
+			t.Fatal("new user sent to a draining backend")
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		adminJSON(t, "GET", l.admin.URL+"/api/backends", token, "", &[]BackendStatus{})
+		if st, _ := l.bl.status("a"); st.State != StateDrained {
+			return fmt.Errorf("a is %s", st.State)
+		}
+		return nil
+	})
+	if _, body := get(t, user, l.url+"/"); body != "b" {
+		t.Fatalf("user of a drained backend sent to %s", body)
+	}
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/undrain", token, "", &s); code != 200 || s.State != StateUp {
+		t.Fatalf("undrain: %d %+v", code, s)
+	}
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/zz/drain", token, "", &e); code != 404 {
+		t.Fatalf("drain unknown: %d", code)
+	}
+	c := newApp(t, "c")
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends", token, `{"name":"c","url":"`+c.srv.URL+`","weight":2}`, &s); code != 201 || s.Name != "c" {
+		t.Fatalf("add: %d %+v", code, s)
+	}
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends", token, `{"name":"c","url":"`+c.srv.URL+`"}`, &e); code != 409 {
+		t.Fatalf("add duplicate: %d", code)
+	}
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends", token, `{"name":"d","url":"nope"}`, &e); code != 400 || e["error"] == "" {
+		t.Fatalf("add bad URL: %d %v", code, e)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, body := get(t, jarClient(t), l.url+"/"); body != "c" {
+			return errors.New("c not chosen yet")
+		}
+		return nil
+	})
+	if code := adminJSON(t, "DELETE", l.admin.URL+"/api/backends/c", token, "", &s); code != 202 && code != 200 {
+		t.Fatalf("delete: %d", code)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var list []BackendStatus
+		adminJSON(t, "GET", l.admin.URL+"/api/backends", token, "", &list)
+		if len(list) != 2 {
+			return fmt.Errorf("%d backends listed", len(list))
+		}
+		return nil
+	})
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/reload", token, "", &e); code != 501 {
+		t.Fatalf("reload without a hook: %d", code)
+	}
+}
+
+func wsDial(t *testing.T, ctx context.Context, url string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, strings.Replace(url, "http://", "ws://", 1)+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return c
+}
+
+func wsEcho(t *testing.T, ctx context.Context, c *websocket.Conn, msg string) string {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(got)
+}
+
+// A WebSocket through the balancer survives a reload that keeps its
+// backend, and gets 1012 when its backend is drained.
+func TestWebSocketSurvivesReloadAnd1012OnDrain(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	cfg := &Config{Sticky: StickyConfig{Mode: "none"}, WebSocket: WebSocketConfig{CloseWindow: 20 * time.Millisecond}}
+	l := startLB(t, cfg, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := wsDial(t, ctx, l.url)
+	defer ws.CloseNow()
+	first := wsEcho(t, ctx, ws, "hello")
+	home, _, _ := strings.Cut(first, ":")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if s, _ := l.bl.status(home); s.WebSockets != 1 {
+			return fmt.Errorf("%s has %d websockets", home, s.WebSockets)
+		}
+		return nil
+	})
+
+	// Reload: another policy, a third backend, the same two first ones.
+	c := newApp(t, "c")
+	next := &Config{
+		Sticky:    StickyConfig{Mode: "none"},
+		WebSocket: WebSocketConfig{CloseWindow: 20 * time.Millisecond},
+		Policy:    PolicyConfig{Name: PolicyLeastConn},
+		Backends:  []BackendConfig{{Name: "a", URL: a.srv.URL}, {Name: "b", URL: b.srv.URL}, {Name: "c", URL: c.srv.URL}},
+		Admin:     AdminConfig{Listen: "off"},
+	}
+	if _, err := l.bl.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := wsEcho(t, ctx, ws, "after reload"); got != home+":after reload" {
+		t.Fatalf("after reload: %q", got)
+	}
+
+	// Drain its backend: the tunnel is closed with 1012, service restart.
+	if err := l.bl.Drain(home); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := ws.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusServiceRestart {
+		t.Fatalf("read after drain: %v (close code %d), want 1012", err, code)
+	}
+	// The client reconnects and lands elsewhere.
+	ws2 := wsDial(t, ctx, l.url)
+	defer ws2.CloseNow()
+	if got := wsEcho(t, ctx, ws2, "again"); strings.HasPrefix(got, home+":") {
+		t.Fatalf("reconnected to the drained backend: %q", got)
+	}
+}
+
+func TestShutdownClosesWebSocketsWith1001(t *testing.T) {
+	a := newApp(t, "a")
+	l := startLB(t, &Config{Sticky: StickyConfig{Mode: "none"}}, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := wsDial(t, ctx, l.url)
+	defer ws.CloseNow()
+	wsEcho(t, ctx, ws, "hi")
+	done := make(chan error, 1)
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer scancel()
+		done <- l.bl.Shutdown(sctx)
+	}()
+	_, _, err := ws.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway {
+		t.Fatalf("read during shutdown: %v (code %d), want 1001", err, code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
