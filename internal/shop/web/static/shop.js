@@ -115,3 +115,73 @@ if (uploadForm) {
   });
   for (const card of jobsEl.querySelectorAll("[data-job]")) followJob(card.dataset.job);
 }
+
+// ---- chat -----------------------------------------------------------------
+// History comes from the API (any instance reads the backplane's stream);
+// live messages from the realtime WebSocket, which resumes on any instance
+// after a reconnect. Offsets order and de-duplicate the two.
+const chatlog = document.getElementById("chatlog");
+if (chatlog) {
+  const { Realtime } = await import("/realtime.js");
+  const statusEl = document.getElementById("chat-status");
+  const presenceEl = document.getElementById("presence");
+  let last = 0;
+
+  const show = (m) => {
+    if (m.offset && m.offset <= last) return;
+    if (m.offset) last = m.offset;
+    const p = document.createElement("p");
+    p.dataset.offset = m.offset || "";
+    const u = document.createElement("span");
+    u.className = "u";
+    u.textContent = m.user + ": ";
+    const t = document.createElement("span");
+    t.className = "t";
+    t.textContent = m.text;
+    const via = document.createElement("span");
+    via.className = "muted";
+    via.textContent = m.instance ? `  (via ${m.instance})` : "";
+    p.append(u, t, via);
+    chatlog.append(p);
+    chatlog.scrollTop = chatlog.scrollHeight;
+  };
+
+  const catchUp = async () => {
+    const h = await api("GET", `/api/chat/messages?since=${last}`);
+    for (const m of h.messages) show(m);
+  };
+
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const rt = new Realtime(`${scheme}://${location.host}/ws`);
+  rt.on("state", (s) => { statusEl.textContent = s === "connected" ? "connected" : `connection: ${s}`; });
+  rt.subscribe("chat:lobby", (data, meta) => {
+    const m = typeof data === "string" ? JSON.parse(data) : data;
+    show({ ...m, offset: meta.offset || m.offset });
+  }, { presence: true, onReset: () => { chatlog.replaceChildren(); last = 0; catchUp(); } });
+  rt.on("state", (s) => { if (s === "connected") catchUp().catch(() => {}); });
+  rt.connect();
+  catchUp().catch((e) => { statusEl.textContent = "history unavailable: " + e.message; });
+
+  const refreshPresence = async () => {
+    try {
+      const here = await rt.presence("chat:lobby");
+      const users = [...new Set(here.map((e) => e.user))].sort();
+      presenceEl.textContent = users.join(", ") || "nobody";
+    } catch { /* not connected yet */ }
+  };
+  setInterval(refreshPresence, 2000);
+
+  const form = document.getElementById("chat-form");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = document.getElementById("chat-text");
+    const text = input.value;
+    try {
+      const m = await api("POST", "/api/chat/messages", { text });
+      input.value = "";
+      show(m);
+    } catch (e) {
+      statusEl.textContent = "not sent: " + e.message;
+    }
+  });
+}
