@@ -120,12 +120,22 @@ func (r *recordingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// cleanFilename keeps the last element of a client's file name, for
+// display: browsers on Windows send full paths, and a hostile client may
+// send anything.
 func cleanFilename(name string) string {
+	name = strings.ToValidUTF8(name, "")
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
 	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
-	if name == "." || name == "/" {
+	if name == "." || name == ".." || name == "/" {
 		return ""
 	}
-	return name
+	return truncate(name, maxNameBytes)
 }
 
 // StatusHandler answers GET with the job's Status as JSON, from whatever

@@ -48,6 +48,10 @@ type Config struct {
 	PollInterval time.Duration
 	// Logger receives worker errors. Default slog.Default().
 	Logger *slog.Logger
+	// OnFinish, if set, is called with the final status of each job
+	// this instance's workers (or Submit, or Cancel) moved to a final
+	// state: for metrics and logs. It must not block.
+	OnFinish func(Status)
 }
 
 // Manager submits jobs, reports their status, and runs workers. One
@@ -235,6 +239,9 @@ func (m *Manager) Cancel(ctx context.Context, id string) (Status, error) {
 	}
 	if pid != "" {
 		m.deletePayload(pid)
+		if m.cfg.OnFinish != nil {
+			m.cfg.OnFinish(rec.Status)
+		}
 	}
 	return rec.Status, nil
 }
@@ -357,7 +364,7 @@ func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()
 	var pid string
-	_, err := m.update(ctx, id, func(r *record) error {
+	rec, err := m.update(ctx, id, func(r *record) error {
 		s := &r.Status
 		if s.State.Final() || attempt > 0 && s.Attempt != attempt {
 			return errSkip
@@ -379,6 +386,9 @@ func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*
 	}
 	if pid != "" {
 		m.deletePayload(pid)
+	}
+	if m.cfg.OnFinish != nil {
+		m.cfg.OnFinish(rec.Status)
 	}
 	return true
 }

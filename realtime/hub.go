@@ -64,6 +64,11 @@ type Config struct {
 	// PingInterval is how often clients are asked to ping; a connection
 	// silent for three intervals is closed. 25 seconds if 0.
 	PingInterval time.Duration
+	// PositionCheck is how often the hub compares each channel's top
+	// offset in the broker with what it delivered, to catch a lost last
+	// message that no later message would reveal. 5 seconds if 0;
+	// negative turns it off.
+	PositionCheck time.Duration
 	// Logger receives operational events; nothing is logged if nil.
 	Logger *slog.Logger
 	// OnConnect, if set, is called after each accepted connection (for
@@ -147,6 +152,7 @@ func New(cfg Config) (*Hub, error) {
 	cfg.DrainWindow = orDefault(cfg.DrainWindow, 10*time.Second)
 	cfg.ReconnectDelay = orDefault(cfg.ReconnectDelay, time.Second)
 	cfg.PingInterval = orDefault(cfg.PingInterval, 25*time.Second)
+	cfg.PositionCheck = orDefault(cfg.PositionCheck, 5*time.Second)
 	h := &Hub{
 		cfg:      cfg,
 		presence: cfg.Presence,
@@ -163,7 +169,8 @@ func New(cfg Config) (*Hub, error) {
 		h.presence, _ = cfg.Broker.(PresenceStore)
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
-	h.bg.Add(3)
+	h.bg.Add(4)
+	go func() { defer h.bg.Done(); h.positionLoop() }()
 	go func() { defer h.bg.Done(); _ = cfg.Broker.Run(h.ctx, (*brokerHandler)(h)) }()
 	go func() { defer h.bg.Done(); h.resyncLoop() }()
 	go func() { defer h.bg.Done(); h.heartbeatLoop() }()
@@ -312,6 +319,36 @@ func (h *Hub) resyncLoop() {
 			ch.mu.Unlock()
 		}
 		h.heartbeat()
+	}
+}
+
+// positionLoop catches the one loss gap detection cannot see: the last
+// message of a burst, after which nothing arrives to expose the hole.
+func (h *Hub) positionLoop() {
+	if h.cfg.PositionCheck < 0 {
+		return
+	}
+	t := time.NewTicker(h.cfg.PositionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, ch := range h.snapshotChannels() {
+			ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+			ch.mu.Lock()
+			if ch.subscribed && ch.known {
+				// limit 0 reads only the top: one cheap call per channel.
+				hist, err := h.cfg.Broker.History(ctx, ch.name, ch.last, 0)
+				if err == nil && (hist.Top.Offset != ch.last || hist.Top.Epoch != ch.epoch) {
+					h.fillLocked(ch, nil)
+				}
+			}
+			ch.mu.Unlock()
+			cancel()
+		}
 	}
 }
 

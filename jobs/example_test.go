@@ -1,0 +1,42 @@
+package jobs_test
+
+import (
+	"context"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/jobs"
+	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
+)
+
+// An app instance that accepts uploads, reports status and progress, and
+// runs workers. Every instance runs the same code against the same NATS.
+func Example() {
+	ctx := context.Background()
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	backend, err := natsjobs.New(ctx, js, natsjobs.Config{VisibilityTimeout: 30 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := jobs.New(jobs.Config{Backend: backend, MaxPayloadBytes: 10 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: 500 * time.Millisecond}.Handle)
+	go m.Run(ctx) // workers; cancel ctx to hand running jobs back
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /upload", m.UploadHandler(jobs.TextStatsKind)) // 202 + Status JSON
+	mux.Handle("GET /jobs/{id}", m.StatusHandler())                 // Status JSON
+	mux.Handle("GET /jobs/{id}/events", m.EventsHandler())          // SSE: event "status"
+	mux.Handle("POST /jobs/{id}/cancel", m.CancelHandler())         // 202, or 409 if finished
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
+}

@@ -1,0 +1,449 @@
+package realtime
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATSConfig configures a NATSBroker. The zero value (apart from Conn) is
+// usable.
+type NATSConfig struct {
+	// Conn is the NATS connection; the broker does not close it. Connect
+	// with nats.MaxReconnects(-1) so an outage is ridden out.
+	Conn *nats.Conn
+	// Stream names the JetStream stream holding history; "REALTIME" if
+	// empty. Prefix starts its subjects; "rt" if empty.
+	Stream string
+	Prefix string
+	// HistorySize bounds each channel's history (MaxMsgsPerSubject); 100
+	// if 0. HistoryTTL bounds its age (MaxAge); 5 minutes if 0.
+	HistorySize int
+	HistoryTTL  time.Duration
+	// Replicas of the stream and presence bucket in a cluster; 1 if 0.
+	Replicas int
+	// MemoryStorage keeps history in memory rather than on disk.
+	MemoryStorage bool
+	// PresenceBucket names the key-value bucket of presence entries;
+	// "realtime_presence" if empty.
+	PresenceBucket string
+	// Timeout bounds each NATS call; 5 seconds if 0.
+	Timeout time.Duration
+}
+
+// NATSBroker is a Broker and PresenceStore over NATS. History is one
+// JetStream stream whose subjects are one per channel, so a message's
+// offset is its stream sequence: increasing per channel but not
+// contiguous. Publish therefore records the channel's previous sequence as
+// Prev, made atomic by JetStream's expected-last-subject-sequence check
+// (a concurrent publisher on another instance makes it retry). Live fan-out
+// is a core NATS message sent after the store, carrying offset and Prev.
+type NATSBroker struct {
+	cfg    NATSConfig
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	epoch  atomic.Value // string: the stream's creation time
+	msgs   chan *nats.Msg
+
+	mu   sync.Mutex
+	subs map[string]*nats.Subscription
+	last map[string]uint64 // cached last sequence per channel subject
+
+	pubLocks [64]sync.Mutex // serialize this instance's publishers per channel
+
+	kvMu sync.Mutex
+	kv   jetstream.KeyValue
+}
+
+var (
+	_ Broker        = (*NATSBroker)(nil)
+	_ PresenceStore = (*NATSBroker)(nil)
+)
+
+// NewNATSBroker creates or updates the history stream and returns the
+// broker; call Run (the Hub does).
+func NewNATSBroker(ctx context.Context, cfg NATSConfig) (*NATSBroker, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("realtime: NATSConfig.Conn is required")
+	}
+	cfg.Stream = orDefault(cfg.Stream, "REALTIME")
+	cfg.Prefix = orDefault(cfg.Prefix, "rt")
+	cfg.HistorySize = orDefault(cfg.HistorySize, 100)
+	cfg.HistoryTTL = orDefault(cfg.HistoryTTL, 5*time.Minute)
+	cfg.Replicas = orDefault(cfg.Replicas, 1)
+	cfg.PresenceBucket = orDefault(cfg.PresenceBucket, "realtime_presence")
+	cfg.Timeout = orDefault(cfg.Timeout, 5*time.Second)
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: jetstream: %w", err)
+	}
+	b := &NATSBroker{cfg: cfg, js: js, msgs: make(chan *nats.Msg, 8192),
+		subs: map[string]*nats.Subscription{}, last: map[string]uint64{}}
+	if err := b.ensureStream(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *NATSBroker) ensureStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	storage := jetstream.FileStorage
+	if b.cfg.MemoryStorage {
+		storage = jetstream.MemoryStorage
+	}
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              b.cfg.Stream,
+		Subjects:          []string{b.cfg.Prefix + ".h.>"},
+		MaxMsgsPerSubject: int64(b.cfg.HistorySize),
+		MaxAge:            b.cfg.HistoryTTL,
+		Storage:           storage,
+		Replicas:          b.cfg.Replicas,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: jetstream stream %s: %v", ErrBackplaneUnavailable, b.cfg.Stream, err)
+	}
+	b.stream = s
+	b.epoch.Store(strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36))
+	return nil
+}
+
+func (b *NATSBroker) token(ch string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(ch))
+}
+func (b *NATSBroker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b.token(ch) }
+func (b *NATSBroker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
+func (b *NATSBroker) currentEpoch() string         { return b.epoch.Load().(string) }
+
+const prevHeader = "Rt-Prev"
+
+func (b *NATSBroker) lastSeq(ctx context.Context, subj string) (uint64, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.wrap("last message", err)
+	}
+	return m.Sequence, nil
+}
+
+// Publish implements Broker.
+func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	subj := b.histSubject(channel)
+	lk := &b.pubLocks[fnv32(channel)%uint32(len(b.pubLocks))]
+	lk.Lock()
+	defer lk.Unlock()
+	b.mu.Lock()
+	prev, cached := b.last[subj]
+	b.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		if !cached {
+			var err error
+			if prev, err = b.lastSeq(ctx, subj); err != nil {
+				return Publication{}, err
+			}
+		}
+		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
+		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
+		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev))
+		if err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && attempt < 20 {
+				cached = false // another instance published first
+				continue
+			}
+			b.mu.Lock()
+			delete(b.last, subj)
+			b.mu.Unlock()
+			return Publication{}, b.wrap("publish", err)
+		}
+		b.mu.Lock()
+		b.last[subj] = ack.Sequence
+		if len(b.last) > 100_000 { // a bounded cache; a miss costs one lookup
+			clear(b.last)
+		}
+		b.mu.Unlock()
+		p := Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}
+		live := make([]byte, 0, 48+len(data))
+		live = strconv.AppendUint(live, p.Offset, 10)
+		live = append(live, ' ')
+		live = strconv.AppendUint(live, p.Prev, 10)
+		live = append(live, ' ')
+		live = append(live, p.Epoch...)
+		live = append(live, ' ')
+		live = append(live, data...)
+		// Stored is what counts: a lost live copy is a gap receivers fill
+		// from history.
+		_ = b.cfg.Conn.Publish(b.liveSubject(channel), live)
+		return p, nil
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// History implements Broker. It walks the channel's subject with direct
+// gets, one per message: gaps are short, and a full replay is bounded by
+// limit.
+func (b *NATSBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	subj := b.histSubject(channel)
+	top, err := b.lastSeq(ctx, subj)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Top: Position{Offset: top, Epoch: b.currentEpoch()}}
+	if since == top {
+		h.Complete = true
+		return h, nil
+	}
+	if since > top || limit <= 0 {
+		return h, nil
+	}
+	seq := since + 1
+	for len(h.Publications) < limit {
+		m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return History{}, b.wrap("history", err)
+		}
+		prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
+		if len(h.Publications) == 0 && prev != since {
+			return h, nil // trimmed: the message after `since` is gone
+		}
+		h.Publications = append(h.Publications, Publication{Offset: m.Sequence, Prev: prev, Epoch: h.Top.Epoch, Data: m.Data})
+		if m.Sequence >= top {
+			h.Complete = true
+			break
+		}
+		seq = m.Sequence + 1
+	}
+	return h, nil
+}
+
+// Subscribe implements Broker. Flushing makes the server hold the interest
+// before the hub reads the channel's top, so nothing falls in between.
+func (b *NATSBroker) Subscribe(ctx context.Context, channel string) error {
+	sub, err := b.cfg.Conn.ChanSubscribe(b.liveSubject(channel), b.msgs)
+	if err != nil {
+		return b.wrap("subscribe", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if err := b.cfg.Conn.FlushWithContext(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return b.wrap("subscribe", err)
+	}
+	b.mu.Lock()
+	if old := b.subs[channel]; old != nil {
+		_ = old.Unsubscribe()
+	}
+	b.subs[channel] = sub
+	b.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *NATSBroker) Unsubscribe(_ context.Context, channel string) error {
+	b.mu.Lock()
+	sub := b.subs[channel]
+	delete(b.subs, channel)
+	b.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return b.wrap("unsubscribe", err)
+	}
+	return nil
+}
+
+// Healthy implements Broker.
+func (b *NATSBroker) Healthy() error {
+	if s := b.cfg.Conn.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("%w: nats connection %v", ErrBackplaneUnavailable, s)
+	}
+	return nil
+}
+
+// Run implements Broker. nats.go restores subscriptions itself on
+// reconnect; Run then re-reads the stream's epoch (a stream recreated
+// empty has a new one) and tells the hub to fill the gap.
+func (b *NATSBroker) Run(ctx context.Context, h BrokerHandler) error {
+	status := b.cfg.Conn.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
+	defer b.cfg.Conn.RemoveStatusListener(status)
+	live := b.cfg.Prefix + ".l."
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s := <-status:
+			if s != nats.CONNECTED {
+				continue
+			}
+			if err := b.ensureStream(ctx); err != nil {
+				continue // Healthy tells; the next status change retries
+			}
+			b.mu.Lock()
+			clear(b.last)
+			b.mu.Unlock()
+			h.Reconnected()
+		case m := <-b.msgs:
+			tok, ok := strings.CutPrefix(m.Subject, live)
+			name, err := base64.RawURLEncoding.DecodeString(tok)
+			if !ok || err != nil {
+				continue
+			}
+			offS, rest, ok1 := strings.Cut(string(m.Data), " ")
+			prevS, rest, ok2 := strings.Cut(rest, " ")
+			epoch, data, ok3 := strings.Cut(rest, " ")
+			off, err1 := strconv.ParseUint(offS, 10, 64)
+			prev, err2 := strconv.ParseUint(prevS, 10, 64)
+			if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil {
+				continue
+			}
+			h.HandlePublication(string(name), Publication{Offset: off, Prev: prev, Epoch: epoch, Data: []byte(data)})
+		}
+	}
+}
+
+func (b *NATSBroker) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return fmt.Errorf("realtime: nats %s: %w", op, err)
+	}
+	return fmt.Errorf("%w: nats %s: %v", ErrBackplaneUnavailable, op, err)
+}
+
+// presence keys are <channel token>.<client>; the value carries the user
+// and the expiry, and the bucket's MaxAge removes what no heartbeat
+// refreshed.
+func (b *NATSBroker) presenceKV(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	if b.kv != nil {
+		return b.kv, nil
+	}
+	if ttl <= 0 {
+		kv, err := b.js.KeyValue(ctx, b.cfg.PresenceBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, b.wrap("presence bucket", err)
+		}
+		b.kv = kv
+		return kv, nil
+	}
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: b.cfg.PresenceBucket, TTL: 2 * ttl, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, b.wrap("presence bucket", err)
+	}
+	b.kv = kv
+	return kv, nil
+}
+
+type natsPresence struct {
+	User    string `json:"u"`
+	Expires int64  `json:"e"`
+}
+
+// SetPresence implements PresenceStore.
+func (b *NATSBroker) SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	exp := time.Now().Add(ttl).UnixMilli()
+	for _, e := range entries {
+		v, _ := json.Marshal(natsPresence{User: e.User, Expires: exp})
+		if _, err := kv.Put(ctx, b.token(channel)+"."+e.Client, v); err != nil {
+			return b.wrap("presence", err)
+		}
+	}
+	return nil
+}
+
+// RemovePresence implements PresenceStore.
+func (b *NATSBroker) RemovePresence(ctx context.Context, channel string, clients []string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx, 0)
+	if err != nil || kv == nil {
+		return err
+	}
+	for _, c := range clients {
+		if err := kv.Purge(ctx, b.token(channel)+"."+c); err != nil {
+			return b.wrap("presence", err)
+		}
+	}
+	return nil
+}
+
+// Presence implements PresenceStore.
+func (b *NATSBroker) Presence(ctx context.Context, channel string) ([]PresenceEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx, 0)
+	if err != nil || kv == nil {
+		return nil, err
+	}
+	prefix := b.token(channel) + "."
+	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return nil, b.wrap("presence", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	now := time.Now().UnixMilli()
+	out := []PresenceEntry{}
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, b.wrap("presence", err)
+		}
+		var p natsPresence
+		if json.Unmarshal(e.Value(), &p) != nil || p.Expires <= now {
+			continue
+		}
+		out = append(out, PresenceEntry{Client: strings.TrimPrefix(k, prefix), User: p.User, Expires: p.Expires})
+	}
+	return out, nil
+}
