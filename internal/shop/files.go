@@ -42,7 +42,7 @@ func fileStatus(st jobs.Status) FileStatus {
 // shop then remembers the job's ID in the session.
 func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 	rec := &captureWriter{ResponseWriter: w}
-	s.cfg.Jobs.UploadHandler(JobKind).ServeHTTP(rec, r)
+	s.cfg.Jobs.UploadHandler(jobs.TextStatsKind).ServeHTTP(rec, r)
 	if rec.status != http.StatusAccepted {
 		return
 	}

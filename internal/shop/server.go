@@ -17,9 +17,6 @@ import (
 	"github.com/unstuck-dev/unstuck/session"
 )
 
-// JobKind is the kind of job an upload starts: text statistics.
-const JobKind = "textstats"
-
 // ChatChannel is the one chat room's realtime channel.
 const ChatChannel = "chat:lobby"
 
