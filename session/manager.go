@@ -14,7 +14,8 @@ import (
 // Manager loads and saves sessions for HTTP handlers. It is safe for
 // concurrent use; create one per application and share it.
 type Manager struct {
-	cfg Config
+	cfg   Config
+	fresh FreshLoader // cfg.Store, when it has a cache that may lag
 }
 
 // New returns a Manager for cfg, or an error naming the invalid field.
@@ -23,7 +24,11 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: c}, nil
+	m := &Manager{cfg: c}
+	if f, ok := c.Store.(FreshLoader); ok && f.Cached() {
+		m.fresh = f
+	}
+	return m, nil
 }
 
 // ErrUnavailable wraps every error caused by the store failing to answer
@@ -65,15 +70,15 @@ func (s *state) readToken(r *http.Request) {
 	if cfg.Header != "" {
 		if v := r.Header.Get(cfg.Header); v != "" {
 			s.viaHeader = true
-			if id, ok := parseToken(v); ok {
-				s.token, s.id = v, id
+			if id, tok, ver, ok := parseCookie(v); ok {
+				s.token, s.id, s.minVersion = tok, id, ver
 			}
 			return
 		}
 	}
 	for _, c := range r.CookiesNamed(cfg.Cookie.Name) {
-		if id, ok := parseToken(c.Value); ok {
-			s.token, s.id = c.Value, id
+		if id, tok, ver, ok := parseCookie(c.Value); ok {
+			s.token, s.id, s.minVersion = tok, id, ver
 			return
 		}
 	}
@@ -159,6 +164,17 @@ func (m *Manager) storeCtx(ctx context.Context) (context.Context, context.Cancel
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// load reads a record, through the cache only when the cache is at least as
+// new as minVersion.
+func (m *Manager) load(ctx context.Context, id string, minVersion uint64) (*Record, error) {
+	ctx, cancel := m.storeCtx(ctx)
+	defer cancel()
+	if m.fresh != nil && minVersion > 0 {
+		return m.fresh.LoadAtLeast(ctx, id, minVersion)
+	}
+	return m.cfg.Store.Load(ctx, id)
 }
 
 func (m *Manager) hook(f func(context.Context, Event), ctx context.Context, id string, r *Record) {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -17,14 +18,15 @@ type state struct {
 	m *Manager
 	r *http.Request
 
-	mu        sync.Mutex
-	viaHeader bool
-	token, id string  // the presented or issued token; "" when none
-	issued    bool    // token is new in this request: send it to the client
-	loaded    bool    // Load ran (or there was nothing to load)
-	rec       *Record // the stored session; nil when there is none yet
-	failed    error   // a store failure that must fail the response
-	ended     bool    // Destroy ran: expire the cookie unless a new session follows
+	mu         sync.Mutex
+	viaHeader  bool
+	token, id  string  // the presented or issued token; "" when none
+	issued     bool    // token or version is new in this request: send the cookie
+	minVersion uint64  // version the client last saw written (cookie hint)
+	loaded     bool    // Load ran (or there was nothing to load)
+	rec        *Record // the stored session; nil when there is none yet
+	failed     error   // a store failure that must fail the response
+	ended      bool    // Destroy ran: expire the cookie unless a new session follows
 
 	// pending changes, written at save
 	set     map[string][]byte
@@ -55,9 +57,7 @@ func (s *state) loadLocked(ctx context.Context) error {
 		s.loaded = true
 		return nil
 	}
-	sctx, cancel := s.m.storeCtx(ctx)
-	rec, err := s.m.cfg.Store.Load(sctx, s.id)
-	cancel()
+	rec, err := s.m.load(ctx, s.id, s.minVersion)
 	if err != nil {
 		// Never let the handler go on with an empty session: the
 		// response fails even if the handler ignores this error.
@@ -330,6 +330,7 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 			s.rec.Values[key] = newB
 			s.rec.Version = ver
 			s.rec.IdleDeadline = c.IdleDeadline
+			s.wroteLocked()
 			return nv, nil
 		case errors.Is(err, ErrGone):
 			return zero, err
@@ -342,9 +343,8 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 		if err := backoff(ctx, attempt); err != nil {
 			return zero, err
 		}
-		sctx, cancel = m.storeCtx(ctx)
-		rec, err := m.cfg.Store.Load(sctx, s.id)
-		cancel()
+		// The key changed, so the stored version is newer than ours.
+		rec, err := m.load(ctx, s.id, s.rec.Version+1)
 		if err != nil {
 			s.failed = unavailable("load", err)
 			return zero, s.failed
@@ -430,13 +430,14 @@ func RenewToken(ctx context.Context) error {
 		c.SetUser, c.UserID = true, old.UserID
 	}
 	sctx, cancel = m.storeCtx(ctx)
-	_, err = m.cfg.Store.Commit(sctx, id, c)
+	ver, err := m.cfg.Store.Commit(sctx, id, c)
 	cancel()
 	if err != nil {
 		s.failed = unavailable("renew", err)
 		return s.failed
 	}
 	rec, _ := c.Apply(nil)
+	rec.Version = ver
 	s.rec, s.token, s.id, s.issued = rec, token, id, true
 	s.resetPendingLocked()
 	return nil
@@ -493,6 +494,9 @@ func (s *state) changeLocked(now time.Time) Change {
 		c.Delete = append(c.Delete, k)
 	}
 	c.IdleDeadline = s.m.idleDeadline(now, s.rec)
+	if s.rec != nil {
+		c.Deadline = s.rec.Deadline // lets stores bound the user index
+	}
 	return c
 }
 
@@ -507,13 +511,14 @@ func (s *state) flushLocked(ctx context.Context) error {
 		c.Created, c.Deadline = now, now.Add(m.cfg.Lifetime)
 		c.IdleDeadline = m.idleDeadline(now, &Record{Deadline: c.Deadline})
 		sctx, cancel := m.storeCtx(ctx)
-		_, err := m.cfg.Store.Commit(sctx, id, c)
+		ver, err := m.cfg.Store.Commit(sctx, id, c)
 		cancel()
 		if err != nil {
 			s.failed = unavailable("create", err)
 			return s.failed
 		}
 		rec, _ := c.Apply(nil)
+		rec.Version = ver
 		s.rec, s.token, s.id, s.issued = rec, token, id, true
 		s.resetPendingLocked()
 		m.hook(m.cfg.OnCreate, ctx, id, rec)
@@ -542,7 +547,16 @@ func (s *state) flushLocked(ctx context.Context) error {
 	rec.Version = ver
 	s.rec = rec
 	s.resetPendingLocked()
+	s.wroteLocked()
 	return nil
+}
+
+// wroteLocked notes a write, so the cookie carries the new version when the
+// store's cache may lag.
+func (s *state) wroteLocked() {
+	if s.m.fresh != nil {
+		s.issued = true // read by save; harmless once the header is out
+	}
 }
 
 // save runs once, before the response header goes out: it writes pending
@@ -581,7 +595,11 @@ func (s *state) save(h http.Header) error {
 		}
 	}
 	if s.issued && s.token != "" {
-		s.setCookieLocked(h, s.token, s.rec.Deadline)
+		v := s.token
+		if m.fresh != nil {
+			v += "." + strconv.FormatUint(s.rec.Version, 10)
+		}
+		s.setCookieLocked(h, v, s.rec.Deadline)
 	} else if s.ended && s.token == "" {
 		s.setCookieLocked(h, "", time.Time{})
 	}

@@ -237,55 +237,9 @@ func TestDestroyAndLogOutEverywhere(t *testing.T) {
 	}
 }
 
-func TestLogoutRacingSlowWriteStaysLoggedOut(t *testing.T) {
-	m := newManager(t, session.Config{})
-	inside, release := make(chan struct{}), make(chan struct{})
-	mux := http.NewServeMux()
-	mux.Handle("/", sessiontest.Shop(m))
-	mux.Handle("POST /slow", m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _, _ = session.Get[string](r.Context(), "x")
-		_ = session.Set(r.Context(), "cart", "full")
-		close(inside)
-		<-release
-		io.WriteString(w, "slow done")
-	})))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	c := sessiontest.NewClient(t, srv.URL)
-	c.Want("POST", "/login/zed", 200, "welcome")
-	token := c.Token
-
-	slow := sessiontest.NewClient(t, srv.URL)
-	slow.Token = token
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		slow.Do("POST", "/slow")
-	}()
-	<-inside
-	c.Want("POST", "/logout", 200, "bye")
-	close(release)
-	<-done
-
-	c.Token = token
-	c.Want("GET", "/get/cart", 200, "false:")
-	c.Want("GET", "/keys", 200, "")
-	if infos, _ := m.SessionsOfUser(context.Background(), "zed"); len(infos) != 0 {
-		t.Fatalf("the slow write brought the session back: %v", infos)
-	}
-}
-
-func TestConcurrentCartUpdatesOverInstances(t *testing.T) {
-	// Three instances sharing one store; the Redis variant of this test
-	// lives in redisstore.
+func TestManagersSharingAStore(t *testing.T) {
 	st := newMem(t)
-	var urls []string
-	for range 3 {
-		srv := httptest.NewServer(sessiontest.Shop(newManager(t, session.Config{Store: st})))
-		t.Cleanup(srv.Close)
-		urls = append(urls, srv.URL)
-	}
-	sessiontest.CartStress(t, urls, 100)
+	sessiontest.RunManagers(t, []session.Store{st, st, st})
 }
 
 func TestHeaderTokenForAPIClients(t *testing.T) {

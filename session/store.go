@@ -64,6 +64,23 @@ type Store interface {
 	UserSessions(ctx context.Context, userID string) ([]string, error)
 }
 
+// FreshLoader is implemented by stores that may serve Load from a cache
+// that lags behind writes made elsewhere (a near cache). LoadAtLeast
+// returns the record only from a copy whose Version is at least
+// minVersion, reading through the cache when its copy is older; it returns
+// an older record or nil only when the store itself holds nothing newer.
+//
+// When the store implements it, the Manager appends the session's version
+// to the cookie after each write ("token.version"), so a client's next
+// request sees its own writes on every instance, whatever the delay of the
+// cache's invalidation.
+type FreshLoader interface {
+	// Cached reports whether loads may come from such a cache (a store
+	// type may have the cache as an option).
+	Cached() bool
+	LoadAtLeast(ctx context.Context, id string, minVersion uint64) (*Record, error)
+}
+
 // Record is one session as stored.
 type Record struct {
 	// Values holds each key's encoded value.
@@ -119,7 +136,9 @@ type Change struct {
 	// that user's index.
 	SetUser bool
 	UserID  string
-	// Created and Deadline are recorded when Create is set.
+	// Created and Deadline are recorded when Create is set. Deadline is
+	// also set on other commits that carry SetUser, so a store can keep
+	// its user index as long as the session may live.
 	Created  time.Time
 	Deadline time.Time
 	// IdleDeadline, when not zero, replaces the record's idle deadline.

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"strconv"
+	"strings"
 )
 
 // tokenBytes is the token's entropy: 256 bits, beyond guessing.
@@ -34,6 +36,23 @@ func parseToken(s string) (id string, ok bool) {
 		return "", false
 	}
 	return idOf(b[:]), true
+}
+
+// parseCookie splits "token[.version]" as sent by the Manager when its
+// store is a FreshLoader.
+func parseCookie(s string) (id, token string, version uint64, ok bool) {
+	token, ver, hasVer := strings.Cut(s, ".")
+	if id, ok = parseToken(token); !ok {
+		return "", "", 0, false
+	}
+	if hasVer {
+		v, err := strconv.ParseUint(ver, 10, 64)
+		if err != nil || ver != strconv.FormatUint(v, 10) {
+			return "", "", 0, false
+		}
+		version = v
+	}
+	return id, token, version, true
 }
 
 // idOf is the store key of a token: its SHA-256 digest, so a dump of the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -157,4 +158,93 @@ func CartStress(t testing.TB, urls []string, n int) {
 	}
 	wg.Wait()
 	c.Want("GET", "/cart", 200, fmt.Sprint(n))
+}
+
+// RunManagers checks the Manager's promises end to end over HTTP on stores
+// that share their data, as instances of an application behind a load
+// balancer share one store: give one store per instance (the same store
+// repeated for an in-memory one).
+func RunManagers(t *testing.T, stores []session.Store) {
+	newURLs := func(t *testing.T, cfg session.Config) ([]string, []*session.Manager) {
+		var urls []string
+		var ms []*session.Manager
+		for _, st := range stores {
+			cfg.Store = st
+			m, err := session.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(Shop(m))
+			t.Cleanup(srv.Close)
+			urls = append(urls, srv.URL)
+			ms = append(ms, m)
+		}
+		return urls, ms
+	}
+	t.Run("ConcurrentCartUpdates", func(t *testing.T) {
+		urls, _ := newURLs(t, session.Config{})
+		CartStress(t, urls, 200)
+	})
+	t.Run("LogoutRacingSlowWrite", func(t *testing.T) {
+		urls, ms := newURLs(t, session.Config{})
+		c := NewClient(t, urls[0])
+		c.Want("POST", "/login/zed", 200, "welcome")
+		token := c.Token
+
+		inside, release := make(chan struct{}), make(chan struct{})
+		slowSrv := httptest.NewServer(ms[len(ms)-1].Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, _, err := session.Get[int](r.Context(), "cart"); err != nil {
+				t.Error(err)
+			}
+			_ = session.Set(r.Context(), "cart", 99)
+			close(inside)
+			<-release
+			io.WriteString(w, "slow done")
+		})))
+		defer slowSrv.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			slow := NewClient(t, slowSrv.URL)
+			slow.Token = token
+			slow.Do("POST", "/")
+		}()
+		<-inside
+		c.Want("POST", "/logout", 200, "bye")
+		close(release)
+		<-done
+
+		for _, u := range urls {
+			late := NewClient(t, u)
+			late.Token = token
+			late.Want("GET", "/cart", 200, "0")
+			late.Want("GET", "/keys", 200, "")
+		}
+		if infos, err := ms[0].SessionsOfUser(t.Context(), "zed"); err != nil || len(infos) != 0 {
+			t.Fatalf("after logout and a late write, SessionsOfUser = %v, %v; want none", infos, err)
+		}
+	})
+	t.Run("RotationAcrossInstances", func(t *testing.T) {
+		urls, ms := newURLs(t, session.Config{})
+		c := NewClient(t, urls[0])
+		c.Want("POST", "/set/cart/3", 200, "ok")
+		old := c.Token
+		c.URL = urls[len(urls)-1]
+		c.Want("POST", "/login/amy", 200, "welcome")
+		for _, u := range urls {
+			c.URL = u
+			c.Want("GET", "/get/cart", 200, "true:3")
+			stale := NewClient(t, u)
+			stale.Token = old
+			stale.Want("GET", "/get/cart", 200, "false:")
+		}
+		n, err := ms[0].DestroyAllForUser(t.Context(), "amy")
+		if err != nil || n != 1 {
+			t.Fatalf("DestroyAllForUser = %d, %v; want 1", n, err)
+		}
+		for _, u := range urls {
+			c.URL = u
+			c.Want("GET", "/get/cart", 200, "false:")
+		}
+	})
 }

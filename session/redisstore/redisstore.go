@@ -1,0 +1,481 @@
+// Package redisstore is a session.Store on Redis or Redis Cluster, through
+// rueidis.
+//
+// Each session is one hash, {prefix}{<id>}: the values under fields "."+key,
+// metadata under "_"-fields. Every write is one Lua script (one round trip)
+// that checks the session's state, applies only the changed fields and sets
+// the key's expiry in the same atomic step, so no key is ever left without
+// a TTL and a write after Delete finds the tombstone and changes nothing.
+// The id is the key's hash tag, so everything about one session lives in
+// one slot of a cluster, and rotating a token never needs RENAME.
+//
+// Each user has a set, {prefix}u:{<user>}, of the sessions bound to them;
+// nothing on any path uses KEYS or SCAN.
+//
+// With NearCache, loads go through Redis server-assisted client-side caching
+// (RESP3 CLIENT TRACKING): a session read again on the same instance costs
+// no round trip until Redis reports a change to it, and an entry lives at
+// most NearCacheTTL and never past the key's own TTL.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/unstuck-dev/unstuck/session"
+)
+
+// Options configures a Store. Give either Client, URL or Addrs.
+type Options struct {
+	// Client is a ready rueidis client (Redis or Cluster); the Store does
+	// not close it. For the near cache it must have client-side caching
+	// enabled (rueidis enables it unless DisableCache is set).
+	Client rueidis.Client
+	// URL is a redis:// or rediss:// URL as rueidis.ParseURL reads it;
+	// add ?addr=host:port for more cluster seeds.
+	URL string
+	// Addrs are seed addresses (host:port); several for a cluster.
+	Addrs []string
+
+	// Prefix starts every key. Default "unstuck:session:".
+	Prefix string
+
+	// NearCache keeps recently loaded sessions in this process, kept
+	// fresh by Redis invalidation messages.
+	NearCache bool
+	// NearCacheTTL bounds how long an entry may be served without asking
+	// Redis. Default 1m.
+	NearCacheTTL time.Duration
+	// NearCacheSize bounds the cache per connection, in bytes. Default
+	// 32 MiB.
+	NearCacheSize int
+
+	// UserIndexTTL is how long a user's index lives after the last
+	// session was bound, when the binding carries no deadline. Default
+	// 31 days.
+	UserIndexTTL time.Duration
+}
+
+// Store is a session.Store on Redis.
+type Store struct {
+	c      rueidis.Client
+	own    bool
+	prefix string
+	near   bool
+	ttl    time.Duration
+	idxTTL time.Duration
+	floors floors
+}
+
+// floors remembers this Store's own recent writes, so that its near cache
+// never serves a copy older than them while Redis's invalidation message
+// is still in flight. Entries matter only as long as a cache entry may
+// live (NearCacheTTL); the map is bounded.
+type floors struct {
+	mu sync.Mutex
+	m  map[string]floor
+}
+
+type floor struct {
+	version uint64
+	gone    bool
+	until   time.Time
+}
+
+const maxFloors = 1 << 16
+
+func (f *floors) note(id string, version uint64, gone bool, ttl time.Duration) {
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]floor{}
+	}
+	if len(f.m) >= maxFloors {
+		for k, e := range f.m {
+			if now.After(e.until) {
+				delete(f.m, k)
+			}
+		}
+		if len(f.m) >= maxFloors {
+			// Under a write burst beyond the bound, fall back to
+			// Redis's invalidation alone rather than grow.
+			clear(f.m)
+		}
+	}
+	e := f.m[id]
+	e.version = max(e.version, version)
+	e.gone = e.gone || gone
+	e.until = now.Add(ttl)
+	f.m[id] = e
+}
+
+// stale reports whether a cached record r is older than this Store's own
+// last write to id.
+func (f *floors) stale(id string, r *session.Record) bool {
+	f.mu.Lock()
+	e, ok := f.m[id]
+	f.mu.Unlock()
+	if !ok || time.Now().After(e.until) {
+		return false
+	}
+	if e.gone {
+		return r != nil
+	}
+	return r == nil || r.Version < e.version
+}
+
+var (
+	_ session.Store       = (*Store)(nil)
+	_ session.FreshLoader = (*Store)(nil)
+)
+
+// New connects to Redis (unless o.Client is given) and returns a Store.
+func New(o Options) (*Store, error) {
+	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL}
+	if s.prefix == "" {
+		s.prefix = "unstuck:session:"
+	}
+	if s.ttl <= 0 {
+		s.ttl = time.Minute
+	}
+	if s.idxTTL <= 0 {
+		s.idxTTL = 31 * 24 * time.Hour
+	}
+	if s.c == nil {
+		var opt rueidis.ClientOption
+		switch {
+		case o.URL != "":
+			var err error
+			if opt, err = rueidis.ParseURL(o.URL); err != nil {
+				return nil, fmt.Errorf("redisstore: URL: %w", err)
+			}
+		case len(o.Addrs) > 0:
+			opt.InitAddress = o.Addrs
+		default:
+			return nil, errors.New("redisstore: Options needs Client, URL or Addrs")
+		}
+		opt.DisableCache = !o.NearCache
+		if o.NearCache {
+			opt.CacheSizeEachConn = o.NearCacheSize
+			if opt.CacheSizeEachConn <= 0 {
+				opt.CacheSizeEachConn = 32 << 20
+			}
+		}
+		if opt.ConnWriteTimeout == 0 {
+			// Detect a dead connection in bounded time.
+			opt.ConnWriteTimeout = 3 * time.Second
+		}
+		c, err := rueidis.NewClient(opt)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: %w", err)
+		}
+		s.c, s.own = c, true
+	}
+	return s, nil
+}
+
+// Close closes the client if the Store created it.
+func (s *Store) Close() error {
+	if s.own {
+		s.c.Close()
+	}
+	return nil
+}
+
+// Key is the hash that holds session id.
+func (s *Store) Key(id string) string { return s.prefix + "{" + id + "}" }
+
+func (s *Store) userKey(user string) string { return s.prefix + "u:{" + user + "}" }
+
+const (
+	fVersion  = "_v"
+	fUser     = "_u"
+	fCreated  = "_c"
+	fDeadline = "_d"
+	fIdle     = "_i"
+	fTomb     = "_x"
+	valPrefix = "."
+)
+
+// Load implements session.Store. With the near cache, a session this
+// Store wrote itself is never served older than that write, even before
+// Redis's invalidation message has arrived.
+func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
+	if !s.near {
+		return s.loadDirect(ctx, id)
+	}
+	m, err := s.c.DoCache(ctx, s.c.B().Hgetall().Key(s.Key(id)).Cache(), s.ttl).AsStrMap()
+	if err != nil {
+		return nil, err
+	}
+	r, err := parseHash(m)
+	if err != nil {
+		return nil, err
+	}
+	if s.floors.stale(id, r) {
+		return s.loadDirect(ctx, id)
+	}
+	return r, nil
+}
+
+// Cached implements session.FreshLoader: true with the near cache.
+func (s *Store) Cached() bool { return s.near }
+
+// LoadAtLeast implements session.FreshLoader: it costs a round trip only
+// when the cached copy is older than minVersion.
+func (s *Store) LoadAtLeast(ctx context.Context, id string, minVersion uint64) (*session.Record, error) {
+	r, err := s.Load(ctx, id)
+	if err != nil || !s.near || (r != nil && r.Version >= minVersion) {
+		return r, err
+	}
+	return s.loadDirect(ctx, id)
+}
+
+func (s *Store) loadDirect(ctx context.Context, id string) (*session.Record, error) {
+	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(id)).Build()).AsStrMap()
+	if err != nil {
+		return nil, err
+	}
+	return parseHash(m)
+}
+
+// parseHash turns a session hash into a Record; nil for none or a
+// tombstone.
+func parseHash(m map[string]string) (*session.Record, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if _, tomb := m[fTomb]; tomb {
+		return nil, nil
+	}
+	r := &session.Record{Values: make(map[string][]byte, len(m))}
+	for f, v := range m {
+		if k, ok := strings.CutPrefix(f, valPrefix); ok {
+			r.Values[k] = []byte(v)
+		}
+	}
+	ver, _ := strconv.ParseUint(m[fVersion], 10, 64)
+	r.Version = ver
+	r.UserID = m[fUser]
+	r.Created = msTime(m[fCreated])
+	r.Deadline = msTime(m[fDeadline])
+	r.IdleDeadline = msTime(m[fIdle])
+	if r.Deadline.IsZero() {
+		return nil, errors.New("redisstore: session hash without deadline")
+	}
+	return r, nil
+}
+
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func ms(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// commitScript applies a session.Change. Replies: the version, -1 for
+// ErrConflict, -2 for ErrGone.
+var commitScript = rueidis.NewLuaScript(`
+local k = KEYS[1]
+local flags = ARGV[1]
+local create = string.find(flags, 'c', 1, true)
+local clear = string.find(flags, 'x', 1, true)
+local setuser = string.find(flags, 'u', 1, true)
+local exists = redis.call('EXISTS', k) == 1
+if create then
+  if exists then return -1 end
+elseif not exists or redis.call('HEXISTS', k, '_x') == 1 then
+  return -2
+end
+local ne, ns, nd = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+for _ = 1, ne do
+  local cur = redis.call('HGET', k, ARGV[i])
+  if ARGV[i+1] == '0' then
+    if cur then return -1 end
+  elseif cur ~= ARGV[i+2] then
+    return -1
+  end
+  i = i + 3
+end
+if clear then
+  for _, f in ipairs(redis.call('HKEYS', k)) do
+    if string.sub(f, 1, 1) == '.' then redis.call('HDEL', k, f) end
+  end
+end
+for _ = 1, ns do
+  redis.call('HSET', k, ARGV[i], ARGV[i+1])
+  i = i + 2
+end
+for _ = 1, nd do
+  redis.call('HDEL', k, ARGV[i])
+  i = i + 1
+end
+if create then redis.call('HSET', k, '_c', ARGV[3], '_d', ARGV[4]) end
+if setuser then redis.call('HSET', k, '_u', ARGV[2]) end
+if ARGV[5] ~= '0' then redis.call('HSET', k, '_i', ARGV[5]) end
+local v
+if create or clear or setuser or ns > 0 or nd > 0 then
+  v = redis.call('HINCRBY', k, '_v', 1)
+else
+  v = tonumber(redis.call('HGET', k, '_v') or '0')
+end
+local exp = tonumber(redis.call('HGET', k, '_d'))
+local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+if idle > 0 and idle < exp then exp = idle end
+redis.call('PEXPIREAT', k, exp)
+return v
+`)
+
+// deleteScript replaces a live session with a tombstone that expires when
+// the session would have, and returns the session's fields.
+var deleteScript = rueidis.NewLuaScript(`
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, '_x') == 1 then return {} end
+local all = redis.call('HGETALL', k)
+local exp = tonumber(redis.call('HGET', k, '_d'))
+local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+if idle > 0 and idle < exp then exp = idle end
+redis.call('DEL', k)
+redis.call('HSET', k, '_x', '1')
+redis.call('PEXPIREAT', k, exp)
+return all
+`)
+
+// indexScript adds a session to a user's set and makes the set live at
+// least until deadline.
+var indexScript = rueidis.NewLuaScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local cur = redis.call('PEXPIRETIME', KEYS[1])
+if cur < tonumber(ARGV[2]) then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+return 1
+`)
+
+// Commit implements session.Store.
+func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
+	if c.SetUser && c.UserID != "" {
+		// Index first: the index may name a session that is not (yet)
+		// bound, never miss one that is.
+		deadline := c.Deadline
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.idxTTL)
+		}
+		if err := indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(deadline)}).Error(); err != nil {
+			return 0, err
+		}
+	}
+	flags := make([]byte, 0, 3)
+	if c.Create {
+		flags = append(flags, 'c')
+	}
+	if c.Clear {
+		flags = append(flags, 'x')
+	}
+	if c.SetUser {
+		flags = append(flags, 'u')
+	}
+	args := make([]string, 0, 8+3*len(c.Expect)+2*len(c.Set)+len(c.Delete))
+	args = append(args, string(flags), c.UserID, ms(c.Created), ms(c.Deadline), ms(c.IdleDeadline),
+		strconv.Itoa(len(c.Expect)), strconv.Itoa(len(c.Set)), strconv.Itoa(len(c.Delete)))
+	for k, v := range c.Expect {
+		if v == nil {
+			args = append(args, valPrefix+k, "0", "")
+		} else {
+			args = append(args, valPrefix+k, "1", string(v))
+		}
+	}
+	for k, v := range c.Set {
+		args = append(args, valPrefix+k, string(v))
+	}
+	for _, k := range c.Delete {
+		args = append(args, valPrefix+k)
+	}
+	if c.Create && c.Deadline.IsZero() {
+		return 0, errors.New("redisstore: creating a session needs a Deadline")
+	}
+	v, err := commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args).AsInt64()
+	if err != nil {
+		return 0, err
+	}
+	switch v {
+	case -1:
+		return 0, session.ErrConflict
+	case -2:
+		return 0, session.ErrGone
+	}
+	if s.near {
+		s.floors.note(id, uint64(v), false, s.ttl)
+	}
+	return uint64(v), nil
+}
+
+// Delete implements session.Store.
+func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
+	arr, err := deleteScript.Exec(ctx, s.c, []string{s.Key(id)}, nil).AsStrSlice()
+	if err != nil {
+		return nil, err
+	}
+	if s.near {
+		s.floors.note(id, 0, true, s.ttl)
+	}
+	m := make(map[string]string, len(arr)/2)
+	for i := 0; i+1 < len(arr); i += 2 {
+		m[arr[i]] = arr[i+1]
+	}
+	return parseHash(m)
+}
+
+// UserSessions implements session.Store, with one SMEMBERS and one
+// pipelined HMGET per listed session. It drops deleted sessions from the
+// user's set as it goes.
+func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
+	ukey := s.userKey(userID)
+	ids, err := s.c.Do(ctx, s.c.B().Smembers().Key(ukey).Build()).AsStrSlice()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	cmds := make(rueidis.Commands, len(ids))
+	for i, id := range ids {
+		cmds[i] = s.c.B().Hmget().Key(s.Key(id)).Field(fUser, fTomb).Build()
+	}
+	var live, stale []string
+	for i, res := range s.c.DoMulti(ctx, cmds...) {
+		vals, err := res.ToArray()
+		if err != nil {
+			return nil, err
+		}
+		user, _ := vals[0].ToString()
+		_, tombErr := vals[1].ToString()
+		switch {
+		case tombErr == nil:
+			// Deleted for good (a tombstone never comes back to life).
+			stale = append(stale, ids[i])
+		case user == userID:
+			live = append(live, ids[i])
+		}
+		// Missing or bound to someone else: maybe a binding still in
+		// flight (the index is written first), so keep the entry; the
+		// set's own TTL bounds what accumulates.
+	}
+	if len(stale) > 0 {
+		// Best effort: a stale entry left behind is only filtered again.
+		_ = s.c.Do(ctx, s.c.B().Srem().Key(ukey).Member(stale...).Build()).Error()
+	}
+	return live, nil
+}
