@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -52,8 +51,7 @@ func startDemo(t *testing.T, args ...string) *demoProc {
 	shopAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	args = append([]string{"demo", "--listen", shopAddr, "--admin", adminAddr}, args...)
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "UNSTUCK_BE_MAIN=1")
+	cmd := exec.Command(unstuckBinary(t), args...)
 	out := &syncBuffer{}
 	cmd.Stderr = out
 	stdout, _ := cmd.StdoutPipe()

@@ -3,21 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 )
 
-// TestMain lets the test binary act as the unstuck binary when
-// UNSTUCK_BE_MAIN is set, so end-to-end tests run real processes (the
-// demo starts its instances with os.Executable) without a separate build.
-func TestMain(m *testing.M) {
-	if os.Getenv("UNSTUCK_BE_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
 
 func TestHelpListsEveryCommand(t *testing.T) {
 	var out, errb bytes.Buffer

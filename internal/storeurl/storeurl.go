@@ -96,7 +96,7 @@ func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
 		p.Close()
 		return nil, err
 	}
-	store, err := natsstore.New(ctx, js, natsstore.Options{NearCache: opts.NearCache})
+	store, err := natsstore.New(ctx, natsstore.Options{Conn: nc, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("session store: %w", err)
