@@ -160,7 +160,11 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	}
 
 	mux := http.NewServeMux()
-	(&demo.Control{Fleet: fleet, Balancer: demo.LB{B: bl}}).Register(mux)
+	control := &demo.Control{Fleet: fleet, Balancer: demo.LB{B: bl}}
+	control.Register(mux)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go control.Run(sampleCtx)
 	mux.Handle("/", bl.AdminHandler(""))
 	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

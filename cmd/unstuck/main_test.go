@@ -7,7 +7,6 @@ import (
 	"testing"
 )
 
-
 func TestHelpListsEveryCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 {

@@ -23,12 +23,13 @@ func (l LB) Drain(_ context.Context, name string) error { return l.B.Drain(name)
 // Undrain lets the instance take new users again.
 func (l LB) Undrain(_ context.Context, name string) error { return l.B.Undrain(name) }
 
-// BackendState is the balancer's state of the backend, "" if unknown.
-func (l LB) BackendState(name string) string {
+// BackendState is the balancer's state of the backend, "" if unknown, and
+// its request count.
+func (l LB) BackendState(name string) (string, uint64) {
 	for _, b := range l.B.Backends() {
 		if b.Name == name {
-			return b.State
+			return b.State, b.Total
 		}
 	}
-	return ""
+	return "", 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -15,8 +16,9 @@ type Balancer interface {
 	Drain(ctx context.Context, name string) error
 	Undrain(ctx context.Context, name string) error
 	// BackendState is the balancer's state of the backend ("up", "down",
-	// "ejected", "draining", "drained"), or "" if it has none.
-	BackendState(name string) string
+	// "ejected", "draining", "drained"), or "" if it has none, and the
+	// requests it has served so far.
+	BackendState(name string) (state string, total uint64)
 }
 
 // Control serves the demo's control API on the admin listener:
@@ -30,6 +32,47 @@ type Balancer interface {
 type Control struct {
 	Fleet    *Fleet
 	Balancer Balancer
+
+	mu    sync.Mutex
+	rates map[string]float64 // requests/s per instance over the last sample
+	last  map[string]uint64
+	at    time.Time
+}
+
+// Run samples the balancer's request counters once a second, for the
+// requests/s the listing shows, until ctx ends.
+func (c *Control) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		c.sample(time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Control) sample(now time.Time) {
+	if c.Balancer == nil {
+		return
+	}
+	totals := map[string]uint64{}
+	for _, in := range c.Fleet.List() {
+		_, totals[in.Name] = c.Balancer.BackendState(in.Name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if secs := now.Sub(c.at).Seconds(); c.last != nil && secs > 0 {
+		c.rates = map[string]float64{}
+		for name, total := range totals {
+			if prev, ok := c.last[name]; ok && total >= prev {
+				c.rates[name] = float64(total-prev) / secs
+			}
+		}
+	}
+	c.last, c.at = totals, now
 }
 
 // Register adds the control routes to mux.
@@ -47,11 +90,16 @@ func (c *Control) list(w http.ResponseWriter, r *http.Request) {
 // that the balancer drains is "draining", not "up".
 func (c *Control) instances() []InstanceInfo {
 	list := c.Fleet.List()
+	c.mu.Lock()
+	for i := range list {
+		list[i].RPS = c.rates[list[i].Name]
+	}
+	c.mu.Unlock()
 	for i := range list {
 		if list[i].State != StateUp || c.Balancer == nil {
 			continue
 		}
-		switch st := c.Balancer.BackendState(list[i].Name); st {
+		switch st, _ := c.Balancer.BackendState(list[i].Name); st {
 		case "draining", "drained", "ejected", "down":
 			list[i].State = State(st)
 		}

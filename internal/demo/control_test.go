@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingLB is not a mock of the balancer: the control API's contract with it
@@ -14,6 +15,7 @@ import (
 type recordingLB struct {
 	mu    sync.Mutex
 	state map[string]string
+	total map[string]uint64
 }
 
 func (l *recordingLB) set(name, st string) {
@@ -36,10 +38,10 @@ func (l *recordingLB) Undrain(_ context.Context, name string) error {
 	l.set(name, "up")
 	return nil
 }
-func (l *recordingLB) BackendState(name string) string {
+func (l *recordingLB) BackendState(name string) (string, uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state[name]
+	return l.state[name], l.total[name]
 }
 
 func call(t *testing.T, srv *httptest.Server, method, path string, out any) int {
@@ -70,7 +72,7 @@ func TestControlAPI(t *testing.T) {
 	if st := call(t, srv, "POST", "/api/instances", &added); st != 201 || added.Name != "app-1" {
 		t.Fatalf("add: %d %+v", st, added)
 	}
-	if lb.BackendState("app-1") != "up" {
+	if st, _ := lb.BackendState("app-1"); st != "up" {
 		t.Fatal("added instance did not join the balancer")
 	}
 	var list []InstanceInfo
@@ -95,5 +97,22 @@ func TestControlAPI(t *testing.T) {
 	}
 	if st := call(t, srv, "POST", "/api/instances/app-1/explode", &e); st != 404 || e["error"] == "" {
 		t.Fatalf("unknown action: %d %v", st, e)
+	}
+}
+
+func TestControlRates(t *testing.T) {
+	lb := &recordingLB{total: map[string]uint64{"app-1": 100}}
+	c := &Control{Fleet: testFleet(t), Balancer: lb}
+	if _, err := c.Fleet.Add(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	c.sample(t0)
+	lb.mu.Lock()
+	lb.total["app-1"] = 350
+	lb.mu.Unlock()
+	c.sample(t0.Add(2 * time.Second))
+	if got := c.instances()[0].RPS; got != 125 {
+		t.Fatalf("rps = %v, want 125 (250 requests in 2s)", got)
 	}
 }

@@ -34,6 +34,8 @@ type InstanceInfo struct {
 	Addr  string `json:"addr"`
 	State State  `json:"state"`
 	PID   int    `json:"pid,omitempty"`
+	// RPS is the requests per second the balancer sent it lately.
+	RPS float64 `json:"rps"`
 }
 
 // Fleet starts, crashes, restarts and stops app instance processes. Each
