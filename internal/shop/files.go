@@ -38,27 +38,25 @@ func fileStatus(st jobs.Status) FileStatus {
 }
 
 // apiUpload hands the upload to the jobs package's handler, which streams
-// it into shared storage with its limits and answers 202 with the job; the
-// shop then remembers the job's ID in the session.
+// it into shared storage with its limits and answers with the job. That
+// answer is held back until the job's ID is in the session: a session
+// cannot change once the response has started.
 func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
-	rec := &captureWriter{ResponseWriter: w}
+	rec := &bufferedResponse{header: http.Header{}}
 	s.cfg.Jobs.UploadHandler(jobs.TextStatsKind).ServeHTTP(rec, r)
-	if rec.status != http.StatusAccepted {
-		return
-	}
 	var st jobs.Status
-	if err := json.Unmarshal(rec.body.Bytes(), &st); err != nil || st.ID == "" {
-		return
+	if rec.status == http.StatusAccepted && json.Unmarshal(rec.body.Bytes(), &st) == nil && st.ID != "" {
+		if _, err := session.Update(r.Context(), jobsKey, func(ids []string, _ bool) ([]string, error) {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return id == st.ID })
+			ids = append([]string{st.ID}, ids...)
+			return ids[:min(len(ids), maxJobsListed)], nil
+		}); err != nil {
+			// The job exists whatever happens here; not listing it on the
+			// upload page is no reason to fail the upload.
+			s.log.Warn("could not list upload in session", "job", st.ID, "err", err)
+		}
 	}
-	// The job exists whatever happens here; failing to list it on the
-	// upload page is not worth failing the upload for.
-	if _, err := session.Update(r.Context(), jobsKey, func(ids []string, _ bool) ([]string, error) {
-		ids = slices.DeleteFunc(ids, func(id string) bool { return id == st.ID })
-		ids = append([]string{st.ID}, ids...)
-		return ids[:min(len(ids), maxJobsListed)], nil
-	}); err != nil {
-		s.log.Warn("could not list upload in session", "job", st.ID, "err", err)
-	}
+	rec.writeTo(w)
 }
 
 func (s *Shop) apiFileStatus(w http.ResponseWriter, r *http.Request) {
@@ -76,30 +74,36 @@ func (s *Shop) apiFileStatus(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// captureWriter passes a response through while keeping its status and the
-// start of its body (a job's JSON is small), so the shop can read the ID the
-// jobs handler assigned.
-type captureWriter struct {
-	http.ResponseWriter
+// bufferedResponse holds a small response (a job's JSON) so the shop can
+// act on it before it is sent.
+type bufferedResponse struct {
+	header http.Header
 	status int
 	body   bytes.Buffer
 }
 
-func (c *captureWriter) WriteHeader(code int) {
-	if c.status == 0 {
-		c.status = code
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
 	}
-	c.ResponseWriter.WriteHeader(code)
 }
 
-func (c *captureWriter) Write(b []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
 	}
-	if room := 16<<10 - c.body.Len(); room > 0 {
-		c.body.Write(b[:min(len(b), room)])
-	}
-	return c.ResponseWriter.Write(b)
+	return b.body.Write(p)
 }
 
-func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
