@@ -29,12 +29,13 @@ type state struct {
 	ended      bool    // Destroy ran: expire the cookie unless a new session follows
 
 	// pending changes, written at save
-	set     map[string][]byte
-	del     map[string]struct{}
-	clear   bool
-	setUser bool
-	userID  string
-	saved   bool
+	set       map[string][]byte
+	del       map[string]struct{}
+	clear     bool
+	setUser   bool
+	userID    string
+	saved     bool
+	headerOut bool // save finished: no cookie can be sent any more
 }
 
 func from(ctx context.Context) (*state, error) {
@@ -76,6 +77,52 @@ func (s *state) loadLocked(ctx context.Context) error {
 	}
 	s.rec = rec
 	return nil
+}
+
+// loadForWriteLocked loads the session before a Set or Delete, unless the
+// write can go to the store blind: a per-key write needs no read, so a
+// request that only writes costs one round trip. Stores with a near cache
+// load for free and always load, so the cookie can carry the new version.
+func (s *state) loadForWriteLocked(ctx context.Context) error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if !s.loaded && s.id != "" && s.m.fresh == nil {
+		return nil
+	}
+	return s.loadLocked(ctx)
+}
+
+// blindFlushLocked writes pending Set and Delete changes to a session that
+// was never loaded.
+func (s *state) blindFlushLocked(ctx context.Context) error {
+	m := s.m
+	c := s.changeLocked(time.Now())
+	sctx, cancel := m.storeCtx(ctx)
+	_, err := m.cfg.Store.Commit(sctx, s.id, c)
+	cancel()
+	switch {
+	case err == nil:
+		s.resetPendingLocked()
+		return nil
+	case errors.Is(err, ErrNotFound):
+		// Unknown or expired token: the changes start a fresh session,
+		// exactly as if the session had been loaded and found empty.
+		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
+		if s.saved && s.headerOut {
+			s.resetPendingLocked()
+			return ErrResponseStarted
+		}
+		return s.flushLocked(ctx)
+	case errors.Is(err, ErrGone):
+		m.cfg.Logger.InfoContext(ctx, "session: write to a session destroyed meanwhile dropped", "id", s.id[:8])
+		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
+		s.resetPendingLocked()
+		return ErrGone
+	default:
+		s.failed = unavailable("save", err)
+		return s.failed
+	}
 }
 
 // valueLocked returns a key's current encoded value, pending changes
@@ -131,7 +178,7 @@ func Set(ctx context.Context, key string, v any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.loadLocked(ctx); err != nil {
+	if err := s.loadForWriteLocked(ctx); err != nil {
 		return err
 	}
 	if s.set == nil {
@@ -151,6 +198,9 @@ var ErrResponseStarted = errors.New("session: response already started; change t
 func (s *state) afterSaveLocked(ctx context.Context) error {
 	if !s.saved || !s.dirtyLocked() {
 		return nil
+	}
+	if !s.loaded && s.id != "" {
+		return s.blindFlushLocked(ctx)
 	}
 	if s.rec == nil {
 		s.resetPendingLocked()
@@ -186,11 +236,11 @@ func Delete(ctx context.Context, key string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.loadLocked(ctx); err != nil {
+	if err := s.loadForWriteLocked(ctx); err != nil {
 		return err
 	}
 	delete(s.set, key)
-	if s.rec != nil && !s.clear {
+	if (s.rec != nil || !s.loaded) && !s.clear {
 		if s.del == nil {
 			s.del = map[string]struct{}{}
 		}
@@ -379,14 +429,15 @@ func RenewToken(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.loadLocked(ctx); err != nil {
+	// No load needed: Delete returns the record it ends.
+	if err := s.loadForWriteLocked(ctx); err != nil {
 		return err
 	}
 	m := s.m
 	if s.saved {
 		return ErrResponseStarted
 	}
-	if s.rec == nil {
+	if s.loaded && s.rec == nil {
 		// Nothing stored yet: the session will be created under a new
 		// token at save.
 		s.token, s.id = "", ""
@@ -403,8 +454,10 @@ func RenewToken(ctx context.Context) error {
 		return s.failed
 	}
 	oldID := s.id
-	if old == nil {
-		// Destroyed meanwhile by another request: start afresh.
+	s.loaded = true
+	if old == nil || !time.Now().Before(old.ExpiresAt()) {
+		// Unknown, expired, or destroyed meanwhile by another request:
+		// start afresh.
 		s.rec, s.token, s.id = nil, "", ""
 		return nil
 	}
@@ -574,6 +627,10 @@ func (s *state) save(h http.Header) error {
 	ctx := s.r.Context()
 	m := s.m
 	switch {
+	case !s.loaded && s.dirtyLocked():
+		if err := s.blindFlushLocked(ctx); err != nil && !errors.Is(err, ErrGone) {
+			return err
+		}
 	case !s.loaded:
 		// The handler never used its session: no store call at all.
 	case s.rec == nil && s.dirtyLocked(), s.rec != nil && s.dirtyLocked():
@@ -594,6 +651,7 @@ func (s *state) save(h http.Header) error {
 			}
 		}
 	}
+	s.headerOut = true
 	if s.issued && s.token != "" {
 		v := s.token
 		if m.fresh != nil {

@@ -116,6 +116,12 @@ func TestLazyLoadCostsNothing(t *testing.T) {
 	if cs.loads.Load() != loads+1 || cs.commits.Load() != commits {
 		t.Fatalf("read-only request: %d loads, %d commits; want 1, 0", cs.loads.Load()-loads, cs.commits.Load()-commits)
 	}
+	// A write-only request writes its key blind: one store call, no load.
+	c.Want("POST", "/set/b/2", 200, "ok")
+	if cs.loads.Load() != loads+1 || cs.commits.Load() != commits+1 {
+		t.Fatalf("write-only request: %d loads, %d commits; want 0, 1", cs.loads.Load()-loads-1, cs.commits.Load()-commits)
+	}
+	c.Want("GET", "/keys", 200, "a,b")
 }
 
 func TestBadTokensGetAFreshSession(t *testing.T) {
@@ -315,6 +321,7 @@ func TestExpiredSessionEnforcedByManager(t *testing.T) {
 
 func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 	m := newManager(t, session.Config{})
+	lateDone := make(chan struct{})
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/sse":
@@ -333,6 +340,7 @@ func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 			if err := session.Set(r.Context(), "late", "yes"); err != nil {
 				t.Errorf("late Set: %v", err)
 			}
+			close(lateDone)
 		case "/ws":
 			_ = session.Set(r.Context(), "ws", "yes")
 			conn, brw, err := http.NewResponseController(w).Hijack()
@@ -363,6 +371,7 @@ func TestFlushHijackAndUnwrapPassThrough(t *testing.T) {
 	}
 	c := sessiontest.NewClient(t, srv.URL)
 	c.Token = resp.Cookies()[0].Value
+	<-lateDone
 	c.Want("GET", "/get", 200, "yes,yes")
 
 	req, _ := http.NewRequest("GET", srv.URL+"/ws", nil)

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -39,8 +40,9 @@ type Store interface {
 	//
 	// With c.Create, the record must not exist (live or tombstoned);
 	// otherwise Commit returns ErrConflict. Without it, the record must be
-	// live; otherwise Commit returns ErrGone and changes nothing, so a
-	// write that arrives after Delete cannot bring a session back.
+	// live; otherwise Commit changes nothing and returns ErrGone after a
+	// Delete (the tombstone), ErrNotFound when there is no record at all,
+	// so a write that arrives after Delete cannot bring a session back.
 	// When a key in c.Expect does not hold the expected value (nil meaning
 	// absent), Commit returns ErrConflict and changes nothing.
 	//
@@ -156,7 +158,7 @@ func (c *Change) Apply(r *Record) (*Record, error) {
 		}
 		r = &Record{Values: map[string][]byte{}, Created: c.Created, Deadline: c.Deadline, IdleDeadline: c.IdleDeadline}
 	} else if r == nil {
-		return nil, ErrGone
+		return nil, ErrNotFound
 	} else {
 		r = r.Clone()
 	}
@@ -198,6 +200,10 @@ var (
 	// ErrConflict reports a Commit whose condition failed: Create on an
 	// existing id, or an Expect that did not match.
 	ErrConflict = errors.New("session: conflicting write")
-	// ErrGone reports a Commit to a session that was deleted or expired.
+	// ErrGone reports a Commit to a session that was deleted (its
+	// tombstone is still there) or that does not exist.
 	ErrGone = errors.New("session: session no longer exists")
+	// ErrNotFound reports a Commit to an id with no record at all, not
+	// even a tombstone: never created, or expired. It matches ErrGone.
+	ErrNotFound = fmt.Errorf("%w (no record)", ErrGone)
 )

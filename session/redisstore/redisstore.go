@@ -290,7 +290,7 @@ func ms(t time.Time) string {
 }
 
 // commitScript applies a session.Change. Replies: the version, -1 for
-// ErrConflict, -2 for ErrGone.
+// ErrConflict, -2 for ErrGone (tombstone), -3 for ErrNotFound.
 var commitScript = rueidis.NewLuaScript(`
 local k = KEYS[1]
 local flags = ARGV[1]
@@ -300,7 +300,9 @@ local setuser = string.find(flags, 'u', 1, true)
 local exists = redis.call('EXISTS', k) == 1
 if create then
   if exists then return -1 end
-elseif not exists or redis.call('HEXISTS', k, '_x') == 1 then
+elseif not exists then
+  return -3
+elseif redis.call('HEXISTS', k, '_x') == 1 then
   return -2
 end
 local ne, ns, nd = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -418,6 +420,8 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		return 0, session.ErrConflict
 	case -2:
 		return 0, session.ErrGone
+	case -3:
+		return 0, session.ErrNotFound
 	}
 	if s.near {
 		s.floors.note(id, uint64(v), false, s.ttl)

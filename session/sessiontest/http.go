@@ -185,45 +185,11 @@ func RunManagers(t *testing.T, stores []session.Store) {
 		urls, _ := newURLs(t, session.Config{})
 		CartStress(t, urls, 200)
 	})
-	t.Run("LogoutRacingSlowWrite", func(t *testing.T) {
-		urls, ms := newURLs(t, session.Config{})
-		c := NewClient(t, urls[0])
-		c.Want("POST", "/login/zed", 200, "welcome")
-		token := c.Token
-
-		inside, release := make(chan struct{}), make(chan struct{})
-		slowSrv := httptest.NewServer(ms[len(ms)-1].Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, _, err := session.Get[int](r.Context(), "cart"); err != nil {
-				t.Error(err)
-			}
-			_ = session.Set(r.Context(), "cart", 99)
-			close(inside)
-			<-release
-			io.WriteString(w, "slow done")
-		})))
-		defer slowSrv.Close()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			slow := NewClient(t, slowSrv.URL)
-			slow.Token = token
-			slow.Do("POST", "/")
-		}()
-		<-inside
-		c.Want("POST", "/logout", 200, "bye")
-		close(release)
-		<-done
-
-		for _, u := range urls {
-			late := NewClient(t, u)
-			late.Token = token
-			late.Want("GET", "/cart", 200, "0")
-			late.Want("GET", "/keys", 200, "")
-		}
-		if infos, err := ms[0].SessionsOfUser(t.Context(), "zed"); err != nil || len(infos) != 0 {
-			t.Fatalf("after logout and a late write, SessionsOfUser = %v, %v; want none", infos, err)
-		}
-	})
+	for _, blind := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LogoutRacingSlowWrite/blind=%v", blind), func(t *testing.T) {
+			logoutRace(t, blind, newURLs)
+		})
+	}
 	t.Run("RotationAcrossInstances", func(t *testing.T) {
 		urls, ms := newURLs(t, session.Config{})
 		c := NewClient(t, urls[0])
@@ -247,4 +213,51 @@ func RunManagers(t *testing.T, stores []session.Store) {
 			c.Want("GET", "/get/cart", 200, "false:")
 		}
 	})
+}
+
+// logoutRace: a slow request that writes (after reading, or blind) and
+// finishes after a logout on another instance leaves the user logged out.
+func logoutRace(t *testing.T, blind bool, newURLs func(*testing.T, session.Config) ([]string, []*session.Manager)) {
+	urls, ms := newURLs(t, session.Config{})
+	c := NewClient(t, urls[0])
+	c.Want("POST", "/login/zed", 200, "welcome")
+	token := c.Token
+
+	inside, release := make(chan struct{}), make(chan struct{})
+	slowSrv := httptest.NewServer(ms[len(ms)-1].Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !blind { // a blind write never loads the session first
+			if _, _, err := session.Get[int](r.Context(), "cart"); err != nil {
+				t.Error(err)
+			}
+		}
+		_ = session.Set(r.Context(), "cart", 99)
+		close(inside)
+		<-release
+		io.WriteString(w, "slow done")
+	})))
+	defer slowSrv.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		slow := NewClient(t, slowSrv.URL)
+		slow.Token = token
+		slow.Do("POST", "/")
+		if slow.Token != token {
+			t.Errorf("the late write sent a new cookie %q: it must not start a session in place of the destroyed one", slow.Token)
+		}
+	}()
+	<-inside
+	c.Want("POST", "/logout", 200, "bye")
+	close(release)
+	<-done
+
+	for _, u := range urls {
+		late := NewClient(t, u)
+		late.Token = token
+		late.Want("GET", "/cart", 200, "0")
+		late.Want("GET", "/keys", 200, "")
+	}
+	if infos, err := ms[0].SessionsOfUser(t.Context(), "zed"); err != nil || len(infos) != 0 {
+		t.Fatalf("after logout and a late write, SessionsOfUser = %v, %v; want none", infos, err)
+	}
 }

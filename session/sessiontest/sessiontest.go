@@ -174,8 +174,8 @@ func testCreateTwice(t *testing.T, s session.Store) {
 func testCommitMissing(t *testing.T, s session.Store) {
 	id := newID(t)
 	_, err := s.Commit(ctx(t), id, session.Change{Set: map[string][]byte{"a": []byte("1")}})
-	if !errors.Is(err, session.ErrGone) {
-		t.Fatalf("Commit(unknown id) err = %v, want ErrGone", err)
+	if !errors.Is(err, session.ErrNotFound) || !errors.Is(err, session.ErrGone) {
+		t.Fatalf("Commit(unknown id) err = %v, want ErrNotFound", err)
 	}
 	if r := load(t, s, id); r != nil {
 		t.Fatalf("Commit to an unknown id created %v", values(r))
@@ -271,10 +271,10 @@ func testDelete(t *testing.T, s session.Store) {
 		t.Fatalf("Load after Delete = %v, want nil", values(r))
 	}
 	// A late write must not resurrect it, with or without conditions.
-	if _, err := s.Commit(c, id, session.Change{Set: map[string][]byte{"a": []byte("2")}}); !errors.Is(err, session.ErrGone) {
-		t.Fatalf("Commit after Delete: err = %v, want ErrGone", err)
+	if _, err := s.Commit(c, id, session.Change{Set: map[string][]byte{"a": []byte("2")}}); !errors.Is(err, session.ErrGone) || errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Commit after Delete: err = %v, want ErrGone (tombstone), not ErrNotFound", err)
 	}
-	if _, err := s.Commit(c, id, session.Change{IdleDeadline: time.Now().Add(time.Hour)}); !errors.Is(err, session.ErrGone) {
+	if _, err := s.Commit(c, id, session.Change{IdleDeadline: time.Now().Add(time.Hour)}); !errors.Is(err, session.ErrGone) || errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("touch after Delete: err = %v, want ErrGone", err)
 	}
 	now := time.Now()

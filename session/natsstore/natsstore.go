@@ -1,0 +1,456 @@
+// Package natsstore is a session.Store on a NATS JetStream key-value
+// bucket: embedded in the process for a demo or a single node, a real
+// clustered engine (R3 buckets) at scale.
+//
+// Each session is one entry, "s.<id>", holding the whole record; a write
+// reads it, applies only the changed keys and publishes the result
+// conditioned on the entry's revision (compare-and-swap), retrying when
+// another writer got there first, so concurrent writes to different keys
+// all survive. Every entry carries a per-message TTL (nats-server 2.11+,
+// bucket LimitMarkerTTL) at the session's expiry, so JetStream removes it by
+// itself. Deletion writes a tombstone entry that lives until the session
+// would have expired.
+//
+// The user index is one empty entry per binding, "u.<hash(user)>.<id>",
+// found with a subject-filtered key listing (served from the stream's
+// subject index, not a scan of all sessions).
+//
+// With NearCache, loads are served from memory; a watch on the bucket
+// evicts an entry as soon as any instance changes it.
+package natsstore
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/session"
+)
+
+// Options configures a Store. Give Conn or URL.
+type Options struct {
+	// Conn is a connected NATS connection; the Store does not close it.
+	Conn *nats.Conn
+	// URL is used to connect when Conn is nil.
+	URL string
+	// Bucket names the KV bucket, created when missing. Default
+	// "unstuck_sessions".
+	Bucket string
+	// Replicas for a new bucket on a cluster. Default 1.
+	Replicas int
+	// Memory keeps a new bucket in memory instead of files.
+	Memory bool
+
+	// NearCache serves loads from memory, invalidated by a watch.
+	NearCache bool
+	// NearCacheTTL bounds how long an entry may be served. Default 1m.
+	NearCacheTTL time.Duration
+	// NearCacheSize bounds the number of cached sessions. Default 10000.
+	NearCacheSize int
+
+	// UserIndexTTL is how long a user binding is kept when the binding
+	// carries no deadline. Default 31 days.
+	UserIndexTTL time.Duration
+	// MaxRetries bounds compare-and-swap retries of one Commit. Default
+	// 100.
+	MaxRetries int
+}
+
+// Store is a session.Store on JetStream KV.
+type Store struct {
+	nc      *nats.Conn
+	ownConn bool
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	subject string // "$KV.<bucket>."
+	idxTTL  time.Duration
+	retries int
+
+	cache   *nearCache
+	watcher jetstream.KeyWatcher
+	done    chan struct{}
+}
+
+var (
+	_ session.Store       = (*Store)(nil)
+	_ session.FreshLoader = (*Store)(nil)
+)
+
+// New connects (unless o.Conn is given), creates or opens the bucket and,
+// with NearCache, starts the watch that keeps the cache fresh. Close stops
+// it.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if o.Bucket == "" {
+		o.Bucket = "unstuck_sessions"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.UserIndexTTL <= 0 {
+		o.UserIndexTTL = 31 * 24 * time.Hour
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 100
+	}
+	s := &Store{nc: o.Conn, idxTTL: o.UserIndexTTL, retries: o.MaxRetries}
+	if s.nc == nil {
+		if o.URL == "" {
+			return nil, errors.New("natsstore: Options needs Conn or URL")
+		}
+		nc, err := nats.Connect(o.URL, nats.MaxReconnects(-1), nats.Name("unstuck session store"))
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: connect: %w", err)
+		}
+		s.nc, s.ownConn = nc, true
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("natsstore: %w", err)
+	}
+	s.js = js
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      o.Bucket,
+		Description: "unstuck sessions",
+		History:     1,
+		Storage:     storage,
+		Replicas:    o.Replicas,
+		// Required for per-key TTL; markers let watchers see expiry.
+		LimitMarkerTTL: time.Minute,
+	})
+	if err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("natsstore: bucket %q: %w", o.Bucket, err)
+	}
+	s.kv = kv
+	s.subject = "$KV." + o.Bucket + "."
+	if o.NearCache {
+		if o.NearCacheTTL <= 0 {
+			o.NearCacheTTL = time.Minute
+		}
+		if o.NearCacheSize <= 0 {
+			o.NearCacheSize = 10_000
+		}
+		s.cache = newNearCache(o.NearCacheSize, o.NearCacheTTL)
+		w, err := kv.Watch(context.Background(), "s.>", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+		if err != nil {
+			s.closeConn()
+			return nil, fmt.Errorf("natsstore: watch: %w", err)
+		}
+		s.watcher, s.done = w, make(chan struct{})
+		go s.invalidate()
+	}
+	return s, nil
+}
+
+// invalidate evicts every session the watch reports changed. The watcher
+// is an ordered consumer: after a reconnect it resumes after the last
+// change it delivered, and whatever it may still miss ages out with
+// NearCacheTTL.
+func (s *Store) invalidate() {
+	defer close(s.done)
+	for e := range s.watcher.Updates() {
+		if e == nil {
+			continue // end of the (empty) initial values
+		}
+		s.cache.evict(strings.TrimPrefix(e.Key(), "s."))
+	}
+}
+
+// Close stops the watch and closes the connection if the Store opened it.
+func (s *Store) Close() error {
+	if s.watcher != nil {
+		_ = s.watcher.Stop()
+		<-s.done
+	}
+	s.closeConn()
+	return nil
+}
+
+func (s *Store) closeConn() {
+	if s.ownConn {
+		s.nc.Close()
+	}
+}
+
+func sessKey(id string) string { return "s." + id }
+
+func userPrefix(user string) string {
+	h := sha256.Sum256([]byte(user))
+	return "u." + hex.EncodeToString(h[:16]) + "."
+}
+
+// get reads an entry: the record (nil for none), whether it is a
+// tombstone, and its revision (0 when the key has no live entry).
+func (s *Store) get(ctx context.Context, id string) (*session.Record, bool, uint64, error) {
+	e, err := s.kv.Get(ctx, sessKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, 0, nil
+	}
+	if err != nil {
+		return nil, false, 0, err
+	}
+	r, tomb, err := decodeRecord(e.Value())
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("natsstore: entry %s: %w", e.Key(), err)
+	}
+	return r, tomb, e.Revision(), nil
+}
+
+// Cached implements session.FreshLoader.
+func (s *Store) Cached() bool { return s.cache != nil }
+
+// Load implements session.Store.
+func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
+	return s.LoadAtLeast(ctx, id, 0)
+}
+
+// LoadAtLeast implements session.FreshLoader.
+func (s *Store) LoadAtLeast(ctx context.Context, id string, minVersion uint64) (*session.Record, error) {
+	var gen uint64
+	if s.cache != nil {
+		if r, ok := s.cache.get(id); ok && (r == nil || r.Version >= minVersion) && live(r) {
+			return r.Clone(), nil
+		}
+		gen = s.cache.generation()
+	}
+	r, _, _, err := s.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil && !live(r) {
+		r = nil // expired; JetStream drops it at its TTL
+	}
+	if s.cache != nil {
+		s.cache.put(id, r.Clone(), gen)
+	}
+	return r, nil
+}
+
+func live(r *session.Record) bool { return r == nil || time.Now().Before(r.ExpiresAt()) }
+
+// ttlUntil is a message TTL that ends at t: whole seconds (the server's
+// unit), at least one.
+func ttlUntil(t time.Time) time.Duration {
+	d := time.Until(t)
+	if d < time.Second {
+		return time.Second
+	}
+	return d.Truncate(time.Second) + time.Second
+}
+
+// Commit implements session.Store.
+func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
+	if c.SetUser && c.UserID != "" {
+		// Index first: the index may name a session not (yet) bound to
+		// the user, never miss one that is.
+		deadline := c.Deadline
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.idxTTL)
+		}
+		if err := s.put(ctx, userPrefix(c.UserID)+id, nil, 0, ttlUntil(deadline), true); err != nil {
+			return 0, err
+		}
+	}
+	for range s.retries {
+		var gen uint64
+		if s.cache != nil {
+			gen = s.cache.generation()
+		}
+		cur, tomb, rev, err := s.get(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		if tomb {
+			if c.Create {
+				return 0, session.ErrConflict
+			}
+			return 0, session.ErrGone
+		}
+		if cur != nil && !live(cur) {
+			if !c.Create {
+				return 0, session.ErrNotFound
+			}
+			cur = nil // expired but not yet dropped: a create may replace it
+		}
+		next, err := c.Apply(cur)
+		if err != nil {
+			return 0, err
+		}
+		b, err := encodeRecord(next)
+		if err != nil {
+			return 0, err
+		}
+		err = s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), c.Create && rev == 0)
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+			continue // another writer won: retry on its result
+		}
+		if err != nil {
+			return 0, err
+		}
+		if s.cache != nil {
+			s.cache.put(id, next, gen)
+		}
+		return next.Version, nil
+	}
+	return 0, fmt.Errorf("natsstore: %d compare-and-swap retries exhausted on %s", s.retries, id)
+}
+
+// put publishes value under key with a TTL, expecting the key's last
+// revision to be rev (create: no live entry).
+func (s *Store) put(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration, create bool) error {
+	if create {
+		_, err := s.kv.Create(ctx, key, value, jetstream.KeyTTL(ttl))
+		if errors.Is(err, jetstream.ErrKeyExists) && strings.HasPrefix(key, "u.") {
+			// Rebinding: refresh the index entry's TTL.
+			_, err = s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value}, jetstream.WithMsgTTL(ttl))
+		}
+		return err
+	}
+	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value},
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	return err
+}
+
+func isWrongSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Delete implements session.Store.
+func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
+	for range s.retries {
+		cur, tomb, rev, err := s.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if tomb || cur == nil {
+			return nil, nil
+		}
+		exp := cur.ExpiresAt()
+		err = s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
+		if isWrongSeq(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if s.cache != nil {
+			s.cache.put(id, nil, s.cache.generation())
+		}
+		if !live(cur) {
+			return nil, nil
+		}
+		return cur, nil
+	}
+	return nil, fmt.Errorf("natsstore: %d compare-and-swap retries exhausted deleting %s", s.retries, id)
+}
+
+// UserSessions implements session.Store.
+func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
+	prefix := userPrefix(userID)
+	l, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer l.Stop()
+	var ids []string
+	for k := range l.Keys() {
+		ids = append(ids, strings.TrimPrefix(k, prefix))
+	}
+	return ids, nil
+}
+
+// nearCache is a bounded LRU of records with a TTL. Every invalidation
+// bumps a generation; a load inserts its result only if no invalidation
+// arrived while it was reading, so a slow load cannot reinsert data older
+// than a change the watch already reported.
+type nearCache struct {
+	max int
+	ttl time.Duration
+	gen atomic.Uint64
+
+	mu    sync.Mutex
+	items map[string]*list.Element
+	lru   list.List
+}
+
+type cached struct {
+	id    string
+	rec   *session.Record // nil: known not to exist
+	until time.Time
+}
+
+func newNearCache(max int, ttl time.Duration) *nearCache {
+	return &nearCache{max: max, ttl: ttl, items: map[string]*list.Element{}}
+}
+
+func (c *nearCache) generation() uint64 { return c.gen.Load() }
+
+func (c *nearCache) get(id string) (*session.Record, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.items[id]
+	if el == nil {
+		return nil, false
+	}
+	e := el.Value.(*cached)
+	if time.Now().After(e.until) {
+		c.lru.Remove(el)
+		delete(c.items, id)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e.rec, true
+}
+
+func (c *nearCache) put(id string, r *session.Record, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	until := time.Now().Add(c.ttl)
+	if r != nil && r.ExpiresAt().Before(until) {
+		until = r.ExpiresAt()
+	}
+	if el := c.items[id]; el != nil {
+		el.Value = &cached{id: id, rec: r, until: until}
+		c.lru.MoveToFront(el)
+		return
+	}
+	c.items[id] = c.lru.PushFront(&cached{id: id, rec: r, until: until})
+	for c.lru.Len() > c.max {
+		el := c.lru.Back()
+		c.lru.Remove(el)
+		delete(c.items, el.Value.(*cached).id)
+	}
+}
+
+func (c *nearCache) evict(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Add(1)
+	if el := c.items[id]; el != nil {
+		c.lru.Remove(el)
+		delete(c.items, id)
+	}
+}
