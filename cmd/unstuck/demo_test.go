@@ -164,19 +164,15 @@ func loginAndFill(t *testing.T, d *demoProc, u *http.Client) string {
 	if st, _ := doJSON(t, u, "POST", d.shop+"/api/login", map[string]string{"user": "alice"}, nil); st != 200 {
 		t.Fatalf("login: %d", st)
 	}
-	var served string
 	for _, sku := range []string{"demo-sku", "mug", "tee"} {
-		st, inst := doJSON(t, u, "POST", d.shop+"/api/cart/items", map[string]any{"sku": sku, "qty": 1}, nil)
-		if st != 200 {
+		if st, _ := doJSON(t, u, "POST", d.shop+"/api/cart/items", map[string]any{"sku": sku, "qty": 1}, nil); st != 200 {
 			t.Fatalf("add %s: %d", sku, st)
 		}
-		served = inst
 	}
 	var cart cartResp
-	if st, inst := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("") != 3 {
+	st, served := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart)
+	if st != 200 || cart.count("") != 3 {
 		t.Fatalf("cart before crash: %d %+v", st, cart)
-	} else {
-		served = inst
 	}
 	return served
 }

@@ -6,7 +6,6 @@ package storeurl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -154,9 +153,9 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	return p, nil
 }
 
-// errMemoryShared explains why memory cannot back the shared parts.
-var errMemoryShared = errors.New("the memory store keeps state inside one process: it cannot carry chat or jobs between instances")
-
+// openMemory opens only a session store: memory keeps state inside one
+// process, so it cannot carry chat or jobs between instances, and the
+// caller says so if it needs them.
 func openMemory(Options) (*Parts, error) {
 	store := memstore.New(memstore.Options{})
 	p := &Parts{Kind: "memory", Sessions: store, closers: []func(){func() { _ = store.Close() }}}
