@@ -129,6 +129,12 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 		return nil, fmt.Errorf("connect to %s: %w", redact(raw), err)
 	}
 	p := &Parts{Kind: "redis", closers: []func(){client.Close}}
+	// rueidis connects lazily; ask once so a wrong address fails now, with
+	// the address in the error, not on the first user's request.
+	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redact(raw), err)
+	}
 	store, err := redisstore.New(redisstore.Options{Client: client, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()
@@ -149,7 +155,6 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 		return nil, fmt.Errorf("jobs backend: %w", err)
 	}
 	p.Jobs = backend
-	_ = ctx
 	return p, nil
 }
 
