@@ -56,20 +56,37 @@ func Open(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	if opts.VisibilityTimeout == 0 {
 		opts.VisibilityTimeout = 10 * time.Second
 	}
-	if raw == "memory" {
+	k, err := Kind(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch k {
+	case "memory":
 		return openMemory(opts)
+	case "nats":
+		return openNATS(ctx, raw, opts)
+	default:
+		return openRedis(ctx, raw, opts)
+	}
+}
+
+// Kind checks a store URL's form without connecting and returns its kind:
+// "nats", "redis" or "memory".
+func Kind(raw string) (string, error) {
+	if raw == "memory" {
+		return "memory", nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("store URL %q: want %s", raw, Describe)
+		return "", fmt.Errorf("store URL %q: want %s", raw, Describe)
 	}
 	switch u.Scheme {
 	case "nats":
-		return openNATS(ctx, raw, opts)
+		return "nats", nil
 	case "redis", "rediss":
-		return openRedis(ctx, raw, opts)
+		return "redis", nil
 	default:
-		return nil, fmt.Errorf("store URL %q: unknown scheme %q; want %s", raw, u.Scheme, Describe)
+		return "", fmt.Errorf("store URL %q: unknown scheme %q; want %s", raw, u.Scheme, Describe)
 	}
 }
 

@@ -55,3 +55,23 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzKind feeds the store URL check garbage: it must answer a kind or an
+// error that names the URL, and never panic.
+func FuzzKind(f *testing.F) {
+	for _, s := range []string{"memory", "nats://127.0.0.1:4222", "redis://:pw@h:6379/2", "rediss://h:1", "", "redis://", "://", "nats:/x", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		k, err := storeurl.Kind(raw)
+		if err != nil {
+			if k != "" {
+				t.Fatalf("Kind(%q) = %q with error %v", raw, k, err)
+			}
+			return
+		}
+		if k != "memory" && k != "nats" && k != "redis" {
+			t.Fatalf("Kind(%q) = %q", raw, k)
+		}
+	})
+}
