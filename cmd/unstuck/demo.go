@@ -12,11 +12,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/demo"
+	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/lb"
 )
 
@@ -64,11 +64,10 @@ func (f *demoFlags) validate() error {
 	if f.mode != "store" && f.mode != "sticky" {
 		return fmt.Errorf("--mode %q: want store or sticky", f.mode)
 	}
-	switch {
-	case f.store == "nats", f.store == "memory":
-	case strings.HasPrefix(f.store, "redis://"), strings.HasPrefix(f.store, "rediss://"), strings.HasPrefix(f.store, "nats://"):
-	default:
-		return fmt.Errorf("--store %q: want nats, redis://HOST:PORT or memory", f.store)
+	if f.store != "nats" {
+		if _, err := storeurl.Kind(f.store); err != nil {
+			return fmt.Errorf("--store: %w (or nats for the embedded one)", err)
+		}
 	}
 	if f.store == "memory" && f.mode == "store" {
 		return errors.New("--store memory keeps state inside each instance: use it with --mode sticky, or pick nats or redis://")
@@ -86,6 +85,19 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 		return err
 	}
 	defer os.RemoveAll(dir)
+
+	// Both listeners first: a taken or bad address fails at once, before
+	// anything is started.
+	shopL, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	defer shopL.Close()
+	adminL, err := net.Listen("tcp", f.admin)
+	if err != nil {
+		return fmt.Errorf("--admin: %w", err)
+	}
+	defer adminL.Close()
 
 	storeURL := f.store
 	if f.store == "nats" {
@@ -110,11 +122,6 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 		storeURL = n.URL()
 	}
 
-	adminL, err := net.Listen("tcp", f.admin)
-	if err != nil {
-		return fmt.Errorf("--admin: %w", err)
-	}
-	defer adminL.Close()
 	controlURL := "http://" + adminL.Addr().String()
 
 	fleet := &demo.Fleet{
@@ -153,10 +160,6 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	bl, err := lb.New(cfg, lb.Options{Logger: log})
 	if err != nil {
 		return err
-	}
-	shopL, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
 	}
 
 	mux := http.NewServeMux()

@@ -295,3 +295,20 @@ func TestDemoCtrlCLeavesNoProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoFlagErrorsNameTheFlag(t *testing.T) {
+	for args, want := range map[string]string{
+		"--instances 0":               "--instances 0",
+		"--instances 99":              "--instances 99",
+		"--mode wobbly":               `--mode "wobbly"`,
+		"--store mysql://h:1":         "--store",
+		"--store memory --mode store": "--store memory",
+		"--listen 127.0.0.1:notaport": "--listen",
+	} {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append([]string{"demo"}, strings.Fields(args)...), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), want) {
+			t.Errorf("demo %s: exit %d, stderr %q; want an error naming %q", args, code, errb.String(), want)
+		}
+	}
+}
