@@ -99,8 +99,10 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	}
 	defer adminL.Close()
 
+	// With --store memory, sessions stay in each instance (sticky mode)
+	// while chat and jobs still need a backplane: the embedded NATS.
 	storeURL := f.store
-	if f.store == "nats" {
+	if f.store == "nats" || f.store == "memory" {
 		n, err := demo.StartNATS(dir)
 		if err != nil {
 			return err
@@ -111,15 +113,6 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	sessions := "shared"
 	if f.mode == "sticky" {
 		sessions = "memory"
-	}
-	if f.store == "memory" {
-		// Chat and jobs still need a backplane: the embedded NATS.
-		n, err := demo.StartNATS(dir)
-		if err != nil {
-			return err
-		}
-		defer n.Shutdown()
-		storeURL = n.URL()
 	}
 
 	controlURL := "http://" + adminL.Addr().String()
