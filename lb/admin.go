@@ -18,6 +18,7 @@ const maxAdminBody = 64 << 10
 // AdminHandler serves the admin API and /metrics:
 //
 //	GET    /api/backends              every backend's state
+//	GET    /api/backends/{name}       one backend's state
 //	POST   /api/backends              add {"name":..,"url":..,"weight":..}
 //	DELETE /api/backends/{name}       drain, then remove
 //	POST   /api/backends/{name}/drain
@@ -31,6 +32,14 @@ func (bl *Balancer) AdminHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/backends", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, bl.Backends())
+	})
+	mux.HandleFunc("GET /api/backends/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s, ok := bl.status(r.PathValue("name"))
+		if !ok {
+			writeError(w, http.StatusNotFound, errNotFound.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("POST /api/backends", func(w http.ResponseWriter, r *http.Request) {
 		var bc BackendConfig

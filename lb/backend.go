@@ -42,6 +42,10 @@ type Backend struct {
 
 	consecFails atomic.Int32 // passive failures in a row
 
+	// users maps pinned user ids to when they were last seen (unix nanos),
+	// sharded by id so concurrent requests rarely share a lock.
+	users [userShards]userShard
+
 	bm       *backendMetrics
 	done     func(proxy.Outcome) // made once, so routing allocates no closure
 	onTunnel func(*proxy.Tunnel)
@@ -53,7 +57,6 @@ type Backend struct {
 	drainStart time.Time
 	removing   bool // DELETE: remove once drained
 	removed    bool
-	users      map[uint64]int64 // user id -> unix nanos last seen (pinned)
 	tunnels    map[*proxy.Tunnel]struct{}
 	stopHealth context.CancelFunc
 	healthCfg  ActiveHealthConfig
@@ -69,7 +72,6 @@ func newBackend(name string, u *url.URL, weight int) *Backend {
 		url:      u,
 		nameHash: mix64(fnv64([]byte(name))),
 		up:       proxy.NewUpstream(name, u.Host, opts),
-		users:    map[uint64]int64{},
 		tunnels:  map[*proxy.Tunnel]struct{}{},
 	}
 	b.healthy.Store(true)
@@ -156,36 +158,50 @@ func (b *Backend) state(now int64) string {
 }
 
 // notePinned records a request of a pinned user, for drain idleness and
-// the "users pinned recently" count.
+// the "users pinned recently" count (user 0: not counted).
 func (b *Backend) notePinned(user uint64, now int64) {
 	b.lastPin.Store(now)
 	if user == 0 {
 		return
 	}
-	b.mu.Lock()
-	if len(b.users) < maxTrackedUsers {
-		b.users[user] = now
-	} else if _, ok := b.users[user]; ok {
-		b.users[user] = now
+	sh := &b.users[(user>>8)%userShards] // the low bit is always 1
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = map[uint64]int64{}
 	}
-	b.mu.Unlock()
+	if _, ok := sh.m[user]; ok || len(sh.m) < maxTrackedUsers/userShards {
+		sh.m[user] = now
+	}
+	sh.mu.Unlock()
+}
+
+const userShards = 16
+
+type userShard struct {
+	mu sync.Mutex
+	m  map[uint64]int64
 }
 
 // maxTrackedUsers bounds the memory spent counting pinned users per
 // backend; beyond it the count saturates until old entries expire.
-const maxTrackedUsers = 100_000
+const maxTrackedUsers = 160_000
 
 // recentUsers counts users pinned within window, forgetting older ones.
 func (b *Backend) recentUsers(now int64, window time.Duration) int {
 	cut := now - int64(window)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for u, t := range b.users {
-		if t < cut {
-			delete(b.users, u)
+	n := 0
+	for i := range b.users {
+		sh := &b.users[i]
+		sh.mu.Lock()
+		for u, t := range sh.m {
+			if t < cut {
+				delete(sh.m, u)
+			}
 		}
+		n += len(sh.m)
+		sh.mu.Unlock()
 	}
-	return len(b.users)
+	return n
 }
 
 func (b *Backend) addTunnel(t *proxy.Tunnel) {

@@ -34,15 +34,27 @@ type Options struct {
 // the HTTP/1.1 work to the internal proxy engine. Create with New, serve
 // with Serve, stop with Shutdown.
 type Balancer struct {
-	log    *slog.Logger
-	opts   Options
-	srv    *proxy.Server
+	log  *slog.Logger
+	opts Options
+	// The proxy engine reads its settings once, so a reload that changes
+	// them starts a new engine (a generation) on the same listeners and
+	// shuts the old one down gracefully; see serve.go.
+	cur    atomic.Pointer[gen]
+	srvMu  sync.Mutex
+	gens   []*gen
+	lns    map[net.Listener]struct{}
 	m      *metrics
 	view   atomic.Pointer[view]
 	mu     sync.Mutex // serialises changes to the view (reload, admin)
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// cands recycles candidate lists: the slice goes through the Policy
+	// interface, so a stack array would escape and allocate per request.
+	cands sync.Pool
+
+	lastPrune time.Time // maintain's last sweep of pinned-user maps
 
 	closing    atomic.Bool
 	reloadMu   sync.Mutex
@@ -78,6 +90,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 		opts.Tick = 250 * time.Millisecond
 	}
 	bl := &Balancer{log: opts.Logger, opts: opts}
+	bl.cands.New = func() any { s := make([]*Backend, 0, 16); return &s }
 	bl.ctx, bl.cancel = context.WithCancel(context.Background())
 	bl.m = newMetrics(bl)
 	v, err := bl.buildView(cfg, nil)
@@ -88,43 +101,11 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	for _, b := range v.backends {
 		bl.startHealth(b, cfg.Health.Active)
 	}
-	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
-	for _, s := range cfg.TrustedProxies {
-		p, _ := parsePrefix(s) // validated
-		trusted = append(trusted, p)
-	}
-	bl.srv = &proxy.Server{
-		Route: bl.routeProxy,
-		Limits: proxy.Limits{
-			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
-			MaxConns:          cfg.Limits.MaxConns,
-			RetryBodyBytes:    cfg.Retries.BodyBytes,
-			IdempotentMethods: cfg.Retries.Methods,
-		},
-		Timeouts: proxy.Timeouts{
-			ClientHeader: cfg.Timeouts.ClientHeader,
-			ClientIdle:   cfg.Timeouts.ClientIdle,
-			ClientWrite:  cfg.Timeouts.ClientWrite,
-			Dial:         cfg.Timeouts.Dial,
-			Upstream:     cfg.Timeouts.Upstream,
-			UpstreamIdle: cfg.Timeouts.UpstreamIdle,
-			TunnelIdle:   cfg.WebSocket.Idle,
-			TunnelMax:    cfg.WebSocket.MaxLifetime,
-		},
-		TrustedProxies: trusted,
-		Logger:         bl.log,
-	}
-	if cfg.Log.Access {
-		acc := bl.log.With("log", "access")
-		bl.srv.AccessLog = func(e proxy.AccessEntry) {
-			acc.LogAttrs(context.Background(), slog.LevelInfo, "request",
-				slog.String("client", e.Client.String()), slog.String("method", e.Method),
-				slog.String("target", e.Target), slog.Int("status", e.Status),
-				slog.String("backend", e.Upstream), slog.Int64("bytes", e.Bytes),
-				slog.Duration("duration", e.Duration))
-		}
-	}
+	bl.lns = map[net.Listener]struct{}{}
+	g := bl.newGen(cfg)
+	bl.gens = []*gen{g}
+	bl.cur.Store(g)
+	go g.srv.Serve(g.ln)
 	bl.wg.Add(1)
 	go bl.maintainLoop()
 	return bl, nil
@@ -158,7 +139,9 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 			secrets = append(secrets, []byte(s))
 		}
 		if len(secrets) == 0 {
-			if bl.secretsCur == nil || !bl.generated && old != nil && len(old.cfg.Sticky.Secrets) > 0 {
+			// Generate once; keep it across reloads (so cookies stay valid),
+			// but never fall back to secrets the config no longer lists.
+			if bl.secretsCur == nil || !bl.generated {
 				bl.secretsCur = [][]byte{[]byte(GenerateSecret())}
 				bl.generated = true
 				bl.log.Warn("no sticky secret configured: generated one; sticky cookies will not survive a restart and other balancers will not accept them. Set sticky.secrets, --secret or UNSTUCK_SECRET.")
@@ -200,12 +183,6 @@ func (bl *Balancer) newBackend(name string, u *url.URL, weight int) *Backend {
 	return b
 }
 
-// Serve proxies the connections accepted on l until Shutdown or Close. l may
-// be a TLS listener.
-func (bl *Balancer) Serve(l net.Listener) error {
-	return bl.srv.Serve(l)
-}
-
 // requestView is what routing reads of a request; *proxy.Request has it.
 type requestView interface {
 	Header(name string) []byte
@@ -234,14 +211,16 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 				b := v.byName[p.backend]
 				if reason := bl.pinnedUnusable(v, b, now, attempt, tried); reason == "" {
 					chosen = b
-					setCookie = p.expires.Sub(nowT) < v.cfg.Sticky.TTL/2
+					setCookie = needsRefresh(p, nowT, &v.cfg.Sticky)
 				} else {
-					bl.m.repins.WithLabelValues(reason).Inc()
-					if reason == "spill" {
-						b.bm.m.spills.WithLabelValues(b.name).Inc()
-					}
 					chosen = bl.pick(v, r, now, tried, b)
-					setCookie = true
+					if chosen != nil && chosen != b { // spill with nowhere better to go stays
+						bl.m.repins.WithLabelValues(reason).Inc()
+						if reason == "spill" {
+							bl.m.spills.WithLabelValues(b.name).Inc()
+						}
+						setCookie = true
+					}
 				}
 			} else {
 				bl.m.badCookies.Inc()
@@ -266,11 +245,29 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 			p.expires = nowT.Add(v.cfg.Sticky.TTL)
 			t.SetCookie = cookieHeader(v.cookieName, v.signer.Sign(p), v.cfg.Sticky.MaxAge, r.Secure())
 		}
-		chosen.notePinned(p.user, now)
+		// Only users who came back with the cookie count as pinned users:
+		// clients that drop cookies (bots, curl) would each look new.
+		counted := p.user
+		if !havePin {
+			counted = 0
+		}
+		chosen.notePinned(counted, now)
 	}
 	chosen.inflight.Add(1)
 	chosen.total.Add(1)
 	return t, nil
+}
+
+// needsRefresh reports whether a valid cookie should be re-issued: when
+// less than half its TTL is left, or, for a cookie with a Max-Age, when
+// the browser would drop it within half its Max-Age (so an active user's
+// cookie never lapses).
+func needsRefresh(p pin, now time.Time, sc *StickyConfig) bool {
+	if p.expires.Sub(now) < sc.TTL/2 {
+		return true
+	}
+	issued := p.expires.Add(-sc.TTL)
+	return sc.MaxAge > 0 && now.Sub(issued) > sc.MaxAge/2
 }
 
 // pinnedUnusable says why a pinned user cannot stay on b, or "" if it can.
@@ -308,15 +305,7 @@ func overloaded(v *view, b *Backend, now int64) bool {
 		return false
 	}
 	capacity := v.cfg.Policy.Factor * (total + 1) * b.effectiveWeight() / weights
-	return float64(b.inflight.Load()+1) > ceil(capacity)
-}
-
-func ceil(x float64) float64 {
-	i := float64(int64(x))
-	if i < x {
-		return i + 1
-	}
-	return i
+	return float64(b.inflight.Load()+1) > math.Ceil(capacity)
 }
 
 // panicking reports whether fewer than the panic threshold of the
@@ -343,8 +332,9 @@ func (bl *Balancer) panicking(v *view, now int64) bool {
 // those tried by earlier attempts and avoid (a backend a user is being
 // moved off). In panic mode every non-draining backend is a candidate.
 func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstream, avoid *Backend) *Backend {
-	var buf [32]*Backend
-	c := buf[:0]
+	cp := bl.cands.Get().(*[]*Backend)
+	defer bl.cands.Put(cp)
+	c := (*cp)[:0]
 	panicMode := bl.panicking(v, now)
 	for _, b := range v.backends {
 		if b == avoid || b.draining.Load() || b.drained.Load() || (!panicMode && !b.serving(now)) {
@@ -366,7 +356,10 @@ func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstr
 	if v.hashed {
 		key = hashKey(v.hashKey, r)
 	}
-	return v.policy.Pick(c, key)
+	chosen := v.policy.Pick(c, key)
+	clear(c)
+	*cp = c
+	return chosen
 }
 
 // hashKey extracts the Hash policy's key; a missing header or cookie falls
@@ -519,7 +512,14 @@ func (bl *Balancer) maintain() {
 	nowT := time.Now()
 	now := nowT.UnixNano()
 	var remove []*Backend
+	prune := nowT.Sub(bl.lastPrune) >= pruneEvery
+	if prune {
+		bl.lastPrune = nowT
+	}
 	for _, b := range v.backends {
+		if prune {
+			b.recentUsers(now, v.cfg.Drain.Idle) // forget users gone quiet
+		}
 		if e := b.ejectedTo.Load(); e != 0 && now >= e {
 			if b.ejectedTo.CompareAndSwap(e, 0) {
 				bl.log.Info("backend back from ejection", "backend", b.name)
@@ -557,9 +557,13 @@ func (bl *Balancer) maintain() {
 		}
 	}
 	for _, b := range remove {
-		bl.removeNow(b.name)
+		bl.removeNow(b)
 	}
 }
+
+// pruneEvery is how often the pinned-user maps drop users idle for longer
+// than drain.idle, so they stay bounded without anyone reading them.
+const pruneEvery = 5 * time.Second
 
 // errors the admin API maps to statuses.
 var (
@@ -656,18 +660,20 @@ func (bl *Balancer) Remove(name string) error {
 	b.removing = true
 	b.mu.Unlock()
 	if b.drained.Load() {
-		bl.removeNow(name)
+		bl.removeNow(b)
 		return nil
 	}
 	return bl.Drain(name)
 }
 
-func (bl *Balancer) removeNow(name string) {
+// removeNow takes b out of the view, if it is still there (a reload may
+// have replaced it with a backend of the same name).
+func (bl *Balancer) removeNow(b *Backend) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	v := bl.view.Load()
-	b := v.byName[name]
-	if b == nil {
+	name := b.name
+	if v.byName[name] != b {
 		return
 	}
 	nv := *v
@@ -693,7 +699,9 @@ func (bl *Balancer) retire(b *Backend, window time.Duration) {
 	}
 	b.up.Close()
 	bl.closeTunnelsAsync(b.tunnelList(), 1012, "service restart", window)
-	bl.m.forget(b.name)
+	if bl.view.Load().byName[b.name] == nil {
+		bl.m.forget(b.name) // a same-named successor keeps the series
+	}
 }
 
 func cloneMap(m map[string]*Backend) map[string]*Backend {
@@ -719,8 +727,11 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 // unchanged keep their state, in-flight requests and WebSockets; removed
 // ones finish their in-flight requests and their WebSockets get 1012 spread
 // over websocket.close_window. An invalid cfg is refused and nothing
-// changes. Listener, TLS, timeout and limit changes need a restart; they are
-// reported in the returned warnings.
+// changes. Timeouts, limits, retries, trusted proxies and the access log
+// are applied by starting a new engine on the same listeners: new
+// connections go to it, the old one finishes its requests and closes its
+// idle connections, and WebSockets stay open. Listener, TLS, admin and log
+// format changes need a restart; they are returned as warnings.
 func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 	bl.reloadMu.Lock()
 	defer bl.reloadMu.Unlock()
@@ -742,6 +753,7 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		ob := old.byName[b.name]
 		if ob != b {
 			bl.startHealth(b, cfg.Health.Active)
+			b.startRamp(time.Now(), cfg.Health.SlowStart)
 			continue
 		}
 		b.mu.Lock()
@@ -756,6 +768,9 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 			bl.retire(ob, cfg.WebSocket.CloseWindow)
 		}
 	}
+	if !sameEngine(old.cfg, cfg) {
+		bl.swapServer(cfg)
+	}
 	warnings = restartNeeded(old.cfg, cfg)
 	for _, w := range warnings {
 		bl.log.Warn("config change needs a restart", "field", w)
@@ -765,8 +780,8 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 	return warnings, nil
 }
 
-// restartNeeded lists the fields the running engine and listeners cannot
-// take on the fly.
+// restartNeeded lists the fields a reload cannot apply: the listeners, TLS
+// and the logger. (Engine settings are applied by a new engine generation.)
 func restartNeeded(a, b *Config) []string {
 	var w []string
 	if a.Listen != b.Listen {
@@ -778,22 +793,7 @@ func restartNeeded(a, b *Config) []string {
 	if a.Admin != b.Admin {
 		w = append(w, "admin")
 	}
-	if !slices.Equal(a.TrustedProxies, b.TrustedProxies) {
-		w = append(w, "trusted_proxies")
-	}
-	if a.Timeouts != b.Timeouts {
-		w = append(w, "timeouts")
-	}
-	if a.Limits != b.Limits {
-		w = append(w, "limits")
-	}
-	if a.WebSocket.Idle != b.WebSocket.Idle || a.WebSocket.MaxLifetime != b.WebSocket.MaxLifetime {
-		w = append(w, "websocket")
-	}
-	if !slices.Equal(a.Retries.Methods, b.Retries.Methods) || a.Retries.BodyBytes != b.Retries.BodyBytes {
-		w = append(w, "retries")
-	}
-	if a.Log != b.Log {
+	if a.Log.Level != b.Log.Level || a.Log.Format != b.Log.Format {
 		w = append(w, "log")
 	}
 	return w
@@ -849,7 +849,7 @@ func (bl *Balancer) Shutdown(ctx context.Context) error {
 			}
 		}
 	}()
-	err := bl.srv.Shutdown(ctx)
+	err := bl.shutdownServers(ctx)
 	select {
 	case <-closed:
 	case <-ctx.Done():
@@ -865,7 +865,7 @@ func (bl *Balancer) Shutdown(ctx context.Context) error {
 // health checks. Safe to call more than once.
 func (bl *Balancer) Close() error {
 	bl.closing.Store(true)
-	err := bl.srv.Close()
+	err := bl.closeServers()
 	bl.cancel()
 	bl.wg.Wait()
 	return err

@@ -56,8 +56,8 @@ type Config struct {
 
 // TLSConfig names a certificate and key in PEM files.
 type TLSConfig struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	Cert string `yaml:"cert"` // PEM certificate chain file
+	Key  string `yaml:"key"`  // PEM private key file
 }
 
 // AdminConfig is the admin listener.
@@ -105,7 +105,8 @@ type StickyConfig struct {
 	// MaxAge is the browser's Max-Age; zero makes a session cookie.
 	MaxAge time.Duration `yaml:"max_age"`
 	// TTL is how long a value is honoured, embedded and MACed in it; the
-	// cookie is re-issued when less than half remains [24h].
+	// cookie is re-issued when less than half remains, or when half its
+	// MaxAge has passed, so an active user's cookie never lapses [24h].
 	TTL time.Duration `yaml:"ttl"`
 	// Spill moves a pinned user off a backend carrying more than Factor
 	// times the average in-flight load, and off a draining backend at once.
@@ -115,8 +116,8 @@ type StickyConfig struct {
 
 // HealthConfig is the health checking.
 type HealthConfig struct {
-	Active  ActiveHealthConfig  `yaml:"active"`
-	Passive PassiveHealthConfig `yaml:"passive"`
+	Active  ActiveHealthConfig  `yaml:"active"`  // periodic HTTP checks
+	Passive PassiveHealthConfig `yaml:"passive"` // ejection on real-traffic failures
 	// PanicThreshold is a percentage: when fewer backends than that are
 	// healthy, balance over all of them rather than crush the few [50];
 	// 0 turns panic mode off.
@@ -164,19 +165,19 @@ type RetryConfig struct {
 
 // TimeoutConfig bounds waits on both sides; zero takes the engine default.
 type TimeoutConfig struct {
-	ClientHeader time.Duration `yaml:"client_header"`
-	ClientIdle   time.Duration `yaml:"client_idle"`
-	ClientWrite  time.Duration `yaml:"client_write"`
-	Dial         time.Duration `yaml:"dial"`
-	Upstream     time.Duration `yaml:"upstream"`
-	UpstreamIdle time.Duration `yaml:"upstream_idle"`
+	ClientHeader time.Duration `yaml:"client_header"` // to read a request head [10s]
+	ClientIdle   time.Duration `yaml:"client_idle"`   // keep-alive wait [60s]
+	ClientWrite  time.Duration `yaml:"client_write"`  // to write to the client [30s]
+	Dial         time.Duration `yaml:"dial"`          // to connect to a backend [3s]
+	Upstream     time.Duration `yaml:"upstream"`      // to the response head; 504 after [30s]
+	UpstreamIdle time.Duration `yaml:"upstream_idle"` // pooled backend connection idle [90s]
 }
 
 // LimitConfig bounds client input; zero takes the engine default.
 type LimitConfig struct {
-	MaxHeaderBytes int   `yaml:"max_header_bytes"`
-	MaxBodyBytes   int64 `yaml:"max_body_bytes"`
-	MaxConns       int   `yaml:"max_conns"`
+	MaxHeaderBytes int   `yaml:"max_header_bytes"` // request line and headers; 431 above [64 KiB]
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // request body; 413 above; 0 unlimited
+	MaxConns       int   `yaml:"max_conns"`        // concurrent client connections [10000]
 }
 
 // WebSocketConfig is for upgraded connections.
@@ -228,6 +229,8 @@ type FieldError struct {
 	Msg    string
 }
 
+// Error formats the error as FILE:LINE:COLUMN: FIELD: MESSAGE, leaving out
+// what is unknown.
 func (e *FieldError) Error() string {
 	var sb strings.Builder
 	if e.File != "" {
@@ -297,7 +300,12 @@ func ParseConfigWith(file string, data []byte, override func(*Config)) (*Config,
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+		err = yamlError(file, err)
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Line > 0 {
+			fe.Field, fe.Column = fieldAtLine(&root, fe.Line, fe.Msg)
+		}
+		return nil, err
 	}
 	if override != nil {
 		override(cfg)
@@ -335,15 +343,115 @@ func yamlError(file string, err error) error {
 	return &FieldError{File: file, Msg: msg}
 }
 
-var fieldNotFoundRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+var (
+	fieldNotFoundRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	cannotCollRE    = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into (\S+)$`)
+	cannotRE        = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+)
+
+// typeNames says in words what a Go type expects.
+var typeNames = map[string]string{
+	"time.Duration": "a duration like 500ms, 30s or 1h",
+	"int":           "an integer",
+	"int64":         "an integer",
+	"float64":       "a number",
+	"bool":          "true or false",
+	"string":        "a string",
+}
 
 func cleanYAMLMsg(msg string) string {
 	if m := fieldNotFoundRE.FindStringSubmatch(msg); m != nil {
 		return "unknown field " + strconv.Quote(m[1])
 	}
+	if m := cannotCollRE.FindStringSubmatch(msg); m != nil {
+		what := "a list"
+		if m[1] == "map" {
+			what = "a mapping"
+		}
+		want, ok := typeNames[m[2]]
+		switch {
+		case ok:
+		case strings.HasPrefix(m[2], "[]"):
+			want = "a list"
+		default:
+			want = "a mapping"
+		}
+		return what + " where " + want + " belongs"
+	}
+	if m := cannotRE.FindStringSubmatch(msg); m != nil {
+		want, ok := typeNames[m[2]]
+		if !ok {
+			want = strings.TrimPrefix(strings.TrimPrefix(m[2], "[]"), "lb.")
+			if strings.HasPrefix(m[2], "[]") {
+				want = "a list"
+			} else {
+				want = "a mapping (" + want + ")"
+			}
+		}
+		return strconv.Quote(m[1]) + " is not " + want
+	}
 	// "cannot unmarshal !!str `abc` into int" names Go types; keep it, it
 	// is the clearest yaml offers, but drop the package path.
 	return strings.ReplaceAll(msg, "lb.", "")
+}
+
+// fieldAtLine names the field whose key or value is on line, and its
+// column: for an unknown field, the mapping that holds it.
+func fieldAtLine(root *yaml.Node, line int, msg string) (string, int) {
+	unknown := strings.HasPrefix(msg, "unknown field ")
+	// The message quotes the offending value (or key) first; on a line
+	// with several fields (flow style) it picks the right one.
+	quoted := ""
+	if i := strings.IndexByte(msg, '"'); i >= 0 {
+		if v, err := strconv.QuotedPrefix(msg[i:]); err == nil {
+			quoted, _ = strconv.Unquote(v)
+		}
+	}
+	match := func(n *yaml.Node) bool { return n.Line == line && (quoted == "" || n.Value == quoted) }
+	var walk func(n *yaml.Node, path string) (string, int, bool)
+	walk = func(n *yaml.Node, path string) (string, int, bool) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p, col, ok := walk(c, path); ok {
+					return p, col, true
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if unknown && match(k) {
+					return path, k.Column, true
+				}
+				if !unknown && quoted == "" && v.Kind != yaml.ScalarNode && v.Line == line {
+					return p, v.Column, true // a list or mapping where a scalar belongs
+				}
+				if !unknown && v.Kind == yaml.ScalarNode && match(v) {
+					return p, v.Column, true
+				}
+				if r, col, ok := walk(v, p); ok {
+					return r, col, true
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := path + "[" + strconv.Itoa(i) + "]"
+				if !unknown && c.Kind == yaml.ScalarNode && match(c) {
+					return p, c.Column, true
+				}
+				if r, col, ok := walk(c, p); ok {
+					return r, col, true
+				}
+			}
+		}
+		return "", 0, false
+	}
+	p, col, _ := walk(root, "")
+	return p, col
 }
 
 // lookupNode finds the node at a field path like "backends[1].url", or the

@@ -38,16 +38,18 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", "listen: :80\nbackends:\n  - url: http://a:1\n    wieght: 3\n", `x.yaml:4: unknown field "wieght"`},
+		{"unknown field", "listen: :80\nbackends:\n  - url: http://a:1\n    wieght: 3\n", `x.yaml:4:5: backends[0]: unknown field "wieght"`},
 		{"bad url", "backends:\n  - url: http://a:1\n  - name: two\n    url: ftp://b\n", `x.yaml:4:10: backends[1].url: "ftp://b" is not an http or https URL`},
-		{"bad duration", "backends: [{url: 'http://a:1'}]\nhealth:\n  active:\n    interval: soon\n", `x.yaml:4:`},
+		{"bad duration", "backends: [{url: 'http://a:1'}]\nhealth:\n  active:\n    interval: soon\n", `x.yaml:4:15: health.active.interval: "soon" is not a duration like 500ms, 30s or 1h`},
+		{"list for scalar", "listen: [a]\nbackends: [{url: 'http://a:1'}]\n", `x.yaml:1:9: listen: a list where a string belongs`},
+		{"mapping for list", "backends:\n  url: http://a:1\n", `x.yaml:2:3: backends: a mapping where a list belongs`},
 		{"bad policy", "backends: [{url: 'http://a:1'}]\npolicy:\n  name: fastest\n", `x.yaml:3:9: policy.name: "fastest" is not one of`},
 		{"duplicate name", "backends:\n  - {name: a, url: 'http://a:1'}\n  - {name: a, url: 'http://a:2'}\n", `x.yaml:3:12: backends[1].name: "a" is also the name of backends[0]`},
 		{"no backends", "listen: :80\n", `x.yaml:1:1: backends: at least one backend is required`},
 		{"admin off loopback", "backends: [{url: 'http://a:1'}]\nadmin:\n  listen: 0.0.0.0:9090\n", `admin.token: the admin listener "0.0.0.0:9090" is not on loopback`},
 		{"short secret", "backends: [{url: 'http://a:1'}]\nsticky:\n  secrets: [short]\n", `x.yaml:3:13: sticky.secrets[0]: shorter than 16 bytes`},
 		{"syntax", "backends: [\n", `x.yaml:`},
-		{"wrong type", "backends: [{url: 'http://a:1', weight: heavy}]\n", `x.yaml:1: cannot unmarshal`},
+		{"wrong type", "backends: [{url: 'http://a:1', weight: heavy}]\n", `x.yaml:1:40: backends[0].weight: "heavy" is not an integer`},
 		{"bad cidr", "backends: [{url: 'http://a:1'}]\ntrusted_proxies: [10.0.0.0/33]\n", `x.yaml:2:19: trusted_proxies[0]`},
 		{"bad key", "backends: [{url: 'http://a:1'}]\npolicy: {name: hash, key: 'body'}\n", `policy.key: "body" is not ip`},
 	}

@@ -1,14 +1,18 @@
 package lb
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,7 +47,9 @@ type pin struct {
 // reads every value the same way.
 type Signer struct {
 	name    string
-	secrets [][]byte // the first signs; all verify (rotation)
+	prefix  []byte      // cookie name and a 0 byte: MACed first
+	secrets [][]byte    // the first signs; all verify (rotation)
+	pools   []sync.Pool // reusable HMAC states, one pool per secret
 }
 
 // NewSigner returns a Signer for the cookie named name. secrets must not be
@@ -64,7 +70,7 @@ func NewSigner(name string, secrets [][]byte) (*Signer, error) {
 	for i, s := range secrets {
 		cp[i] = append([]byte(nil), s...)
 	}
-	return &Signer{name: name, secrets: cp}, nil
+	return &Signer{name: name, prefix: append([]byte(name), 0), secrets: cp, pools: make([]sync.Pool, len(cp))}, nil
 }
 
 // MinSecretLen is the shortest sticky secret accepted: shorter ones are
@@ -81,28 +87,37 @@ func GenerateSecret() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (s *Signer) mac(key []byte, body string) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(s.name))
-	h.Write([]byte{0})
-	h.Write([]byte(body))
-	return h.Sum(nil)
+// mac appends HMAC-SHA256(secrets[i], name 0 body) to out. HMAC states are
+// pooled: building one costs two SHA-256 blocks and three allocations.
+func (s *Signer) mac(i int, body []byte, out []byte) []byte {
+	h, _ := s.pools[i].Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, s.secrets[i])
+	} else {
+		h.Reset()
+	}
+	h.Write(s.prefix)
+	h.Write(body)
+	out = h.Sum(out)
+	s.pools[i].Put(h)
+	return out
 }
 
-// Sign returns the cookie value pinning user to backend until expires.
+// Sign returns the cookie value for p.
 func (s *Signer) Sign(p pin) string {
-	var sb strings.Builder
-	sb.Grow(len(p.backend) + 80)
-	sb.WriteString(cookieVersion)
-	sb.WriteByte('.')
-	sb.WriteString(p.backend)
-	sb.WriteByte('.')
-	sb.WriteString(strconv.FormatInt(p.expires.Unix(), 36))
-	sb.WriteByte('.')
-	sb.WriteString(strconv.FormatUint(p.user, 36))
-	body := sb.String()
-	m := s.mac(s.secrets[0], body)
-	return body + "." + base64.RawURLEncoding.EncodeToString(m)
+	b := make([]byte, 0, len(p.backend)+96)
+	b = append(b, cookieVersion...)
+	b = append(b, '.')
+	b = append(b, p.backend...)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, p.expires.Unix(), 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, p.user, 36)
+	var m [sha256.Size]byte
+	s.mac(0, b, m[:0])
+	b = append(b, '.')
+	b = base64.RawURLEncoding.AppendEncode(b, m[:])
+	return string(b)
 }
 
 // Verify parses and checks a cookie value. It reports ok=false for anything
@@ -112,54 +127,77 @@ func (s *Signer) Verify(value []byte, now time.Time) (p pin, ok bool) {
 	if len(value) == 0 || len(value) > maxCookieValue {
 		return pin{}, false
 	}
-	v := string(value)
-	dot := strings.LastIndexByte(v, '.')
+	dot := bytes.LastIndexByte(value, '.')
 	if dot < 0 {
 		return pin{}, false
 	}
-	body, sig := v[:dot], v[dot+1:]
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || len(got) != sha256.Size {
+	body, sig := value[:dot], value[dot+1:]
+	var got [sha256.Size]byte
+	if base64.RawURLEncoding.DecodedLen(len(sig)) != sha256.Size {
+		return pin{}, false
+	}
+	if n, err := base64.RawURLEncoding.Decode(got[:], sig); err != nil || n != sha256.Size {
 		return pin{}, false
 	}
 	// Every secret is tried, with a constant-time comparison each, so
 	// timing tells neither which secret matched nor how much of a MAC did.
-	match := false
-	for _, key := range s.secrets {
-		if hmac.Equal(s.mac(key, body), got) {
-			match = true
-		}
+	match := 0
+	for i := range s.secrets {
+		var m [sha256.Size]byte
+		match |= subtle.ConstantTimeCompare(s.mac(i, body, m[:0]), got[:])
 	}
-	if !match {
+	if match != 1 {
 		return pin{}, false
 	}
 	// body = 1.<name>.<exp>.<user>; the name may itself hold dots.
-	if !strings.HasPrefix(body, cookieVersion+".") {
+	if len(body) < 2 || string(body[:2]) != cookieVersion+"." {
 		return pin{}, false
 	}
-	body = body[len(cookieVersion)+1:]
-	i := strings.LastIndexByte(body, '.')
+	body = body[2:]
+	i := bytes.LastIndexByte(body, '.')
 	if i < 0 {
 		return pin{}, false
 	}
-	user, err := strconv.ParseUint(body[i+1:], 36, 64)
-	if err != nil {
-		return pin{}, false
-	}
+	user, uok := parseBase36(body[i+1:])
 	body = body[:i]
-	j := strings.LastIndexByte(body, '.')
-	if j <= 0 {
+	j := bytes.LastIndexByte(body, '.')
+	if !uok || j <= 0 {
 		return pin{}, false
 	}
-	exp, err := strconv.ParseInt(body[j+1:], 36, 64)
-	if err != nil {
+	exp, eok := parseBase36(body[j+1:])
+	if !eok || exp > 1<<40 {
 		return pin{}, false
 	}
-	p = pin{backend: body[:j], expires: time.Unix(exp, 0), user: user}
+	p = pin{backend: string(body[:j]), expires: time.Unix(int64(exp), 0), user: user}
 	if !now.Before(p.expires) {
 		return pin{}, false
 	}
 	return p, true
+}
+
+// parseBase36 parses what strconv.FormatUint(x, 36) writes, without
+// allocating.
+func parseBase36(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 13 || (len(b) > 1 && b[0] == '0') {
+		return 0, false
+	}
+	var x uint64
+	for _, c := range b {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'z':
+			d = c - 'a' + 10
+		default:
+			return 0, false
+		}
+		if x > (1<<64-1-uint64(d))/36 {
+			return 0, false
+		}
+		x = x*36 + uint64(d)
+	}
+	return x, true
 }
 
 // newUserID returns a random id that tells pinned users apart in counts.

@@ -111,12 +111,14 @@ var (
 	descPanic     = prometheus.NewDesc("unstuck_lb_panic_mode", "1 while too few backends are healthy and all are used.", nil, nil)
 )
 
+// Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInFlight, descState, descUp, descWS, descPinned, descWeight, descImbalance, descPanic} {
 		ch <- d
 	}
 }
 
+// Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	v := c.bl.view.Load()
 	now := time.Now().UnixNano()

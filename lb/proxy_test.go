@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -357,6 +358,9 @@ func TestAdminAPIDrainAddDeleteAndToken(t *testing.T) {
 	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/undrain", token, "", &s); code != 200 || s.State != StateUp {
 		t.Fatalf("undrain: %d %+v", code, s)
 	}
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends/a", token, "", &s); code != 200 || s.Name != "a" || s.State != StateUp {
+		t.Fatalf("GET one backend: %d %+v", code, s)
+	}
 	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/zz/drain", token, "", &e); code != 404 {
 		t.Fatalf("drain unknown: %d", code)
 	}
@@ -432,13 +436,22 @@ func TestWebSocketSurvivesReloadAnd1012OnDrain(t *testing.T) {
 		return nil
 	})
 
-	// Reload: another policy, a third backend, the same two first ones.
+	// A second WebSocket, on the other backend (round-robin alternates).
+	other := wsDial(t, ctx, l.url)
+	defer other.CloseNow()
+	otherHome, _, _ := strings.Cut(wsEcho(t, ctx, other, "hi"), ":")
+	if otherHome == home {
+		t.Fatalf("both WebSockets on %s", home)
+	}
+
+	// Reload: another policy, a third backend, home kept, the other removed.
 	c := newApp(t, "c")
+	keep := map[string]string{"a": a.srv.URL, "b": b.srv.URL}[home]
 	next := &Config{
 		Sticky:    StickyConfig{Mode: "none"},
 		WebSocket: WebSocketConfig{CloseWindow: 20 * time.Millisecond},
 		Policy:    PolicyConfig{Name: PolicyLeastConn},
-		Backends:  []BackendConfig{{Name: "a", URL: a.srv.URL}, {Name: "b", URL: b.srv.URL}, {Name: "c", URL: c.srv.URL}},
+		Backends:  []BackendConfig{{Name: home, URL: keep}, {Name: "c", URL: c.srv.URL}},
 		Admin:     AdminConfig{Listen: "off"},
 	}
 	if _, err := l.bl.Apply(next); err != nil {
@@ -447,12 +460,19 @@ func TestWebSocketSurvivesReloadAnd1012OnDrain(t *testing.T) {
 	if got := wsEcho(t, ctx, ws, "after reload"); got != home+":after reload" {
 		t.Fatalf("after reload: %q", got)
 	}
+	_, _, err := other.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusServiceRestart {
+		t.Fatalf("WebSocket of a backend the reload removed: %v (code %d), want 1012", err, code)
+	}
+	if got := wsEcho(t, ctx, ws, "still here"); got != home+":still here" {
+		t.Fatalf("kept WebSocket after the other closed: %q", got)
+	}
 
 	// Drain its backend: the tunnel is closed with 1012, service restart.
 	if err := l.bl.Drain(home); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := ws.Read(ctx)
+	_, _, err = ws.Read(ctx)
 	if code := websocket.CloseStatus(err); code != websocket.StatusServiceRestart {
 		t.Fatalf("read after drain: %v (close code %d), want 1012", err, code)
 	}
@@ -485,4 +505,219 @@ func TestShutdownClosesWebSocketsWith1001(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+}
+
+// The cookie is Secure when a trusted proxy says the client used https,
+// not when an untrusted client claims it; WebSocket upgrades get it too.
+func TestCookieSecureFromTrustedProxyAndOnUpgrade(t *testing.T) {
+	a := newApp(t, "a")
+	l := startLB(t, &Config{TrustedProxies: []string{"127.0.0.1"}}, a)
+	untrusted := startLB(t, &Config{}, a)
+	for _, c := range []struct {
+		url    string
+		secure bool
+	}{{l.url, true}, {untrusted.url, false}} {
+		req, _ := http.NewRequest("GET", c.url+"/", nil)
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		sc := resp.Header.Get("Set-Cookie")
+		if sc == "" || strings.Contains(sc, "; Secure") != c.secure {
+			t.Errorf("X-Forwarded-Proto https (trusted %v): Set-Cookie %q", c.secure, sc)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(l.url, "http://", "ws://", 1)+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if sc := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(sc, DefaultCookieName+"=") {
+		t.Fatalf("101 response Set-Cookie %q", sc)
+	}
+}
+
+func TestGeneratedSecretWarns(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	cfg := testConfig(func(c *Config) { c.Sticky.Secrets = nil })
+	bl, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(w, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "generated") {
+		t.Fatalf("no warning about the generated secret: %s", logs.String())
+	}
+	c := newClient("10.9.0.1")
+	first, _ := c.do(t, bl)
+	if again, sc := c.do(t, bl); again != first || sc != "" {
+		t.Fatal("generated secret does not pin")
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestAccessLog(t *testing.T) {
+	a := newApp(t, "a")
+	var mu sync.Mutex
+	var logs strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	cfg := &Config{Backends: []BackendConfig{{Name: "a", URL: a.srv.URL}}, Log: LogConfig{Access: true},
+		Sticky: StickyConfig{Mode: "none"}, Admin: AdminConfig{Listen: "off"}}
+	bl, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(w, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go bl.Serve(ln)
+	defer bl.Close()
+	if code, _ := get(t, http.DefaultClient, "http://"+ln.Addr().String()+"/cart?x=1"); code != 200 {
+		t.Fatal(code)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if s := logs.String(); !strings.Contains(s, "log=access") || !strings.Contains(s, "target=\"/cart?x=1\"") ||
+			!strings.Contains(s, "status=200") || !strings.Contains(s, "backend=a") {
+			return fmt.Errorf("access log: %s", s)
+		}
+		return nil
+	})
+}
+
+// A reload that changes engine settings (here the upstream timeout) starts
+// a new engine for new connections; the request in flight on the old one
+// finishes under the old settings, and the open WebSocket is untouched.
+func TestReloadAppliesEngineSettingsWithoutDropping(t *testing.T) {
+	release := make(chan struct{})
+	var slowActive atomic.Int64
+	a := newApp(t, "a")
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			a.srv.Config.Handler.ServeHTTP(w, r)
+			return
+		}
+		slowActive.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "slow done")
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	cfg := func(upstream time.Duration) *Config {
+		return &Config{
+			Backends: []BackendConfig{{Name: "s", URL: slow.URL}},
+			Sticky:   StickyConfig{Mode: "none"},
+			Timeouts: TimeoutConfig{Upstream: upstream},
+			Admin:    AdminConfig{Listen: "off"},
+			Health:   HealthConfig{Passive: PassiveHealthConfig{Disabled: true}},
+		}
+	}
+	l := startLB(t, cfg(0), a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := wsDial(t, ctx, l.url)
+	defer ws.CloseNow()
+	if got := wsEcho(t, ctx, ws, "one"); got != "a:one" {
+		t.Fatalf("echo %q", got)
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	fetch := func() result {
+		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := cl.Get(l.url + "/slow")
+		if err != nil {
+			return result{err: err}
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, string(b), err}
+	}
+	inFlight := make(chan result, 1)
+	go func() { inFlight <- fetch() }()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if slowActive.Load() != 1 {
+			return errors.New("slow request not at the backend yet")
+		}
+		return nil
+	})
+
+	warnings, err := l.bl.Apply(cfg(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Fatalf("engine settings reported as needing a restart: %v", warnings)
+	}
+	if got := wsEcho(t, ctx, ws, "two"); got != "a:two" {
+		t.Fatalf("WebSocket after an engine swap: %q", got)
+	}
+	// A new connection gets the new engine: its upstream timeout answers 504
+	// while the backend is still holding the request.
+	if r := fetch(); r.err != nil || r.code != http.StatusGatewayTimeout {
+		t.Fatalf("request under the new 300ms upstream timeout: %+v", r)
+	}
+	close(release)
+	if r := <-inFlight; r.err != nil || r.code != 200 || r.body != "slow done" {
+		t.Fatalf("request in flight across the reload: %+v", r)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := len(l.bl.allGens()); n != 1 {
+			return fmt.Errorf("%d engine generations still running", n)
+		}
+		return nil
+	})
+	if got := wsEcho(t, ctx, ws, "three"); got != "a:three" {
+		t.Fatalf("WebSocket after the old engine retired: %q", got)
+	}
+}
+
+// A reload that turns on active checks starts them for backends that stay.
+func TestReloadRestartsHealthChecks(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	l := startLB(t, &Config{Sticky: StickyConfig{Mode: "none"}}, a, b)
+	a.sick.Store(true)
+	next := &Config{
+		Backends: []BackendConfig{{Name: "a", URL: a.srv.URL}, {Name: "b", URL: b.srv.URL}},
+		Sticky:   StickyConfig{Mode: "none"},
+		Admin:    AdminConfig{Listen: "off"},
+		Health:   HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Fall: 2}},
+	}
+	keep := l.bl.view.Load().byName["a"]
+	if _, err := l.bl.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if l.bl.view.Load().byName["a"] != keep {
+		t.Fatal("reload replaced a backend that stayed")
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s, _ := l.bl.status("a"); s.State != StateDown {
+			return fmt.Errorf("a is %s", s.State)
+		}
+		return nil
+	})
 }

@@ -501,3 +501,44 @@ func counterValue(t *testing.T, bl *Balancer, name, label string) float64 {
 	}
 	return 0
 }
+
+func TestHashKeySources(t *testing.T) {
+	r := &fakeReq{ip: netip.MustParseAddr("192.0.2.7"), headers: map[string]string{"X-User": "ann"}, cookies: map[string]string{"sid": "s1"}}
+	ip := netip.MustParseAddr("192.0.2.7").As16()
+	for _, c := range []struct {
+		k    HashKey
+		want string
+	}{
+		{HashKey{Source: "ip"}, string(ip[:])},
+		{HashKey{Source: "header", Name: "X-User"}, "ann"},
+		{HashKey{Source: "cookie", Name: "sid"}, "s1"},
+		{HashKey{Source: "header", Name: "X-Missing"}, string(ip[:])}, // falls back to the client IP
+		{HashKey{Source: "cookie", Name: "nope"}, string(ip[:])},
+	} {
+		if got := string(hashKey(c.k, r)); got != c.want {
+			t.Errorf("%+v: key %q, want %q", c.k, got, c.want)
+		}
+	}
+}
+
+func TestCookieRefresh(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	session := &StickyConfig{TTL: 24 * time.Hour}
+	persistent := &StickyConfig{TTL: 24 * time.Hour, MaxAge: time.Hour}
+	for _, c := range []struct {
+		sc     *StickyConfig
+		issued time.Duration // ago
+		want   bool
+	}{
+		{session, time.Minute, false},
+		{session, 11 * time.Hour, false},
+		{session, 13 * time.Hour, true}, // under half the TTL left
+		{persistent, 20 * time.Minute, false},
+		{persistent, 40 * time.Minute, true}, // the browser would drop it within 30m
+	} {
+		p := pin{backend: "a", expires: now.Add(-c.issued).Add(c.sc.TTL)}
+		if got := needsRefresh(p, now, c.sc); got != c.want {
+			t.Errorf("max age %v, issued %v ago: refresh %v, want %v", c.sc.MaxAge, c.issued, got, c.want)
+		}
+	}
+}

@@ -107,6 +107,9 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *check {
 		fmt.Fprintf(stdout, "config ok: %d backends, policy %s, sticky %s\n", len(cfg.Backends), cfg.Policy.Name, cfg.Sticky.Mode)
+		if cfg.Sticky.Mode == "cookie" && len(cfg.Sticky.Secrets) == 0 {
+			fmt.Fprintln(stdout, "warning: no sticky secret (sticky.secrets, --secret, UNSTUCK_SECRET): a random one will be generated, valid for this process only")
+		}
 		return 0
 	}
 	return serveLB(ctx, cfg, load, stderr)
@@ -124,6 +127,11 @@ func newLogger(c lb.LogConfig, w io.Writer) *slog.Logger {
 
 func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error), stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
+	// Catch SIGHUP before anything says we are listening: its default
+	// action would kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	bl, err := lb.New(cfg, lb.Options{Logger: log, Reload: load})
 	if err != nil {
 		fmt.Fprintf(stderr, "unstuck lb: %v\n", err)
@@ -174,9 +182,6 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 	go func() { serveErr <- bl.Serve(ln) }()
 	log.Info("lb listening", "addr", ln.Addr().String(), "backends", len(cfg.Backends), "policy", cfg.Policy.Name, "sticky", cfg.Sticky.Mode)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	code := 0
 loop:
 	for {
@@ -198,6 +203,18 @@ loop:
 	log.Info("shutting down", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// A second SIGINT/SIGTERM cuts the grace period short.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			log.Warn("second signal: closing at once")
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	if err := bl.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("shutdown", "err", err)
 	}

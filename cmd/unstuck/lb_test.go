@@ -4,9 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -34,6 +43,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv("UNSTUCK_TEST_BACKEND"); name != "" {
+		runTestBackend(name) // this process is a backend for a process test
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -331,6 +344,8 @@ func TestLBReloadSIGHUPAndBadConfig(t *testing.T) {
 }
 
 func TestLBCheck(t *testing.T) {
+	t.Setenv("UNSTUCK_SECRET", "")
+	t.Setenv("UNSTUCK_ADMIN_TOKEN", "")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"lb", "--check", "--config", "../../lb/testdata/unstuck.yaml"}, &out, &errb); code != 0 {
 		t.Fatalf("--check on the example config: exit %d: %s", code, errb.String())
@@ -354,9 +369,182 @@ func TestLBCheck(t *testing.T) {
 		!strings.Contains(errb.String(), "admin.token") {
 		t.Fatalf("admin off loopback without token: exit %d %q", code, errb.String())
 	}
+	out.Reset()
+	if code := run(context.Background(), []string{"lb", "--check", "--backend", "http://127.0.0.1:1"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "warning: no sticky secret") {
+		t.Fatalf("flags without a secret: exit %d %q", code, out.String())
+	}
 	errb.Reset()
 	if code := run(context.Background(), []string{"lb", "--check", "--backend", "ftp://x"}, &out, &errb); code != 2 ||
 		!strings.Contains(errb.String(), "--backend") {
 		t.Fatalf("bad --backend: exit %d %q", code, errb.String())
+	}
+}
+
+// writeSelfSigned writes a throwaway certificate for 127.0.0.1.
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// Under TLS (tls.cert/key in the config) the sticky cookie is Secure.
+func TestLBServesTLSWithSecureCookie(t *testing.T) {
+	be := namedBackend(t, "a")
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	path := filepath.Join(dir, "unstuck.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf("tls: {cert: %q, key: %q}\nbackends: [{url: %q}]\nsticky: {secrets: ['0123456789abcdef0123'], max_age: 1h}\n", cert, key, be.URL)), 0o600)
+	p := startLBProc(t, nil, "--config", path)
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := cl.Get(strings.Replace(p.url, "http://", "https://", 1) + "/")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p.logs())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sc := resp.Header.Get("Set-Cookie")
+	if string(body) != "a" || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "Max-Age=3600") || !strings.Contains(sc, "HttpOnly") {
+		t.Fatalf("over TLS: %q, Set-Cookie %q", body, sc)
+	}
+}
+
+// runTestBackend serves "name" on a free loopback port, printing the
+// address first; tests start it as a separate process so they can SIGKILL it.
+func runTestBackend(name string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("LISTEN", ln.Addr().String())
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+}
+
+// startBackendProc starts this test binary as a backend process.
+func startBackendProc(t *testing.T, name string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "UNSTUCK_TEST_BACKEND="+name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	if err != nil || !ok {
+		t.Fatalf("backend %s did not start: %q %v", name, line, err)
+	}
+	return cmd, "http://" + addr
+}
+
+// A backend process is SIGKILLed while clients hammer the balancer process:
+// no GET fails (a request that got no byte back is retried on another
+// backend, and the dead one is ejected).
+func TestLBBackendProcessKilledUnderLoad(t *testing.T) {
+	var args []string
+	procs := map[string]*exec.Cmd{}
+	for _, n := range []string{"a", "b", "c"} {
+		cmd, url := startBackendProc(t, n)
+		procs[n] = cmd
+		args = append(args, "--backend", n+"="+url)
+	}
+	p := startLBProc(t, nil, append([]string{"--sticky", "none"}, args...)...)
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := cl.Get(p.url + "/")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := ok.Load(); n < 300 {
+			return fmt.Errorf("%d requests before the kill", n)
+		}
+		return nil
+	})
+	if err := procs["b"].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := ok.Load()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := ok.Load() - killedAt; n < 600 {
+			return fmt.Errorf("%d requests since the kill", n)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d of %d GETs failed after a backend process was killed; first: %v\n%s", f, f+ok.Load(), firstErr.Load(), p.logs())
+	}
+	var b map[string]any
+	for _, x := range listBackends(t, p.admin) {
+		if x["name"] == "b" {
+			b = x
+		}
+	}
+	if b["state"] != "ejected" {
+		t.Fatalf("killed backend: %v", b)
 	}
 }

@@ -10,10 +10,37 @@
 //
 // CONTRACT (shared by the lb and proxy developers; change only together):
 // the exported names in this file.
+//
+// Behaviour worth knowing:
+//   - Server fields are read once, at the first Serve; change them by
+//     starting a new Server.
+//   - The parser refuses, with a 4xx and a closed connection: both
+//     Content-Length and Transfer-Encoding, differing Content-Lengths, any
+//     Transfer-Encoding but a single "chunked" (501 for other codings),
+//     bad chunk framing, obs-fold, bare LF or CR, invalid field names or
+//     values, a missing, duplicate or invalid Host in HTTP/1.1, CONNECT;
+//     heads over MaxHeaderBytes (or 200 fields) answer 431.
+//   - Bodies are re-framed, never passed through: chunk extensions are
+//     dropped, trailers forwarded (minus framing and routing fields).
+//   - Expect: 100-continue is answered by the engine when it starts reading
+//     the body (as nginx does) and is not forwarded.
+//   - Retries: a failed dial is retried on another upstream for any
+//     request; a failure before any response byte is retried for
+//     idempotent methods whose body (if any) was buffered whole (at most
+//     RetryBodyBytes); a timeout waiting for the head is never retried
+//     (504). Separately, a pooled connection found dead at once (nothing
+//     read) is replaced by a fresh dial to the same upstream, invisibly to
+//     Route, when the body is buffered.
+//   - HTTP/1.0 clients get Connection: close; a response without framing
+//     is sent chunked to HTTP/1.1 clients so their connection survives.
+//   - A request body that is not buffered is streamed before the response
+//     is read (half duplex); if the upstream stops reading and answered
+//     early, that answer is relayed and both connections closed.
 package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -173,6 +200,11 @@ type UpstreamOptions struct {
 	// TLS, when set, makes the engine dial the upstream over TLS with this
 	// server name; empty means plain TCP.
 	TLSServerName string
+	// TLSConfig, when set, is used (cloned) for TLS to the upstream: custom
+	// roots, client certificates. It implies TLS even without
+	// TLSServerName; ServerName defaults to TLSServerName, NextProtos to
+	// http/1.1.
+	TLSConfig *tls.Config
 }
 
 // NewUpstream returns an upstream named name (the name appears in logs,

@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -126,7 +123,3 @@ func get(t *testing.T, addr, path string) (*http.Response, string) {
 	}
 	return res, string(b)
 }
-
-var _ = strings.Repeat
-var _ sync.Mutex
-var _ = context.Background

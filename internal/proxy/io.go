@@ -33,6 +33,7 @@ func (c *clock) run(stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
+			c.now.Store(0) // get falls back to time.Now for what still runs
 			return
 		case now := <-t.C:
 			c.now.Store(now.UnixNano())
@@ -40,10 +41,17 @@ func (c *clock) run(stop <-chan struct{}) {
 	}
 }
 
+// shortTimeout is where coarseness would matter: shorter timeouts are
+// armed from the precise clock, every time.
+const shortTimeout = 5 * time.Second
+
 // wantDeadline reports whether a deadline currently at cur must move for a
-// timeout d from now, and to when.
-func wantDeadline(cur, now int64, d time.Duration) (int64, bool) {
-	want := now + int64(d)
+// timeout d, and to when.
+func wantDeadline(cur int64, clk *clock, d time.Duration) (int64, bool) {
+	if d < shortTimeout {
+		return time.Now().Add(d).UnixNano(), true
+	}
+	want := clk.get() + int64(d)
 	if cur == 0 || want < cur || want-cur >= deadlineSlack {
 		return want, true
 	}
@@ -75,7 +83,7 @@ func (rd *connReader) setTimeout(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	if at, ok := wantDeadline(rd.dl, rd.clk.get(), d); ok {
+	if at, ok := wantDeadline(rd.dl, rd.clk, d); ok {
 		rd.dl = at
 		rd.c.SetReadDeadline(time.Unix(0, at))
 	}
@@ -127,7 +135,7 @@ type connWriter struct {
 
 func (w *connWriter) Write(p []byte) (int, error) {
 	if w.d > 0 {
-		if at, ok := wantDeadline(w.dl, w.clk.get(), w.d); ok {
+		if at, ok := wantDeadline(w.dl, w.clk, w.d); ok {
 			w.dl = at
 			w.c.SetWriteDeadline(time.Unix(0, at))
 		}

@@ -461,7 +461,59 @@ func parseRequestHead(b []byte, r *reqHead) (int, error) {
 	if string(r.method.of(b)) == "CONNECT" {
 		return 0, errMethod
 	}
+	if err := r.originForm(b); err != nil {
+		return 0, err
+	}
 	return n, nil
+}
+
+var errTarget = &httpError{400, "invalid request target"}
+
+// originForm checks the request target and narrows an absolute-form
+// target ("http://host/path") to its origin form, so that the upstream and
+// the router see one request: the authority must equal Host, or the two
+// could be routed and served by different names.
+func (r *reqHead) originForm(b []byte) error {
+	t := r.target.of(b)
+	switch {
+	case t[0] == '/':
+		return nil
+	case len(t) == 1 && t[0] == '*':
+		if string(r.method.of(b)) != "OPTIONS" {
+			return errTarget
+		}
+		return nil
+	}
+	var rest []byte
+	switch {
+	case len(t) > 7 && asciiEqualFold(t[:7], "http://"):
+		rest = t[7:]
+	case len(t) > 8 && asciiEqualFold(t[:8], "https://"):
+		rest = t[8:]
+	default:
+		return errTarget
+	}
+	end := bytes.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	auth := rest[:end]
+	if r.host < 0 || !equalFoldBytes(auth, r.fields[r.host].value.of(b)) || bytes.IndexByte(auth, '@') >= 0 {
+		return errHost
+	}
+	start := r.target.e - int32(len(rest)-end)
+	if start == r.target.e || b[start] != '/' {
+		// "http://a" or "http://a?q": the path is empty; only "/" is
+		// representable without copying, so refuse the odd query form.
+		if start != r.target.e {
+			return errTarget
+		}
+		// Point at a "/" we know is there: the one in "http://".
+		r.target = span{r.target.s + 5, r.target.s + 6}
+		return nil
+	}
+	r.target.s = start
+	return nil
 }
 
 // respHead is a parsed response head.

@@ -486,6 +486,10 @@ func TestSmugglingAndMalformedRequests(t *testing.T) {
 		{"bad request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"HTTP/2 line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
 		{"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405},
+		{"absolute-form for another host", "GET http://evil/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"authority-form", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"asterisk without OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"too many fields", "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X: y\r\n", 200) + "\r\n", 431},
 		{"oversized head", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("x", 5000) + "\r\n\r\n", 431},
 		{"body over limit (CL)", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world", 413},
 		{"body over limit (chunked)", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n", 413},
@@ -518,5 +522,171 @@ func TestMaxConnsClosesAtAccept(t *testing.T) {
 	c2.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if !c2.closed() {
 		t.Fatal("second connection over MaxConns was served")
+	}
+}
+
+func TestLargeBodiesStreamBothWays(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d;", n)
+		w.Write([]byte(strings.Repeat("y", 3<<20)))
+	})
+	p := startProxy(t, &Server{Route: one(u), Limits: Limits{RetryBodyBytes: 1024}})
+	c := p.dial()
+	const size = 5 << 20
+	go func() {
+		io.WriteString(c.c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size))
+		io.WriteString(c.c, strings.Repeat("z", size))
+		io.WriteString(c.c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 0; i < 64; i++ {
+			fmt.Fprintf(c.c, "%x\r\n%s\r\n", 40000, strings.Repeat("q", 40000))
+		}
+		io.WriteString(c.c, "0\r\n\r\n")
+	}()
+	for _, want := range []string{fmt.Sprint(size), fmt.Sprint(64 * 40000)} {
+		_, body := c.resp("POST")
+		if !strings.HasPrefix(body, want+";") || len(body) != len(want)+1+3<<20 {
+			t.Fatalf("want %s; got %d bytes starting %q", want, len(body), body[:min(20, len(body))])
+		}
+	}
+}
+
+func TestUpstreamCloseDropsIdleConnections(t *testing.T) {
+	var conns atomic.Int64
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, func(hs *http.Server) {
+		hs.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	u.Close()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, body := c.resp("GET"); res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after Close: %d %q", res.StatusCode, body)
+	}
+	if conns.Load() != 2 {
+		t.Fatalf("backend saw %d connections, want 2 (a fresh dial after Close)", conns.Load())
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "12345") })
+	entries := make(chan AccessEntry, 1)
+	p := startProxy(t, &Server{Route: one(u), AccessLog: func(e AccessEntry) { entries <- e }})
+	c := p.dial()
+	c.send("GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.resp("GET")
+	e := <-entries
+	if e.Method != "GET" || e.Target != "/logged?x=1" || e.Status != 200 || e.Upstream != "b" || e.Bytes != 5 || e.Client.String() != "127.0.0.1" {
+		t.Fatalf("%+v", e)
+	}
+}
+
+func TestFullDuplexEchoOfLargeUpload(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		io.Copy(w, r.Body) // answers while it still reads
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	const size = 16 << 20
+	go func() {
+		fmt.Fprintf(c.c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for i := 0; i < size/len(chunk); i++ {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err != nil || n != size {
+		t.Fatalf("echoed %d bytes (%v), want %d", n, err, size)
+	}
+	// The connection is still usable afterwards.
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, _ := c.resp("GET"); res.StatusCode != 200 {
+		t.Fatalf("next request: %d", res.StatusCode)
+	}
+}
+
+func TestEarlyAnswerToLargeUploadIsRelayed(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big for me", http.StatusRequestEntityTooLarge) // without reading
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	go func() {
+		fmt.Fprintf(c.c, "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		for {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	res, body := c.resp("PUT")
+	if res.StatusCode != 413 || body != "too big for me\n" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if !c.closed() {
+		t.Fatal("connection with an unread body left open")
+	}
+}
+
+func TestAbsoluteFormBecomesOriginForm(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RequestURI+" "+r.Host) })
+	var paths []string
+	p := startProxy(t, &Server{Route: func(req *Request) (Target, error) {
+		paths = append(paths, string(req.Path()))
+		return Target{Upstream: u}, nil
+	}})
+	c := p.dial()
+	for _, tc := range []struct{ target, want string }{
+		{"http://Example.com:80/a/b?c=d", "/a/b?c=d example.com:80"},
+		{"HTTP://example.com:80", "/ example.com:80"},
+		{"*", ""}, // Go's server answers OPTIONS * itself, with no body
+	} {
+		method := "GET"
+		if tc.target == "*" {
+			method = "OPTIONS"
+		}
+		c.send(method + " " + tc.target + " HTTP/1.1\r\nHost: example.com:80\r\n\r\n")
+		if _, body := c.resp(method); body != tc.want {
+			t.Fatalf("%s: got %q, want %q", tc.target, body, tc.want)
+		}
+	}
+	if fmt.Sprint(paths) != "[/a/b?c=d / *]" {
+		t.Fatalf("Route saw %v", paths)
+	}
+}
+
+func TestTolerableFramingVariantsAccepted(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s|%v", b, r.Header["Content-Length"])
+	})
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	for _, tc := range []struct{ req, want string }{
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "hello|[5]"},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello", "hello|[5]"},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello|[]"},
+		{"\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "|[0]"},
+	} {
+		c.send(tc.req)
+		if res, body := c.resp("POST"); res.StatusCode != 200 || body != tc.want {
+			t.Fatalf("%q: %d %q, want %q", tc.req, res.StatusCode, body, tc.want)
+		}
 	}
 }

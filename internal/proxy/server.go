@@ -159,11 +159,7 @@ func (s *Server) newConn(c net.Conn) *clientConn {
 	cc.cw.c, cc.cw.clk, cc.cw.d, cc.cw.dl = c, &si.clk, si.to.ClientWrite, 0
 	cc.bw.Reset(&cc.cw)
 	cc.state.Store(stActive)
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	cc.req.impl.peer = ap.Addr().Unmap()
-	if err != nil {
-		cc.req.impl.peer = netip.Addr{}
-	}
+	cc.req.impl.peer = peerAddr(c)
 	cc.req.impl.trust = s.TrustedProxies
 	cc.req.impl.trusted = cc.req.impl.peer.IsValid() && inPrefixes(s.TrustedProxies, cc.req.impl.peer)
 	_, cc.req.impl.isTLS = c.(*tls.Conn)
@@ -179,6 +175,18 @@ func (s *Server) newConn(c net.Conn) *clientConn {
 	return cc
 }
 
+// peerAddr is the client's IP address (invalid for non-IP transports).
+func peerAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 func (s *Server) release(cc *clientConn) {
 	si := &s.impl
 	si.mu.Lock()
@@ -189,6 +197,8 @@ func (s *Server) release(cc *clientConn) {
 	cc.c, cc.rd.c, cc.cw.c = nil, nil, nil
 	cc.bw.Reset(nil)
 	cc.tunnel = nil
+	cc.tried = [2]*Upstream{}
+	cc.req.Tried, cc.req.LastErr = nil, nil
 	if len(cc.rd.buf) > clientReadBuf {
 		cc.rd.buf = make([]byte, clientReadBuf)
 	}
@@ -226,6 +236,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		}
 		si.mu.Unlock()
 		if busy == 0 {
+			si.stopOnce.Do(func() { close(si.stop) })
 			return nil
 		}
 		select {

@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 func TestTLSListener(t *testing.T) {
@@ -107,5 +110,72 @@ func TestShutdownHonoursContext(t *testing.T) {
 	cancel()
 	if err := p.srv.Shutdown(ctx); err != context.Canceled {
 		t.Fatalf("Shutdown with a cancelled context: %v", err)
+	}
+}
+
+func TestTLSUpstream(t *testing.T) {
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secure backend "+r.Proto)
+	}))
+	defer ts.Close()
+	cfg := ts.Client().Transport.(*http.Transport).TLSClientConfig
+	u := NewUpstream("tls", ts.Listener.Addr().String(), UpstreamOptions{TLSConfig: cfg, TLSServerName: "example.com"})
+	defer u.Close()
+	p := startProxy(t, &Server{Route: one(u)})
+	c := p.dial()
+	for i := 0; i < 2; i++ {
+		c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if res, body := c.resp("GET"); res.StatusCode != 200 || body != "secure backend HTTP/1.1" {
+			t.Fatalf("%d %q", res.StatusCode, body)
+		}
+	}
+}
+
+func TestPanicInRouteEndsOnlyThatConnection(t *testing.T) {
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p := startProxy(t, &Server{Route: func(req *Request) (Target, error) {
+		if string(req.Path()) == "/panic" {
+			panic("router bug")
+		}
+		return Target{Upstream: u}, nil
+	}})
+	c := p.dial()
+	c.send("GET /panic HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !c.closed() {
+		t.Fatal("connection survived a panic")
+	}
+	if res, body := get(t, p.addr, "/"); res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+}
+
+func TestStalledClientHitsWriteTimeout(t *testing.T) {
+	backendDone := make(chan struct{})
+	_, u := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		defer close(backendDone)
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 4096; i++ { // 256 MiB: far more than socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{ClientWrite: 300 * time.Millisecond}})
+	c := p.dial()
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	// Never read: the proxy's writes stall, time out, and it gives up on
+	// both sides, which the backend sees as a failed write.
+	<-backendDone
+}
+
+func TestTunnelMaxLifetime(t *testing.T) {
+	u := wsBackend(t, func(c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{TunnelMax: 200 * time.Millisecond}})
+	c := p.dial()
+	c.send(wsUpgrade)
+	c.resp("GET")
+	op, payload, err := readFrame(c.br)
+	if err != nil || op != 8 || binary.BigEndian.Uint16(payload) != 1001 || string(payload[2:]) != "maximum lifetime" {
+		t.Fatalf("op=%d %q %v", op, payload, err)
 	}
 }

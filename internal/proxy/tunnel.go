@@ -113,6 +113,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 	si := &s.impl
 	t := &tun.impl
 	uc := t.uc
+	uc.bw = nil // a tunnel writes upstream unbuffered: let the 8 KiB go
 	si.mu.Lock()
 	cc.tunnel = tun
 	si.mu.Unlock()
@@ -129,7 +130,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 		defer close(c2u)
 		upDead := false
 		if a := cc.rd.avail(); len(a) > 0 {
-			_, err := uc.c.Write(a)
+			_, err := uc.cw.Write(a)
 			upDead = err != nil
 			cc.rd.consume(len(a))
 		}
@@ -142,7 +143,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			if n > 0 {
 				t.last.Store(si.clk.get())
 				if !upDead {
-					if _, werr := uc.c.Write(buf[:n]); werr != nil {
+					if _, werr := uc.cw.Write(buf[:n]); werr != nil {
 						// Keep reading the client (discarding) so that it
 						// gets our close frame rather than a reset.
 						upDead = true

@@ -124,10 +124,10 @@ func TestWebSocketEchoAndCloseAtFrameBoundary(t *testing.T) {
 	if res.StatusCode != 101 || res.Header.Get("Upgrade") != "websocket" || res.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("upgrade: %d %v", res.StatusCode, res.Header)
 	}
+	tn := <-tunnels // Done runs before OnTunnel
 	if !sawWS.Load() || doneStatus.Load() != 101 {
 		t.Fatalf("IsWebSocket=%v Done status=%d", sawWS.Load(), doneStatus.Load())
 	}
-	tn := <-tunnels
 	if tn.Upstream() != u {
 		t.Fatal("tunnel upstream")
 	}
@@ -186,5 +186,18 @@ func TestTunnelEndsWhenUpstreamCloses(t *testing.T) {
 	if !c.closed() {
 		t.Fatal("client not closed after upstream left")
 	}
+	c.c.Close()
 	<-(<-tunnels).Closed()
+}
+
+func TestTunnelIdleTimeoutSendsGoingAway(t *testing.T) {
+	u := wsBackend(t, func(c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
+	p := startProxy(t, &Server{Route: one(u), Timeouts: Timeouts{TunnelIdle: 300 * 1e6}})
+	c := p.dial()
+	c.send(wsUpgrade)
+	c.resp("GET")
+	op, payload, err := readFrame(c.br)
+	if err != nil || op != 8 || binary.BigEndian.Uint16(payload) != 1001 {
+		t.Fatalf("op=%d %q %v", op, payload, err)
+	}
 }

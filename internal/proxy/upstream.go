@@ -21,7 +21,7 @@ const (
 // lets the cold ones age out at the bottom.
 type upstreamImpl struct {
 	name, addr string
-	tlsName    string
+	tlsConf    *tls.Config // nil: plain TCP
 	maxIdle    int
 
 	mu   sync.Mutex
@@ -42,7 +42,20 @@ type upConn struct {
 }
 
 func (u *upstreamImpl) init(name, addr string, opts UpstreamOptions) {
-	u.name, u.addr, u.tlsName = name, addr, opts.TLSServerName
+	u.name, u.addr = name, addr
+	if opts.TLSConfig != nil || opts.TLSServerName != "" {
+		c := &tls.Config{}
+		if opts.TLSConfig != nil {
+			c = opts.TLSConfig.Clone()
+		}
+		if c.ServerName == "" {
+			c.ServerName = opts.TLSServerName
+		}
+		if len(c.NextProtos) == 0 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+		u.tlsConf = c
+	}
 	u.maxIdle = opts.MaxIdleConns
 	if u.maxIdle <= 0 {
 		u.maxIdle = 256
@@ -127,8 +140,8 @@ func (u *upstreamImpl) dial(ctx context.Context, timeout time.Duration, to *Time
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	if u.tlsName != "" {
-		tc := tls.Client(c, &tls.Config{ServerName: u.tlsName, NextProtos: []string{"http/1.1"}})
+	if u.tlsConf != nil {
+		tc := tls.Client(c, u.tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, err

@@ -1,0 +1,274 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// result is how one exchange with an upstream went.
+type result struct {
+	status     int
+	err        error // upstream side
+	clientErr  error // client side (body framing, size, gone)
+	wrote      bool  // response bytes went to the client
+	dialFailed bool
+	streamed   bool // the client's body was consumed while sending: no retry
+	keep       bool // the client connection may go on
+	tunnel     *upConn
+}
+
+// exchange sends the request to t's upstream and relays the response.
+func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
+	si := &cc.s.impl
+	u := &t.Upstream.impl
+	uc := u.get(si.clk.get(), si.to.UpstreamIdle)
+	reused := uc != nil
+	for {
+		if uc == nil {
+			var err error
+			uc, err = u.dial(context.Background(), si.to.Dial, &si.to, &si.clk)
+			if err != nil {
+				res.err, res.dialFailed = err, true
+				return res
+			}
+		}
+		if !cc.reqBody.done {
+			return cc.exchangeStreaming(t, uc, ws, keep, res)
+		}
+		err := cc.sendHead(uc, u)
+		got := false
+		var n int
+		if err == nil {
+			n, got, err = cc.readRespHead(uc)
+		}
+		if err == nil {
+			res, reusable := cc.relay(t, uc, n, ws, keep, res)
+			cc.finish(t, uc, res, reusable)
+			return res
+		}
+		uc.c.Close()
+		// A pooled connection the upstream closed while it idled fails
+		// at once with nothing read: dial afresh, once. The request is
+		// whole in memory, so it can be sent again.
+		if reused && !got && !isTimeout(err) {
+			uc, reused = nil, false
+			continue
+		}
+		res.err = upstreamErr(err)
+		return res
+	}
+}
+
+// finish pools or closes the upstream connection after an exchange.
+func (cc *clientConn) finish(t *Target, uc *upConn, res result, reusable bool) {
+	switch {
+	case res.tunnel != nil:
+	case reusable:
+		si := &cc.s.impl
+		t.Upstream.impl.put(uc, si.clk.get(), si.to.UpstreamIdle)
+	default:
+		uc.c.Close()
+	}
+}
+
+func upstreamErr(err error) error {
+	if isTimeout(err) {
+		return fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
+	}
+	return err
+}
+
+// pumped is how streaming a request body ended.
+type pumped struct{ src, dst error }
+
+// exchangeStreaming is exchange for a body too large to buffer: the body
+// streams upstream from a second goroutine while this one waits for and
+// relays the response, so an upstream that answers while it still reads
+// (or instead of reading) is served as it would be directly.
+func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, res result) result {
+	si := &cc.s.impl
+	res.streamed = true
+	cc.send100()
+	if err := cc.sendHead(uc, &t.Upstream.impl); err != nil {
+		uc.c.Close()
+		res.err = err
+		return res
+	}
+	done := make(chan pumped, 1)
+	go func() {
+		src, dst := cc.reqBody.pump(&cc.rd, si.to.ClientIdle, uc.bw, uc.bw, 0)
+		if src == nil && dst == nil {
+			dst = uc.bw.Flush()
+		}
+		if src != nil {
+			uc.c.Close() // a broken request gets no answer to wait for
+		}
+		done <- pumped{src, dst}
+	}()
+	// stop ends the pump early when the exchange is over without it.
+	stop := func() pumped {
+		select {
+		case p := <-done:
+			return p
+		default:
+		}
+		cc.c.SetReadDeadline(time.Now())
+		p := <-done
+		cc.rd.dl = 0 // re-arm on the next read
+		if p.src != nil && isTimeout(p.src) {
+			p.src = nil // our own doing
+		}
+		return p
+	}
+	n, _, err := cc.readRespHead(uc)
+	if err != nil {
+		uc.c.Close()
+		if p := stop(); p.src != nil {
+			res.clientErr = p.src
+			return res
+		}
+		res.err = upstreamErr(err)
+		return res
+	}
+	res, reusable := cc.relay(t, uc, n, ws, keep, res)
+	var p pumped
+	if reusable {
+		p = <-done
+	} else {
+		uc.c.Close()
+		p = stop()
+	}
+	if p.src != nil || p.dst != nil || !cc.reqBody.done {
+		res.keep, reusable = false, false
+	}
+	cc.finish(t, uc, res, reusable)
+	return res
+}
+
+// sendHead writes the head and the buffered body upstream, in one write
+// when the body is whole.
+func (cc *clientConn) sendHead(uc *upConn, u *upstreamImpl) error {
+	bw := uc.bw
+	bw.Write(cc.out)
+	if cc.needHost {
+		bw.WriteString("Host: ")
+		bw.WriteString(u.addr)
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(cc.body)
+	return bw.Flush()
+}
+
+// readRespHead reads a response head; got reports whether any byte came.
+func (cc *clientConn) readRespHead(uc *upConn) (n int, got bool, err error) {
+	si := &cc.s.impl
+	searched := 0
+	for {
+		a := uc.rd.avail()
+		if len(a) > 0 {
+			got = true
+			if end := findHeadEnd(a, searched); end >= 0 {
+				n, err := parseResponseHead(a[:end], &uc.resp)
+				if err == errIncomplete {
+					err = errStatusLine
+				}
+				return n, true, err
+			}
+			searched = len(a)
+		}
+		// Flush responses to pipelined requests before waiting.
+		if cc.bw.Buffered() > 0 {
+			if err := cc.bw.Flush(); err != nil {
+				return 0, got, err
+			}
+		}
+		if _, err := uc.rd.fill(si.to.Upstream, maxRespHead); err != nil {
+			if err == errBufferFull {
+				err = errRespHead
+			}
+			return 0, got, err
+		}
+	}
+}
+
+// relay writes the response whose head is the first n bytes buffered on
+// uc to the client, and its body after it.
+func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res result) (result, bool) {
+	si := &cc.s.impl
+	r := &cc.req.impl
+	rh := &uc.resp
+	for rh.status < 200 && rh.status != 101 {
+		// Interim responses: 100 is ours to send (see send100); others
+		// (103 Early Hints) go to HTTP/1.1 clients.
+		if rh.status != 100 && r.minor == 1 {
+			cc.writeRespHead(uc.rd.avail()[:n], rh, "", bodyNone, false, true)
+			res.wrote = true
+		}
+		uc.rd.consume(n)
+		var err error
+		if n, _, err = cc.readRespHead(uc); err != nil {
+			uc.c.Close()
+			if isTimeout(err) {
+				err = fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
+			}
+			res.err = err
+			return res, false
+		}
+	}
+	res.status = rh.status
+	hb := uc.rd.avail()[:n]
+	if rh.status == 101 {
+		if !ws || !rh.upgradeWS || !rh.connUpg {
+			uc.c.Close()
+			res.err = errBadUpgrade
+			return res, false
+		}
+		cc.writeRespHead(hb, rh, t.SetCookie, bodyNone, false, true)
+		uc.rd.consume(n)
+		res.wrote = true
+		if err := cc.bw.Flush(); err != nil {
+			uc.c.Close()
+			res.clientErr = errClientGone
+			return res, false
+		}
+		res.tunnel = uc
+		return res, false
+	}
+	kind := bodyNone
+	noBody := string(r.method()) == "HEAD" || rh.status == 204 || rh.status == 304
+	switch {
+	case noBody:
+	case rh.hasTE:
+		if !rh.chunked || rh.cl >= 0 {
+			uc.c.Close()
+			res.err = errRespFraming
+			return res, false
+		}
+		kind = bodyChunked
+	case rh.cl >= 0:
+		kind = bodyCL
+	default:
+		kind = bodyClose
+	}
+	outChunked := r.minor == 1 && (kind == bodyChunked || kind == bodyClose)
+	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose
+	res.keep = keep && (kind != bodyClose || outChunked) && !si.shutting.Load()
+	cc.writeRespHead(hb, rh, t.SetCookie, kind, outChunked, res.keep)
+	uc.rd.consume(n)
+	res.wrote = true
+	cc.respBody.init(kind, rh.cl, outChunked, 0)
+	srcErr, dstErr := cc.respBody.pump(&uc.rd, si.to.Upstream, cc.bw, cc.bw, 0)
+	switch {
+	case srcErr != nil:
+		uc.c.Close()
+		res.err, res.keep = srcErr, false
+		return res, false
+	case dstErr != nil:
+		uc.c.Close()
+		res.clientErr, res.keep = errClientGone, false
+		return res, false
+	}
+	return res, keepUp && len(uc.rd.avail()) == 0
+}

@@ -1,0 +1,40 @@
+package lb_test
+
+import (
+	"context"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/lb"
+)
+
+// Embedding the balancer: two backends, sticky cookies with a fleet-wide
+// secret, the admin API on loopback, graceful shutdown.
+func Example() {
+	cfg := &lb.Config{
+		Backends: []lb.BackendConfig{
+			{Name: "app1", URL: "http://127.0.0.1:8081"},
+			{Name: "app2", URL: "http://127.0.0.1:8082", Weight: 2},
+		},
+		Policy: lb.PolicyConfig{Name: lb.PolicyP2C, Latency: true},
+		Sticky: lb.StickyConfig{Secrets: []string{"a-secret-shared-by-the-whole-fleet"}},
+		Health: lb.HealthConfig{Active: lb.ActiveHealthConfig{Path: "/healthz"}},
+	}
+	bl, err := lb.New(cfg, lb.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go bl.Serve(ln)
+	go http.ListenAndServe("127.0.0.1:9090", bl.AdminHandler(""))
+
+	// ... later, on SIGTERM:
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = bl.Shutdown(ctx)
+}

@@ -1,0 +1,253 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/proxy"
+)
+
+// gen is one generation of the proxy engine. The engine reads its settings
+// once, so a reload that changes them starts a new generation: the accept
+// loops hand new connections to it, and the old one is shut down
+// gracefully (requests in flight finish, idle keep-alive connections close
+// so their clients reconnect to the new one). WebSocket tunnels are the
+// balancer's, not the engine's, and outlive their generation.
+type gen struct {
+	srv *proxy.Server
+	ln  *chanListener
+}
+
+func (bl *Balancer) newGen(cfg *Config) *gen {
+	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
+	for _, s := range cfg.TrustedProxies {
+		p, _ := parsePrefix(s) // validated
+		trusted = append(trusted, p)
+	}
+	srv := &proxy.Server{
+		Route: bl.routeProxy,
+		Limits: proxy.Limits{
+			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
+			MaxConns:          cfg.Limits.MaxConns,
+			RetryBodyBytes:    cfg.Retries.BodyBytes,
+			IdempotentMethods: slices.Clone(cfg.Retries.Methods),
+		},
+		Timeouts: proxy.Timeouts{
+			ClientHeader: cfg.Timeouts.ClientHeader,
+			ClientIdle:   cfg.Timeouts.ClientIdle,
+			ClientWrite:  cfg.Timeouts.ClientWrite,
+			Dial:         cfg.Timeouts.Dial,
+			Upstream:     cfg.Timeouts.Upstream,
+			UpstreamIdle: cfg.Timeouts.UpstreamIdle,
+			TunnelIdle:   cfg.WebSocket.Idle,
+			TunnelMax:    cfg.WebSocket.MaxLifetime,
+		},
+		TrustedProxies: trusted,
+		Logger:         bl.log,
+	}
+	if cfg.Log.Access {
+		acc := bl.log.With("log", "access")
+		srv.AccessLog = func(e proxy.AccessEntry) {
+			acc.LogAttrs(context.Background(), slog.LevelInfo, "request",
+				slog.String("client", e.Client.String()), slog.String("method", e.Method),
+				slog.String("target", e.Target), slog.Int("status", e.Status),
+				slog.String("backend", e.Upstream), slog.Int64("bytes", e.Bytes),
+				slog.Duration("duration", e.Duration))
+		}
+	}
+	return &gen{srv: srv, ln: newChanListener()}
+}
+
+// sameEngine reports whether a and b configure the engine alike.
+func sameEngine(a, b *Config) bool {
+	return a.Timeouts == b.Timeouts && a.Limits == b.Limits &&
+		slices.Equal(a.TrustedProxies, b.TrustedProxies) &&
+		a.WebSocket.Idle == b.WebSocket.Idle && a.WebSocket.MaxLifetime == b.WebSocket.MaxLifetime &&
+		slices.Equal(a.Retries.Methods, b.Retries.Methods) && a.Retries.BodyBytes == b.Retries.BodyBytes &&
+		a.Log.Access == b.Log.Access
+}
+
+// swapServer starts a generation for cfg and retires the current one.
+func (bl *Balancer) swapServer(cfg *Config) {
+	ng := bl.newGen(cfg)
+	bl.srvMu.Lock()
+	if bl.closing.Load() {
+		bl.srvMu.Unlock()
+		return
+	}
+	bl.gens = append(bl.gens, ng)
+	go ng.srv.Serve(ng.ln)
+	old := bl.cur.Swap(ng)
+	bl.srvMu.Unlock()
+	bl.log.Info("engine settings changed: new connections go to a new engine; the old one finishes its requests")
+	bl.wg.Add(1)
+	go func() {
+		defer bl.wg.Done()
+		ctx, cancel := context.WithTimeout(bl.ctx, cfg.Shutdown.Grace)
+		defer cancel()
+		if err := old.srv.Shutdown(ctx); err != nil {
+			return // still busy at the deadline: Close at the end takes it
+		}
+		bl.srvMu.Lock()
+		bl.gens = slices.DeleteFunc(bl.gens, func(g *gen) bool { return g == old })
+		bl.srvMu.Unlock()
+	}()
+}
+
+// Serve accepts connections on l and proxies them until Shutdown or Close;
+// it then returns net.ErrClosed. l may be a TLS listener, and Serve may be
+// called for several listeners.
+func (bl *Balancer) Serve(l net.Listener) error {
+	bl.srvMu.Lock()
+	if bl.closing.Load() {
+		bl.srvMu.Unlock()
+		l.Close()
+		return net.ErrClosed
+	}
+	bl.lns[l] = struct{}{}
+	bl.srvMu.Unlock()
+	defer func() {
+		bl.srvMu.Lock()
+		delete(bl.lns, l)
+		bl.srvMu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if bl.closing.Load() {
+				return net.ErrClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() { // EMFILE and the like
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-bl.ctx.Done():
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		bl.hand(c)
+	}
+}
+
+// hand gives a new connection to the current engine generation, or to its
+// successor if it is being retired at that moment.
+func (bl *Balancer) hand(c net.Conn) {
+	for {
+		g := bl.cur.Load()
+		if g.ln.give(c) {
+			return
+		}
+		if bl.closing.Load() || bl.cur.Load() == g {
+			c.Close()
+			return
+		}
+	}
+}
+
+func (bl *Balancer) allGens() []*gen {
+	bl.srvMu.Lock()
+	defer bl.srvMu.Unlock()
+	return slices.Clone(bl.gens)
+}
+
+func (bl *Balancer) closeListeners() {
+	bl.srvMu.Lock()
+	defer bl.srvMu.Unlock()
+	for l := range bl.lns {
+		l.Close()
+	}
+}
+
+// shutdownServers stops accepting and shuts every generation down.
+func (bl *Balancer) shutdownServers(ctx context.Context) error {
+	bl.closeListeners()
+	gens := bl.allGens()
+	errs := make([]error, len(gens))
+	var wg sync.WaitGroup
+	for i, g := range gens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (bl *Balancer) closeServers() error {
+	bl.closeListeners()
+	var errs []error
+	for _, g := range bl.allGens() {
+		errs = append(errs, g.srv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// chanListener is the listener an engine generation serves: connections
+// come from the balancer's accept loops.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// give hands c to the engine, or reports false if the listener is closed.
+func (l *chanListener) give(c net.Conn) bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// Accept implements net.Listener.
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
+	}
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener.
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *chanListener) Addr() net.Addr { return chanAddr{} }
+
+type chanAddr struct{}
+
+func (chanAddr) Network() string { return "lb" }
+func (chanAddr) String() string  { return "lb" }
