@@ -53,7 +53,8 @@ type PayloadStore interface {
 //
 // Guarantees: revisions of one id strictly increase. CreateRecord fails with
 // ErrExists when the id exists; UpdateRecord fails with ErrConflict unless
-// rev is the current revision, and ErrNotFound when the id is gone.
+// rev is the current revision (when the record is gone it may report
+// ErrNotFound instead).
 // WatchRecord sends the record's value after changes until ctx ends; it may
 // skip intermediate values (a slow reader sees the latest), and after a
 // connection loss it may miss some, so readers that need the final state
@@ -83,6 +84,14 @@ type Queue interface {
 	Enqueue(ctx context.Context, kind, id string) error
 	Claim(ctx context.Context, kind, worker string) (Delivery, error)
 	VisibilityTimeout() time.Duration
+}
+
+// Leaver is an optional Queue method. Run calls Leave for each kind as its
+// workers stop, so that the queue can forget a worker that will not come
+// back (Redis keeps a consumer per worker name in its group). It must not
+// lose a job the worker still holds.
+type Leaver interface {
+	Leave(ctx context.Context, kind, worker string) error
 }
 
 // Delivery is one claim of a queued job.

@@ -154,3 +154,46 @@ func (w *workerProcess) kill(t *testing.T) {
 		t.Fatalf("worker exited with %v before the kill; output: %s", w.cmd.ProcessState, w.output())
 	}
 }
+
+// TestCancelWhileWorkerDead: a user cancels a job whose worker process was
+// just killed. Nobody is left to see the flag, until the job's claim times
+// out: the next worker then records it cancelled without running it.
+func TestCancelWhileWorkerDead(t *testing.T) {
+	for _, s := range stores(t) {
+		t.Run(s.name, func(t *testing.T) {
+			s := s.fresh()
+			web := newManager(t, s, jobs.Config{})
+			st := submit(t, web, jobs.TextStatsKind, sampleText(4000))
+			child := startWorkerProcess(t, s, "doomed")
+			testenv.Eventually(t, 30*time.Second, func() error {
+				cur, err := web.Status(context.Background(), st.ID)
+				if err == nil && (cur.State != jobs.Running || cur.Percent < 10) {
+					err = fmt.Errorf("status %s at %d%%; child output: %s", cur.State, cur.Percent, child.output())
+				}
+				return err
+			})
+			child.kill(t)
+			flagged, err := web.Cancel(context.Background(), st.ID)
+			if err != nil || flagged.State != jobs.Running || !flagged.CancelRequested {
+				t.Fatalf("Cancel = %+v, %v", flagged, err)
+			}
+			survivor := newManager(t, s, jobs.Config{Worker: "survivor"})
+			ran := make(chan struct{}, 1)
+			survivor.Handle(jobs.TextStatsKind, func(ctx context.Context, j *jobs.Job) (any, error) {
+				ran <- struct{}{}
+				return nil, nil
+			})
+			run(t, survivor)
+			fin := waitState(t, web, st.ID, jobs.Cancelled)
+			select {
+			case <-ran:
+				t.Fatal("the cancelled job ran again")
+			default:
+			}
+			if fin.Attempt != 1 {
+				t.Fatalf("status %+v", fin)
+			}
+			assertNoPayloads(t, s)
+		})
+	}
+}

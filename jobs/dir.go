@@ -8,11 +8,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // DirPayloads stores payloads as files in one directory: for a single host
 // (or a shared filesystem), when the queue and status live in NATS or Redis
 // but payloads need not cross the network. Set it as Config.Payloads.
+//
+// Unlike the NATS and Redis stores it has no expiry of its own: the
+// payloads of failed and dead jobs (kept for Requeue) stay until Sweep
+// removes them.
 type DirPayloads struct {
 	dir string
 }
@@ -88,6 +93,31 @@ func (d *DirPayloads) DeletePayload(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// Sweep deletes payloads (and partial uploads) not modified for
+// olderThan, which should match the record store's retention, and reports
+// how many it deleted. Call it now and then, for example daily.
+func (d *DirPayloads) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(d.dir, e.Name())); err == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ctxReader stops a long copy when its context ends.

@@ -32,7 +32,9 @@
 // Permanent error), cancelled (Manager.Cancel from any instance), or dead
 // (every one of MaxAttempts attempts failed or crashed its worker). A
 // failed attempt goes back to queued with its error and a RetryAt after a
-// backoff.
+// backoff. Failed and dead jobs keep their payload for the store's
+// retention: Manager.Requeue replays such a dead letter once its cause is
+// fixed. Done and cancelled jobs delete theirs at once.
 //
 // Execution is at least once: a job may run again after a crash, from its
 // last checkpoint. Every change to a record is a compare-and-set on its
@@ -46,7 +48,10 @@
 //
 // UploadHandler (multipart field "file"), StatusHandler (JSON),
 // CancelHandler and EventsHandler (SSE) mount on any ServeMux; see the
-// example. Bad uploads get a JSON 4xx and leave nothing in storage.
+// example. Bad uploads get a JSON 4xx and leave nothing in storage. Job
+// IDs are 128 random bits, so knowing one is the capability to read or
+// cancel that job; wrap the handlers in the app's own authentication to
+// tie jobs to users.
 //
 // TextStats is a real job for demos: SHA-256 and line, word and byte
 // counts of a text file in steps, with checkpoints and an optional delay

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,8 @@ type store struct {
 	// Redis host:port.
 	addr   string
 	prefix string
+	// nodes are every Redis node to scan for leftovers; default addr.
+	nodes []string
 }
 
 var prefixSeq atomic.Int64
@@ -97,9 +100,17 @@ func connectBackend(name, addr, prefix string, vis time.Duration) (jobs.Backend,
 	return nil, nil, fmt.Errorf("unknown backend %q", name)
 }
 
-// assertNoPayloads checks that no payload bytes remain for the store's
-// prefix: no objects (not even partial chunks) in NATS, no keys in Redis.
+// assertNoPayloads waits until no payload bytes remain for the store's
+// prefix: no objects (not even partial chunks or tombstones) in NATS, no
+// keys in Redis. It waits because a worker deletes the payload just after
+// it records the final state, never before (a crash in between must not
+// leave a job without its input).
 func assertNoPayloads(t *testing.T, s *store) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error { return payloadsLeft(t, s) })
+}
+
+func payloadsLeft(t *testing.T, s *store) error {
 	t.Helper()
 	ctx := context.Background()
 	switch s.name {
@@ -119,34 +130,44 @@ func assertNoPayloads(t *testing.T, s *store) {
 			t.Fatal(err)
 		}
 		if st.Size() != 0 {
-			t.Fatalf("payload bucket holds %d bytes, want none", st.Size())
+			return fmt.Errorf("payload bucket holds %d bytes, want none", st.Size())
 		}
 	case "redis":
 		if keys := scanKeys(t, s, s.prefix+":payload:*"); len(keys) != 0 {
-			t.Fatalf("payload keys left behind: %v", keys)
+			return fmt.Errorf("payload keys left behind: %v", keys)
 		}
 	}
+	return nil
 }
 
+// scanKeys lists the keys matching pattern on every node.
 func scanKeys(t *testing.T, s *store, pattern string) []string {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
+	nodes := s.nodes
+	if len(nodes) == 0 {
+		nodes = []string{s.addr}
 	}
-	defer c.Close()
 	var keys []string
-	cursor := uint64(0)
-	for {
-		e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+	for _, addr := range nodes {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, e.Elements...)
-		if cursor = e.Cursor; cursor == 0 {
-			return keys
+		cursor := uint64(0)
+		for {
+			e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			keys = append(keys, e.Elements...)
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
 		}
+		c.Close()
 	}
+	return keys
 }
 
 // assertNoRecords checks that no job record exists under the prefix.
@@ -187,6 +208,10 @@ func assertNoRecords(t *testing.T, s *store) {
 func newManager(t testing.TB, s *store, cfg jobs.Config) *jobs.Manager {
 	t.Helper()
 	cfg.Backend = s.connect(t)
+	if cfg.Logger == nil {
+		// Worker logs go with the test's output, shown on failure or -v.
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = func(int) time.Duration { return 10 * time.Millisecond }
 	}
@@ -195,6 +220,13 @@ func newManager(t testing.TB, s *store, cfg jobs.Config) *jobs.Manager {
 		t.Fatal(err)
 	}
 	return m
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // run runs m's workers until the test ends and checks that Run returns.

@@ -108,3 +108,45 @@ func TestNATSRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLongJobKeepsItsClaim: a job running for several visibility timeouts
+// is not handed to an idle worker on another instance, because its worker
+// heartbeats.
+func TestLongJobKeepsItsClaim(t *testing.T) {
+	for _, s := range stores(t) {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			s := s.fresh()
+			web := newManager(t, s, jobs.Config{})
+			var mu sync.Mutex
+			var runs []string
+			for _, name := range []string{"a", "b"} {
+				// Frequent beats, so that a loaded test machine starving a
+				// goroutine for most of a second does not fake a dead worker.
+				w := newManager(t, s, jobs.Config{Worker: name, HeartbeatInterval: vis / 10})
+				w.Handle("long", func(ctx context.Context, j *jobs.Job) (any, error) {
+					mu.Lock()
+					runs = append(runs, name)
+					mu.Unlock()
+					// The work itself takes 2.5 visibility timeouts.
+					timer := time.NewTimer(vis * 5 / 2)
+					defer timer.Stop()
+					select {
+					case <-timer.C:
+						return "ok", nil
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				})
+				run(t, w)
+			}
+			st := submit(t, web, "long", "x")
+			done := waitState(t, web, st.ID, jobs.Done)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(runs) != 1 || done.Attempt != 1 {
+				t.Fatalf("ran on %v, attempt %d; want one run", runs, done.Attempt)
+			}
+		})
+	}
+}

@@ -48,8 +48,13 @@ func (m *Manager) UploadHandler(kind string) http.Handler {
 			writeError(w, http.StatusUnsupportedMediaType, "not_multipart", "the body must be multipart/form-data with a boundary")
 			return
 		}
-		limit := m.cfg.MaxPayloadBytes
-		body := http.MaxBytesReader(w, r.Body, limit+maxFormOverhead)
+		limit := m.cfg.MaxPayloadBytes + maxFormOverhead
+		if r.ContentLength > limit {
+			// Refuse before reading a byte of a body announced too big.
+			m.uploadFailed(w, ErrTooLarge, true)
+			return
+		}
+		body := http.MaxBytesReader(w, r.Body, limit)
 		mr := multipart.NewReader(body, params["boundary"])
 		for parts := 0; ; parts++ {
 			part, err := mr.NextPart()
@@ -142,7 +147,9 @@ func cleanFilename(name string) string {
 // instance serves the request.
 func (m *Manager) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, err := m.Status(r.Context(), jobID(r))
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Status(ctx, jobID(r))
 		if err != nil {
 			m.storeFailed(w, err)
 			return
@@ -160,9 +167,36 @@ func (m *Manager) CancelHandler() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return
 		}
-		st, err := m.Cancel(r.Context(), jobID(r))
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Cancel(ctx, jobID(r))
 		if errors.Is(err, ErrFinished) {
 			writeError(w, http.StatusConflict, "finished", fmt.Sprintf("the job is already %s", st.State))
+			return
+		}
+		if err != nil {
+			m.storeFailed(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, st)
+	})
+}
+
+// RequeueHandler runs a failed or dead job again on POST (Manager.Requeue)
+// and answers 202 with its Status; 409 for any other job. It is an
+// operator's action: mount it behind the app's admin authentication.
+func (m *Manager) RequeueHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), m.cfg.StoreTimeout)
+		defer cancel()
+		st, err := m.Requeue(ctx, jobID(r))
+		if errors.Is(err, ErrNotRetryable) {
+			writeError(w, http.StatusConflict, "not_retryable", err.Error())
 			return
 		}
 		if err != nil {
@@ -177,11 +211,22 @@ func (m *Manager) CancelHandler() http.Handler {
 // status", the revision as the event ID) on every change, from whatever
 // instance serves the request, and ends the stream after the final state.
 // A browser subscribes with new EventSource(url); after a reconnect it
-// receives the current status first.
+// receives the current status first. A stream lasts at most
+// Config.MaxEventStream, after which EventSource reconnects. When it
+// reconnects after the final event (its Last-Event-ID is the final
+// revision) it gets 204 No Content, which tells EventSource to stop.
 func (m *Manager) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
+		if seen, err := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
+			// A reconnecting EventSource that already has the final
+			// state: 204 is the one answer that stops it reconnecting.
+			if st, err := m.Status(ctx, jobID(r)); err == nil && st.State.Final() && seen >= st.Revision {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
 		updates, err := m.Watch(ctx, jobID(r))
 		if err != nil {
 			m.storeFailed(w, err)
@@ -201,14 +246,26 @@ func (m *Manager) EventsHandler() http.Handler {
 			}
 			return rc.Flush() == nil
 		}
-		if !write("retry: 2000\n\n") {
+		send := func(st Status) bool {
+			b, _ := json.Marshal(st)
+			return write("retry: 2000\nid: " + strconv.FormatUint(st.Revision, 10) + "\nevent: status\ndata: " + string(b) + "\n\n")
+		}
+		// Watch hands over the current status at once: send it before
+		// anything else can end the stream.
+		if st, ok := <-updates; !ok || !send(st) {
 			return
 		}
 		ping := time.NewTicker(15 * time.Second)
 		defer ping.Stop()
+		// The bound counts from the first byte sent, not from the
+		// request, so slow store lookups cannot eat the stream.
+		end := time.NewTimer(m.cfg.MaxEventStream)
+		defer end.Stop()
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-end.C:
 				return
 			case <-ping.C:
 				if !write(": ping\n\n") {
@@ -218,8 +275,7 @@ func (m *Manager) EventsHandler() http.Handler {
 				if !ok {
 					return
 				}
-				b, _ := json.Marshal(st)
-				if !write("id: " + strconv.FormatUint(st.Revision, 10) + "\nevent: status\ndata: " + string(b) + "\n\n") {
+				if !send(st) {
 					return
 				}
 			}

@@ -5,13 +5,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/testenv"
 
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -22,6 +27,7 @@ func mux(m *jobs.Manager, kind string) *http.ServeMux {
 	mx.Handle("GET /jobs/{id}", m.StatusHandler())
 	mx.Handle("GET /jobs/{id}/events", m.EventsHandler())
 	mx.Handle("/jobs/{id}/cancel", m.CancelHandler())
+	mx.Handle("/jobs/{id}/requeue", m.RequeueHandler())
 	return mx
 }
 
@@ -58,6 +64,7 @@ func TestUploadRejectsBadInput(t *testing.T) {
 			defer srv.Close()
 
 			big, bigType := multipartBody(t, "file", strings.Repeat("a", 5000))
+			huge, hugeType := multipartBody(t, "file", strings.Repeat("a", 100_000)) // over the body limit too
 			empty, emptyType := multipartBody(t, "file", "")
 			noFile, noFileType := multipartBody(t, "other", "hello")
 			ok, okType := multipartBody(t, "file", strings.Repeat("b", 800))
@@ -75,6 +82,8 @@ func TestUploadRejectsBadInput(t *testing.T) {
 				{"no file field", "POST", noFileType, noFile, 400, "missing_file"},
 				{"empty file", "POST", emptyType, empty, 400, "empty_file"},
 				{"oversized", "POST", bigType, big, 413, "too_large"},
+				{"oversized body", "POST", hugeType, huge, 413, "too_large"},
+				{"oversized, unannounced", "POST", hugeType, io.MultiReader(bytes.NewReader(huge.Bytes())), 413, "too_large"},
 				{"cut in boundary", "POST", okType, cutBoundary, 400, "malformed_upload"},
 				{"cut in file", "POST", okType, cutFile, 400, "malformed_upload"},
 				{"garbage", "POST", okType, strings.NewReader("this is not multipart at all"), 400, "malformed_upload"},
@@ -186,6 +195,32 @@ func TestHTTPFromAnyInstance(t *testing.T) {
 				t.Fatalf("data after the final event: %q", rest)
 			}
 
+			// EventSource reconnects after the stream ends, sending the
+			// last event ID: it is told to stop with 204.
+			req, _ := http.NewRequest("GET", a.URL+"/jobs/"+st.ID+"/events", nil)
+			req.Header.Set("Last-Event-ID", strconv.FormatUint(last.Revision, 10))
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("reconnect after the final event: %d, want 204", resp.StatusCode)
+			}
+			// An older or garbled Last-Event-ID gets the final state again.
+			for _, id := range []string{"1", "garbage", "-5"} {
+				req.Header.Set("Last-Event-ID", id)
+				resp, err = http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev := sseReader{r: bufio.NewReader(resp.Body)}.next(t)
+				resp.Body.Close()
+				if ev.State != jobs.Done {
+					t.Fatalf("Last-Event-ID %q: event %+v", id, ev)
+				}
+			}
+
 			// Cancelling a finished job is a conflict; unknown jobs are 404.
 			resp, _ = http.Post(b.URL+"/jobs/"+st.ID+"/cancel", "", nil)
 			resp.Body.Close()
@@ -202,6 +237,28 @@ func TestHTTPFromAnyInstance(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEventStreamIsBounded: the SSE response for a job that never moves
+// still ends, after MaxEventStream.
+func TestEventStreamIsBounded(t *testing.T) {
+	s := stores(t)[1].fresh()
+	m := newManager(t, s, jobs.Config{MaxEventStream: 100 * time.Millisecond})
+	srv := httptest.NewServer(mux(m, "k"))
+	defer srv.Close()
+	st := submit(t, m, "k", "x")
+	resp, err := http.Get(srv.URL + "/jobs/" + st.ID + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sse := sseReader{r: bufio.NewReader(resp.Body)}
+	if ev := sse.next(t); ev.State != jobs.Queued {
+		t.Fatalf("event %+v", ev)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream ended with %v, want a clean end", err)
 	}
 }
 
@@ -284,7 +341,14 @@ func TestDirPayloads(t *testing.T) {
 	if got := decodeStats(t, done); got.SHA256 != wantStats(text).SHA256 {
 		t.Fatalf("result %+v", got)
 	}
-	assertDirEmpty(t, dir)
+	// The payload goes just after the final state is recorded.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		entries, err := os.ReadDir(dir)
+		if err == nil && len(entries) != 0 {
+			err = fmt.Errorf("payload dir still holds %d files", len(entries))
+		}
+		return err
+	})
 }
 
 func assertDirEmpty(t *testing.T, dir string) { t.Helper(); assertDirFiles(t, dir, 0) }

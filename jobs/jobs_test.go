@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,17 +93,42 @@ func TestRetriesThenDead(t *testing.T) {
 			s := s.fresh()
 			m := newManager(t, s, jobs.Config{MaxAttempts: 3})
 			var calls atomic.Int32
+			var fixed atomic.Bool
 			m.Handle("flaky", func(ctx context.Context, j *jobs.Job) (any, error) {
+				if fixed.Load() {
+					return "fixed", nil
+				}
 				if n := calls.Add(1); int(n) != j.Attempt() {
 					return nil, jobs.Permanent(fmt.Errorf("attempt %d on call %d", j.Attempt(), n))
 				}
 				return nil, errBoom
 			})
+			srv := httptest.NewServer(mux(m, "flaky"))
+			defer srv.Close()
 			st := submit(t, m, "flaky", "x")
 			run(t, m)
 			dead := waitState(t, m, st.ID, jobs.Dead)
 			if dead.Attempt != 3 || calls.Load() != 3 || !strings.Contains(dead.Error, "gave up after 3 attempts: boom") {
 				t.Fatalf("dead status = %+v after %d calls", dead, calls.Load())
+			}
+			// The dead letter keeps its payload, so it can be replayed once
+			// the cause is fixed, with a fresh count of attempts.
+			if payloadsLeft(t, s) == nil {
+				t.Fatal("the dead job's payload is gone; Requeue could not run it")
+			}
+			fixed.Store(true)
+			if code := post(t, srv.URL+"/jobs/"+st.ID+"/requeue"); code != http.StatusAccepted {
+				t.Fatalf("requeue: %d", code)
+			}
+			done := waitState(t, m, st.ID, jobs.Done)
+			if done.Attempt != 1 || string(done.Result) != `"fixed"` || done.Error != "" {
+				t.Fatalf("after requeue: %+v", done)
+			}
+			if code := post(t, srv.URL+"/jobs/"+st.ID+"/requeue"); code != http.StatusConflict {
+				t.Fatalf("requeue of a done job: %d, want 409", code)
+			}
+			if _, err := m.Requeue(context.Background(), st.ID); !errors.Is(err, jobs.ErrNotRetryable) {
+				t.Fatalf("Requeue of a done job: %v", err)
 			}
 			assertNoPayloads(t, s)
 		})
@@ -319,4 +346,97 @@ func TestSubmitLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPanicFailsAttempt: a panicking handler costs an attempt, not the
+// instance, and its stack stays out of the status users see.
+func TestPanicFailsAttempt(t *testing.T) {
+	s := stores(t)[1].fresh()
+	m := newManager(t, s, jobs.Config{MaxAttempts: 1})
+	m.Handle("oops", func(ctx context.Context, j *jobs.Job) (any, error) {
+		var items []int
+		return items[j.Attempt()], nil // index out of range
+	})
+	st := submit(t, m, "oops", "x")
+	run(t, m)
+	dead := waitState(t, m, st.ID, jobs.Dead)
+	if !strings.Contains(dead.Error, "handler panicked: runtime error: index out of range") || strings.Contains(dead.Error, "goroutine") {
+		t.Fatalf("error = %q", dead.Error)
+	}
+}
+
+// TestTextStatsRefusesBinary: a binary upload fails at once with a
+// readable reason instead of being retried.
+func TestTextStatsRefusesBinary(t *testing.T) {
+	s := stores(t)[0].fresh()
+	m := newManager(t, s, jobs.Config{})
+	m.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 3}.Handle)
+	st := submit(t, m, jobs.TextStatsKind, "PNG\x00\x01\x02 header")
+	run(t, m)
+	failed := waitState(t, m, st.ID, jobs.Failed)
+	if failed.Error != "not a text file: NUL byte at offset 3" || failed.Attempt != 1 {
+		t.Fatalf("status = %+v", failed)
+	}
+}
+
+// flakyQueue is a real backend whose Enqueue can be made to fail, as when
+// the store fails between two calls.
+type flakyQueue struct {
+	jobs.Backend
+	fail atomic.Bool
+}
+
+func (f *flakyQueue) Enqueue(ctx context.Context, kind, id string) error {
+	if f.fail.Load() {
+		return errors.New("queue unavailable")
+	}
+	return f.Backend.Enqueue(ctx, kind, id)
+}
+
+// TestEnqueueFailure: a job that could not be queued says so, keeps no
+// payload, and a retried submission with the same idempotency key (as a
+// client retrying after a 503 sends) replaces it and runs.
+func TestEnqueueFailure(t *testing.T) {
+	for _, s := range stores(t) {
+		t.Run(s.name, func(t *testing.T) {
+			s := s.fresh()
+			q := &flakyQueue{Backend: s.connect(t)}
+			m, err := jobs.New(jobs.Config{Backend: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Handle("k", func(ctx context.Context, j *jobs.Job) (any, error) { return j.Size(), nil })
+			ctx := context.Background()
+			opts := jobs.SubmitOptions{IdempotencyKey: "upload-1"}
+			q.fail.Store(true)
+			if _, err := m.Submit(ctx, "k", strings.NewReader("abc"), opts); err == nil {
+				t.Fatal("Submit succeeded without a queue")
+			}
+			st, err := m.Submit(ctx, "k", strings.NewReader("abc"), jobs.SubmitOptions{})
+			if err == nil {
+				t.Fatalf("Submit succeeded without a queue: %+v", st)
+			}
+			assertNoPayloads(t, s)
+
+			q.fail.Store(false)
+			st, err = m.Submit(ctx, "k", strings.NewReader("abcd"), opts)
+			if err != nil || st.State != jobs.Queued {
+				t.Fatalf("resubmit: %+v, %v", st, err)
+			}
+			run(t, m)
+			if done := waitState(t, m, st.ID, jobs.Done); string(done.Result) != "4" {
+				t.Fatalf("status %+v", done)
+			}
+		})
+	}
+}
+
+func post(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -41,11 +41,16 @@ type Config struct {
 	// HeartbeatInterval is how often a worker extends its claim and checks
 	// for cancellation. Default: a third of the queue's visibility timeout.
 	HeartbeatInterval time.Duration
-	// StoreTimeout bounds each call a worker makes to the store. Default 10s.
+	// StoreTimeout bounds each call a worker or the status and cancel
+	// handlers make to the store. Default 10s.
 	StoreTimeout time.Duration
 	// PollInterval is how often status watchers re-read the record in case
 	// a change notification was lost. Default 2s.
 	PollInterval time.Duration
+	// MaxEventStream bounds one SSE response, so that a job queued for
+	// hours does not pin a connection (and a proxy's slot) for hours;
+	// browsers' EventSource reconnects by itself. Default 10 minutes.
+	MaxEventStream time.Duration
 	// Logger receives worker errors. Default slog.Default().
 	Logger *slog.Logger
 	// OnFinish, if set, is called with the final status of each job
@@ -102,6 +107,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
 	}
+	if cfg.MaxEventStream <= 0 {
+		cfg.MaxEventStream = 10 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -150,12 +158,17 @@ func (m *Manager) Submit(ctx context.Context, kind string, payload io.Reader, op
 		return Status{}, fmt.Errorf("%w: %q (want 1-64 of A-Z a-z 0-9 - _)", ErrUnknownKind, kind)
 	}
 	id := newID()
+	var unqueued *record // an earlier submission with this key that never made the queue
 	if opts.IdempotencyKey != "" {
 		sum := sha256.Sum256([]byte(kind + "\x00" + opts.IdempotencyKey))
 		id = "k" + hex.EncodeToString(sum[:16])
-		if st, err := m.Status(ctx, id); err == nil {
-			return st, nil
-		} else if !errors.Is(err, ErrNotFound) {
+		prev, err := m.get(ctx, id)
+		switch {
+		case err == nil && prev.Unqueued:
+			unqueued = prev
+		case err == nil:
+			return prev.Status, nil
+		case !errors.Is(err, ErrNotFound):
 			return Status{}, err
 		}
 	}
@@ -182,24 +195,52 @@ func (m *Manager) Submit(ctx context.Context, kind string, payload io.Reader, op
 	}}
 	data, err := encodeRecord(rec)
 	if err == nil {
-		rec.Status.Revision, err = m.records.CreateRecord(ctx, id, data)
+		if unqueued != nil {
+			rec.Status.Revision, err = m.records.UpdateRecord(ctx, id, data, unqueued.Status.Revision)
+		} else {
+			rec.Status.Revision, err = m.records.CreateRecord(ctx, id, data)
+		}
 	}
 	if err != nil {
 		m.deletePayload(pid)
-		if errors.Is(err, ErrExists) { // lost an idempotent race: the winner's job stands
+		if errors.Is(err, ErrExists) || errors.Is(err, ErrConflict) {
+			// Lost an idempotent race: the winner's job stands.
 			return m.Status(ctx, id)
 		}
 		return Status{}, err
 	}
 	if err := m.queue.Enqueue(ctx, kind, id); err != nil {
-		// Without a queue entry no worker would ever take the job: say so
-		// in its status rather than leave it queued forever.
-		m.finish(context.WithoutCancel(ctx), id, 0, func(s *Status) {
-			s.State, s.Error = Failed, "could not be queued: "+truncate(err.Error(), maxErrorBytes)
-		})
+		m.unqueued(context.WithoutCancel(ctx), id, err)
 		return Status{}, err
 	}
 	return rec.Status, nil
+}
+
+// unqueued records that a job's Enqueue failed. Without a queue entry no
+// worker would ever take it, so it fails at once rather than stay queued
+// forever, and a Submit with the same idempotency key may replace it.
+func (m *Manager) unqueued(ctx context.Context, id string, cause error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	var pid string
+	_, err := m.update(ctx, id, func(r *record) error {
+		if r.Status.State != Queued || r.Status.Attempt > 0 {
+			return errSkip // a worker got it after all
+		}
+		r.Status.State, r.Unqueued = Failed, true
+		r.Status.Error = truncate("could not be queued: "+cause.Error(), maxErrorBytes)
+		pid, r.PayloadID = r.PayloadID, ""
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errSkip) {
+			m.log.Error("jobs: cannot record a failed enqueue", "job", id, "err", err)
+		}
+		return
+	}
+	if pid != "" {
+		m.deletePayload(pid)
+	}
 }
 
 // Status reads a job's status from the shared store; ErrNotFound if no job
@@ -250,15 +291,21 @@ func (m *Manager) Cancel(ctx context.Context, id string) (Status, error) {
 // reaches a final state (which it sends, then closes the channel) or ctx
 // ends. It may skip intermediate statuses but never goes backwards.
 func (m *Manager) Watch(ctx context.Context, id string) (<-chan Status, error) {
-	first, err := m.Status(ctx, id)
-	if err != nil {
-		return nil, err
+	if !validID(id) {
+		return nil, ErrNotFound
 	}
+	// Subscribe before reading, so that a change between the two is not
+	// missed until the next poll.
 	ctx, cancel := context.WithCancel(ctx)
 	updates, err := m.records.WatchRecord(ctx, id)
 	if err != nil {
 		m.log.Warn("jobs: watch failed, polling instead", "job", id, "err", err)
 		updates = nil
+	}
+	first, err := m.Status(ctx, id)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
 	out := make(chan Status, 1)
 	out <- first
@@ -286,6 +333,9 @@ func (m *Manager) Watch(ctx context.Context, id string) (<-chan Status, error) {
 				next.Revision = v.Rev
 			case <-poll.C:
 				st, err := m.Status(ctx, id)
+				if errors.Is(err, ErrNotFound) {
+					return // expired or deleted: nothing more will come
+				}
 				if err != nil {
 					continue
 				}
@@ -315,11 +365,14 @@ func (m *Manager) get(ctx context.Context, id string) (*record, error) {
 	}
 	rec, err := decodeRecord(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: job %s: %w", errBadRecord, id, err)
 	}
 	rec.Status.Revision = rev
 	return rec, nil
 }
+
+// errBadRecord marks a record that exists but cannot be decoded.
+var errBadRecord = errors.New("jobs: unreadable record")
 
 // errSkip tells update that fn decided not to write.
 var errSkip = errors.New("jobs: no change")
@@ -357,9 +410,58 @@ func (m *Manager) update(ctx context.Context, id string, fn func(*record) error)
 	}
 }
 
+// ErrNotRetryable: Requeue applies only to failed and dead jobs whose
+// payload is still kept.
+var ErrNotRetryable = errors.New("jobs: only a failed or dead job with its payload can be requeued")
+
+// Requeue runs a failed or dead job again from the start, with a fresh
+// count of attempts: the dead-letter replay, for after the cause of the
+// failures was fixed. Failed and dead jobs keep their payload for the
+// backend's retention; after that, or for any other state, Requeue fails
+// with ErrNotRetryable.
+func (m *Manager) Requeue(ctx context.Context, id string) (Status, error) {
+	prev, err := m.get(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if (prev.Status.State != Failed && prev.Status.State != Dead) || prev.PayloadID == "" {
+		return prev.Status, ErrNotRetryable
+	}
+	p, err := m.payloads.OpenPayload(ctx, prev.PayloadID)
+	if errors.Is(err, ErrNotFound) {
+		return prev.Status, fmt.Errorf("%w: its payload expired", ErrNotRetryable)
+	}
+	if err != nil {
+		return prev.Status, err
+	}
+	p.Close()
+	rec, err := m.update(ctx, id, func(r *record) error {
+		s := &r.Status
+		if s.State != Failed && s.State != Dead || r.PayloadID != prev.PayloadID {
+			return ErrNotRetryable // changed under us, by another Requeue
+		}
+		s.State, s.Attempt, s.Percent, s.Worker = Queued, 0, 0, ""
+		s.Result, s.Error, s.CancelRequested, s.Checkpointed, s.RetryAt = nil, "", false, false, time.Time{}
+		r.Checkpoint = nil
+		return nil
+	})
+	if err != nil {
+		if rec != nil {
+			return rec.Status, err
+		}
+		return Status{}, err
+	}
+	if err := m.queue.Enqueue(ctx, rec.Status.Kind, id); err != nil {
+		m.unqueued(context.WithoutCancel(ctx), id, err)
+		return Status{}, err
+	}
+	return rec.Status, nil
+}
+
 // finish moves a job to a final state with set, unless it already is in
-// one or (attempt > 0) another attempt has taken it over, and deletes its
-// payload. It reports whether this call wrote the final state.
+// one or (attempt > 0) another attempt has taken it over, and deletes the
+// payload of a done or cancelled job. It reports whether this call wrote
+// the final state.
 func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*Status)) bool {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()
@@ -375,7 +477,12 @@ func (m *Manager) finish(ctx context.Context, id string, attempt int, set func(*
 			s.Percent = 100
 		}
 		s.RetryAt = time.Time{}
-		pid, r.PayloadID, r.Checkpoint = r.PayloadID, "", nil
+		r.Checkpoint, s.Checkpointed = nil, false
+		if s.State == Done || s.State == Cancelled {
+			pid, r.PayloadID = r.PayloadID, ""
+		}
+		// A failed or dead job keeps its payload (until Retention), so
+		// that Requeue can run it again once its cause is fixed.
 		return nil
 	})
 	if err != nil {

@@ -80,6 +80,9 @@ type record struct {
 	Status     Status `json:"status"`
 	PayloadID  string `json:"payload_id,omitempty"`
 	Checkpoint []byte `json:"checkpoint,omitempty"`
+	// Unqueued marks a job that failed because it could not be queued;
+	// a Submit with its idempotency key replaces it.
+	Unqueued bool `json:"unqueued,omitempty"`
 }
 
 const recordVersion = 1

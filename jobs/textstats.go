@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding"
@@ -18,7 +19,8 @@ const TextStatsKind = "textstats"
 
 // TextStats is a real job for the demo: the SHA-256 and the line, word and
 // byte counts of an uploaded text file (as sha256sum and wc -lwc in the C
-// locale report them). It works in Steps steps, reporting progress and
+// locale report them); a file with a NUL byte fails as not text. It works
+// in Steps steps, reporting progress and
 // saving a checkpoint after each, and pauses StepDelay between steps so that
 // a person can kill the instance mid-job and watch another one resume.
 //
@@ -60,7 +62,14 @@ type textCounter struct {
 	inWord       bool
 }
 
+// errNotText refuses binary input, as grep does: a NUL byte does not occur
+// in text.
+var errNotText = errors.New("not a text file")
+
 func (c *textCounter) Write(p []byte) (int, error) {
+	if i := bytes.IndexByte(p, 0); i >= 0 {
+		return 0, fmt.Errorf("%w: NUL byte at offset %d", errNotText, c.offset+int64(i))
+	}
 	c.h.Write(p)
 	for _, b := range p {
 		space := b == ' ' || b == '\n' || b == '\t' || b == '\r' || b == '\v' || b == '\f'
@@ -130,7 +139,9 @@ func (t TextStats) Handle(ctx context.Context, job *Job) (any, error) {
 			return nil, err
 		}
 		n := min(step-c.offset%step, size-c.offset)
-		if _, err := io.CopyN(c, src, n); err != nil {
+		if _, err := io.CopyN(c, src, n); errors.Is(err, errNotText) {
+			return nil, Permanent(err) // retrying will not make it text
+		} else if err != nil {
 			return nil, fmt.Errorf("textstats: reading the payload: %w", err)
 		}
 		cp, err := c.checkpoint()

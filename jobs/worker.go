@@ -18,7 +18,8 @@ import (
 //
 // A job runs at least once and may run more than once (its worker may die
 // after the work but before recording it), so handlers must be safe to
-// repeat; the result is recorded once. The handler must return soon after
+// repeat; the result is recorded once. A handler with effects outside the
+// store uses job.ID() as their idempotency key. The handler must return soon after
 // ctx is cancelled (by a user's Cancel or by shutdown). An error is
 // retried with backoff until Status.MaxAttempts; wrap it with Permanent to
 // fail at once.
@@ -86,6 +87,15 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	if l, ok := m.queue.(Leaver); ok {
+		for kind := range kinds {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
+			if err := l.Leave(lctx, kind, m.cfg.Worker); err != nil {
+				m.log.Warn("jobs: cannot leave the queue", "kind", kind, "err", err)
+			}
+			cancel()
+		}
+	}
 	return nil
 }
 
@@ -157,6 +167,11 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 		}
 		m.ack(store, d)
 		return
+	case errors.Is(err, errBadRecord):
+		// Redelivering would fail the same way forever.
+		m.log.Error("jobs: dropping job with an unreadable record", "job", id, "err", err)
+		m.ack(store, d)
+		return
 	case err != nil:
 		// Leave the delivery alone: it comes back after the visibility
 		// timeout, when the store may answer again.
@@ -174,9 +189,9 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 	beatDone := make(chan struct{})
 	go func() {
 		defer close(beatDone)
-		m.heartbeat(jctx, store, d, job, stopBeat)
+		m.heartbeat(store, d, job, stopBeat)
 	}()
-	result, err := runHandler(jctx, h, job)
+	result, err := m.runHandler(jctx, h, job)
 	close(stopBeat)
 	<-beatDone
 	cause := context.Cause(jctx)
@@ -226,26 +241,33 @@ func (m *Manager) process(ctx context.Context, h Handler, d Delivery) {
 	m.ack(store, d)
 }
 
-func runHandler(ctx context.Context, h Handler, job *Job) (result any, err error) {
+// runHandler turns a panic into an attempt's error. The stack goes to the
+// log, not into the status users can read.
+func (m *Manager) runHandler(ctx context.Context, h Handler, job *Job) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("jobs: handler panicked: %v\n%s", p, debug.Stack())
+			m.log.Error("jobs: handler panicked", "job", job.id, "kind", job.kind, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("jobs: handler panicked: %v", p)
 		}
 	}()
 	return h(ctx, job)
 }
 
-// heartbeat keeps the claim alive while the handler runs and cancels the
-// handler when a user cancels the job or another worker took it over. It
-// watches the record for a prompt reaction and re-reads it on every beat
-// in case a notification was lost.
-func (m *Manager) heartbeat(jctx, store context.Context, d Delivery, job *Job, stop <-chan struct{}) {
-	wctx, wcancel := context.WithCancel(jctx)
+// heartbeat keeps the claim alive until the handler returns, even after
+// its context was cancelled (a slow handler must not be presumed dead and
+// run twice), and cancels the handler when a user cancels the job or
+// another worker took it over. From the first beat on it watches the
+// record for a prompt reaction, and it re-reads it on every beat in case a
+// notification was lost.
+func (m *Manager) heartbeat(store context.Context, d Delivery, job *Job, stop <-chan struct{}) {
+	wctx, wcancel := context.WithCancel(store)
 	defer wcancel()
-	updates, err := m.records.WatchRecord(wctx, job.id)
-	if err != nil {
-		updates = nil
-	}
+	// The watch starts at the first beat: most jobs finish before it, and
+	// they should not pay for a watcher (a consumer on NATS). Until then a
+	// cancel waits for the first beat's re-read, as it would anyway after
+	// a lost notification.
+	var updates <-chan RecordValue
+	watching := false
 	t := time.NewTicker(m.cfg.HeartbeatInterval)
 	defer t.Stop()
 	check := func(r *record) {
@@ -260,8 +282,6 @@ func (m *Manager) heartbeat(jctx, store context.Context, d Delivery, job *Job, s
 		select {
 		case <-stop:
 			return
-		case <-jctx.Done():
-			return
 		case v, ok := <-updates:
 			if !ok {
 				updates = nil
@@ -271,6 +291,12 @@ func (m *Manager) heartbeat(jctx, store context.Context, d Delivery, job *Job, s
 				check(r)
 			}
 		case <-t.C:
+			if !watching {
+				watching = true
+				if u, err := m.records.WatchRecord(wctx, job.id); err == nil {
+					updates = u
+				}
+			}
 			ctx, cancel := context.WithTimeout(store, m.cfg.StoreTimeout)
 			if err := d.Extend(ctx); err != nil {
 				m.log.Warn("jobs: cannot extend claim", "job", job.id, "err", err)

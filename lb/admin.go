@@ -92,11 +92,16 @@ func (bl *Balancer) AdminHandler(token string) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "restart_needed_for": warnings})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(bl.m.reg, promhttp.HandlerOpts{}))
+	// Without a token, a page on any site the operator visits could post a
+	// cross-site form to a loopback admin API and drain a backend; browsers
+	// mark such requests (Sec-Fetch-Site, Origin), so refuse them. Scripts
+	// and curl send neither header and pass.
+	csrf := http.NewCrossOriginProtection()
 	if token == "" {
-		return mux
+		return csrf.Handler(mux)
 	}
 	want := sha256.Sum256([]byte("Bearer " + token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return csrf.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Hashing both sides first makes the comparison constant-time in
 		// the token's length too.
 		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
@@ -106,7 +111,7 @@ func (bl *Balancer) AdminHandler(token string) http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // Registry is the balancer's own Prometheus registry, for embedders that

@@ -721,3 +721,29 @@ func TestReloadRestartsHealthChecks(t *testing.T) {
 		return nil
 	})
 }
+
+func TestAdminAPIRefusesCrossSiteRequests(t *testing.T) {
+	a := newApp(t, "a")
+	l := startLB(t, &Config{Admin: AdminConfig{Listen: "off"}}, a)
+	// A form another site posts to the loopback admin API, as a browser
+	// would send it: refused, and the backend is not drained.
+	req, _ := http.NewRequest("POST", l.admin.URL+"/api/backends/a/drain", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site drain: %d, want 403", resp.StatusCode)
+	}
+	var s BackendStatus
+	if code := adminJSON(t, "GET", l.admin.URL+"/api/backends/a", "", "", &s); code != 200 || s.State != StateUp {
+		t.Fatalf("after a refused cross-site drain: %d %+v", code, s)
+	}
+	// A script (no browser headers) still works.
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/drain", "", "", &s); code != 200 || s.State != StateDraining {
+		t.Fatalf("scripted drain: %d %+v", code, s)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/lb"
+	"github.com/unstuck-dev/unstuck/lb/dashboard"
 )
 
 // multiFlag collects a repeatable flag.
@@ -163,7 +164,7 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 			return 1
 		}
 		adminSrv = &http.Server{
-			Handler:           bl.AdminHandler(cfg.Admin.Token),
+			Handler:           dashboard.New(bl, dashboard.Options{Token: cfg.Admin.Token, Admin: bl.AdminHandler(cfg.Admin.Token), Context: ctx, Logger: log}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,

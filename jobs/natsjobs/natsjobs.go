@@ -32,7 +32,8 @@ type Config struct {
 	Name string
 	// VisibilityTimeout is the consumers' AckWait: a claimed job whose
 	// worker neither finishes nor heartbeats within it goes to another
-	// worker. Default 30s.
+	// worker. Default 30s. Every instance must use the same value: the
+	// consumer is shared, and each instance writes its config.
 	VisibilityTimeout time.Duration
 	// Retention is how long a job record (and, as a safety net, a
 	// payload) is kept after its last change. Default 7 days.
@@ -102,9 +103,6 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Backend, err
 		Subjects:  []string{b.subject + ".>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 		Replicas: cfg.Replicas, MaxAge: cfg.Retention,
-		// Enqueue sets the job ID as the message ID: a retried publish
-		// within this window is not queued twice.
-		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: queue stream: %w", err)
@@ -227,7 +225,10 @@ func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	if !validName(kind) {
 		return fmt.Errorf("natsjobs: invalid kind %q", kind)
 	}
-	_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id), jetstream.WithMsgID(id))
+	// No message ID for deduplication: a job is legitimately queued
+	// again by Manager.Requeue. A duplicate delivery cannot produce a
+	// second result: the record's compare-and-set decides who runs it.
+	_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id))
 	return err
 }
 

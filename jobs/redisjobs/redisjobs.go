@@ -40,6 +40,11 @@ type Config struct {
 	// ChunkSize is the size of each payload chunk, so that no single
 	// command moves a large value and stalls Redis. Default 256 KiB.
 	ChunkSize int
+	// StaleConsumerAfter: when a worker leaves, consumers of the group
+	// idle this long and holding no jobs (workers of processes that
+	// crashed) are deleted too. Live workers poll every second. Default
+	// 1 hour.
+	StaleConsumerAfter time.Duration
 }
 
 // group is the consumer group every instance's workers join.
@@ -79,6 +84,9 @@ func New(client rueidis.Client, cfg Config) (*Backend, error) {
 	}
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 256 << 10
+	}
+	if cfg.StaleConsumerAfter <= 0 {
+		cfg.StaleConsumerAfter = time.Hour
 	}
 	return &Backend{c: client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}, nil
 }
@@ -389,6 +397,13 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1`)
+	// leaveScript deletes a consumer only if it holds no pending entry:
+	// XGROUP DELCONSUMER would drop those entries, and their jobs with them.
+	leaveScript = rueidis.NewLuaScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1`)
 	ackScript = rueidis.NewLuaScript(`
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -514,4 +529,36 @@ func (d *delivery) Ack(ctx context.Context) error {
 func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
 	return retryScript.Exec(ctx, d.b.c, []string{d.b.delayKey(d.kind), d.b.queueKey(d.kind)},
 		[]string{group, d.entry, d.id, ms(max(delay, 0))}).Error()
+}
+
+var _ jobs.Leaver = (*Backend)(nil)
+
+// Leave deletes this worker's consumer from the kind's group unless it
+// still holds a job, and prunes consumers left by crashed processes.
+func (b *Backend) Leave(ctx context.Context, kind, worker string) error {
+	stream := b.queueKey(kind)
+	if err := leaveScript.Exec(ctx, b.c, []string{stream}, []string{group, worker}).Error(); err != nil {
+		return err
+	}
+	infos, err := b.c.Do(ctx, b.c.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		m, err := info.AsMap()
+		if err != nil {
+			return err
+		}
+		nameMsg, pendingMsg, idleMsg := m["name"], m["pending"], m["idle"]
+		name, _ := nameMsg.ToString()
+		pending, _ := pendingMsg.AsInt64()
+		idle, _ := idleMsg.AsInt64()
+		if name == "" || pending > 0 || time.Duration(idle)*time.Millisecond < b.cfg.StaleConsumerAfter {
+			continue
+		}
+		if err := leaveScript.Exec(ctx, b.c, []string{stream}, []string{group, name}).Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
