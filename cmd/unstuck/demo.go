@@ -18,6 +18,7 @@ import (
 	"github.com/unstuck-dev/unstuck/internal/demo"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/lb"
+	"github.com/unstuck-dev/unstuck/lb/dashboard"
 )
 
 // demoFlags are `unstuck demo`'s settings.
@@ -161,8 +162,10 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	go control.Run(sampleCtx)
-	mux.Handle("/", bl.AdminHandler(""))
-	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle("/", dashboard.New(bl, dashboard.Options{Admin: bl.AdminHandler(""), Context: sampleCtx, Logger: log}))
+	// The control API can crash instances: refuse cross-site browser
+	// requests, as the balancer's admin API does.
+	adminSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
