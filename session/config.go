@@ -58,10 +58,11 @@ type Config struct {
 	// OnDestroy is called after Destroy, RenewToken (for the old id) or
 	// DestroyAllForUser removed a session.
 	OnDestroy func(ctx context.Context, e Event)
-	// OnExpire is called when a request presents a session that has
-	// expired while the store still held it. Stores drop expired records
-	// by themselves (TTL) without telling anyone, so a session never
-	// presented again ends without OnExpire.
+	// OnExpire is called when a session expires: at once for stores that
+	// report expiry (ExpiryNotifier: memstore), otherwise when a request
+	// presents a session that has expired while the store still held it.
+	// Redis and NATS drop expired records by TTL without a reliable event,
+	// so there a session never presented again ends without OnExpire.
 	OnExpire func(ctx context.Context, e Event)
 
 	// Logger receives events that do not fail a request, such as a write

@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,21 @@ func FuzzParseToken(f *testing.F) {
 		strings.Repeat("/", 43), tok + "=", tok[:42], "%00" + tok[3:], strings.Repeat("\xff", 43)} {
 		f.Add(s)
 	}
+	f.Add(tok + ".7")
+	f.Add(tok + ".007")
+	f.Add(tok + ".-1")
+	f.Add(tok + ".18446744073709551616")
 	f.Fuzz(func(t *testing.T, s string) {
+		if cid, ctok, ver, ok := parseCookie(s); ok {
+			// Only "token" or "token.N" with N canonical decimal.
+			want := ctok
+			if ver > 0 || strings.HasSuffix(s, ".0") {
+				want += "." + strconv.FormatUint(ver, 10)
+			}
+			if want != s || cid == "" {
+				t.Fatalf("parseCookie accepted %q as %q v%d", s, ctok, ver)
+			}
+		}
 		id, ok := parseToken(s)
 		if !ok {
 			if id != "" {

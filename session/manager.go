@@ -8,14 +8,56 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // Manager loads and saves sessions for HTTP handlers. It is safe for
 // concurrent use; create one per application and share it.
 type Manager struct {
-	cfg   Config
-	fresh FreshLoader // cfg.Store, when it has a cache that may lag
+	cfg     Config
+	fresh   FreshLoader // cfg.Store, when it has a cache that may lag
+	updates keyedLocks  // serializes Updates of one session on this instance
+}
+
+// keyedLocks is a set of per-key locks that exist only while used.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{} // a token: held by whoever holds the lock
+	refs int
+}
+
+// lock waits for key's lock or ctx's end, and returns the unlock.
+func (k *keyedLocks) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 // New returns a Manager for cfg, or an error naming the invalid field.
@@ -27,6 +69,9 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: c}
 	if f, ok := c.Store.(FreshLoader); ok && f.Cached() {
 		m.fresh = f
+	}
+	if n, ok := c.Store.(ExpiryNotifier); ok && c.OnExpire != nil {
+		n.NotifyExpired(func(id string, r *Record) { m.hook(c.OnExpire, context.Background(), id, r) })
 	}
 	return m, nil
 }
@@ -109,11 +154,19 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-		w.failed = err
-		w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+		w.fail(err)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// fail sends the ErrorHandler's answer in place of the handler's response,
+// dropping the headers the handler had set for it (a Content-Type for an
+// event stream, cookies of its own) so they do not leak into the error.
+func (w *responseWriter) fail(err error) {
+	w.failed = err
+	clear(w.ResponseWriter.Header())
+	w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
@@ -145,8 +198,8 @@ func (w *responseWriter) FlushError() error {
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !w.wroteHeader {
 		if err := w.s.save(w.ResponseWriter.Header()); err != nil {
-			w.wroteHeader, w.failed = true, err
-			w.s.m.cfg.ErrorHandler(w.ResponseWriter, w.s.r, err)
+			w.wroteHeader = true
+			w.fail(err)
 			return nil, nil, err
 		}
 	}

@@ -36,6 +36,11 @@ type state struct {
 	userID    string
 	saved     bool
 	headerOut bool // save finished: no cookie can be sent any more
+	// rotated holds the creation time and deadline a rotated session
+	// keeps; its content waits in the pending changes.
+	rotated *Record
+	// blindVersion is the version a blind write produced.
+	blindVersion uint64
 }
 
 func from(ctx context.Context) (*state, error) {
@@ -81,13 +86,14 @@ func (s *state) loadLocked(ctx context.Context) error {
 
 // loadForWriteLocked loads the session before a Set or Delete, unless the
 // write can go to the store blind: a per-key write needs no read, so a
-// request that only writes costs one round trip. Stores with a near cache
-// load for free and always load, so the cookie can carry the new version.
+// request that only writes costs one round trip. With a near cache and a
+// persistent cookie, the session is loaded (usually free) because the
+// re-sent cookie needs the session's deadline.
 func (s *state) loadForWriteLocked(ctx context.Context) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if !s.loaded && s.id != "" && s.m.fresh == nil {
+	if !s.loaded && s.id != "" && (s.m.fresh == nil || !s.m.cfg.Cookie.Persist) {
 		return nil
 	}
 	return s.loadLocked(ctx)
@@ -99,11 +105,13 @@ func (s *state) blindFlushLocked(ctx context.Context) error {
 	m := s.m
 	c := s.changeLocked(time.Now())
 	sctx, cancel := m.storeCtx(ctx)
-	_, err := m.cfg.Store.Commit(sctx, s.id, c)
+	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
 	cancel()
 	switch {
 	case err == nil:
 		s.resetPendingLocked()
+		s.blindVersion = ver
+		s.wroteLocked()
 		return nil
 	case errors.Is(err, ErrNotFound):
 		// Unknown or expired token: the changes start a fresh session,
@@ -351,6 +359,13 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 		return zero, err
 	}
 	m := s.m
+	// Requests of one session on this instance take turns, so only
+	// instances (not every request) contend in the store.
+	unlock, err := m.updates.lock(ctx, s.id)
+	if err != nil {
+		return zero, err
+	}
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		oldB, ok := s.rec.Values[key]
 		var old T
@@ -462,37 +477,25 @@ func RenewToken(ctx context.Context) error {
 		return nil
 	}
 	m.hook(m.cfg.OnDestroy, ctx, oldID, old)
-	s.rec = old
-	token, id := newToken()
-	now := time.Now()
-	c := s.changeLocked(now)
-	c.Create, c.Clear, c.Delete = true, false, nil
-	c.Created, c.Deadline = old.Created, old.Deadline
-	c.Set = map[string][]byte{}
-	for k, v := range old.Values {
-		c.Set[k] = v
-	}
-	if s.clear {
-		clear(c.Set)
+	// The old session's content becomes the pending content of a new one,
+	// created under a new token when the response starts, together with
+	// whatever the handler changes next (typically SetUser): one write.
+	set := maps.Clone(old.Values)
+	if set == nil || s.clear {
+		set = map[string][]byte{}
 	}
 	for k := range s.del {
-		delete(c.Set, k)
+		delete(set, k)
 	}
-	maps.Copy(c.Set, s.set)
-	if !c.SetUser && old.UserID != "" {
-		c.SetUser, c.UserID = true, old.UserID
+	maps.Copy(set, s.set)
+	user, setUser := s.userID, s.setUser
+	if !setUser && old.UserID != "" {
+		user, setUser = old.UserID, true
 	}
-	sctx, cancel = m.storeCtx(ctx)
-	ver, err := m.cfg.Store.Commit(sctx, id, c)
-	cancel()
-	if err != nil {
-		s.failed = unavailable("renew", err)
-		return s.failed
-	}
-	rec, _ := c.Apply(nil)
-	rec.Version = ver
-	s.rec, s.token, s.id, s.issued = rec, token, id, true
 	s.resetPendingLocked()
+	s.set, s.setUser, s.userID = set, setUser, user
+	s.rec, s.token, s.id = nil, "", ""
+	s.rotated = &Record{Created: old.Created, Deadline: old.Deadline}
 	return nil
 }
 
@@ -525,11 +528,11 @@ func Destroy(ctx context.Context) error {
 }
 
 func (s *state) resetPendingLocked() {
-	s.set, s.del, s.clear, s.setUser, s.userID = nil, nil, false, false, ""
+	s.set, s.del, s.clear, s.setUser, s.userID, s.rotated = nil, nil, false, false, "", nil
 }
 
 func (s *state) dirtyLocked() bool {
-	return len(s.set) > 0 || len(s.del) > 0 || s.clear || s.setUser
+	return len(s.set) > 0 || len(s.del) > 0 || s.clear || s.setUser || s.rotated != nil
 }
 
 func (m *Manager) idleDeadline(now time.Time, rec *Record) time.Time {
@@ -562,6 +565,11 @@ func (s *state) flushLocked(ctx context.Context) error {
 		c := s.changeLocked(now)
 		c.Create, c.Clear, c.Delete = true, false, nil
 		c.Created, c.Deadline = now, now.Add(m.cfg.Lifetime)
+		rotated := s.rotated
+		if rotated != nil {
+			// Same session under a new token: same age, same end.
+			c.Created, c.Deadline = rotated.Created, rotated.Deadline
+		}
 		c.IdleDeadline = m.idleDeadline(now, &Record{Deadline: c.Deadline})
 		sctx, cancel := m.storeCtx(ctx)
 		ver, err := m.cfg.Store.Commit(sctx, id, c)
@@ -574,7 +582,10 @@ func (s *state) flushLocked(ctx context.Context) error {
 		rec.Version = ver
 		s.rec, s.token, s.id, s.issued = rec, token, id, true
 		s.resetPendingLocked()
-		m.hook(m.cfg.OnCreate, ctx, id, rec)
+		s.wroteLocked()
+		if rotated == nil {
+			m.hook(m.cfg.OnCreate, ctx, id, rec)
+		}
 		return nil
 	}
 	if !s.dirtyLocked() {
@@ -653,11 +664,14 @@ func (s *state) save(h http.Header) error {
 	}
 	s.headerOut = true
 	if s.issued && s.token != "" {
-		v := s.token
-		if m.fresh != nil {
-			v += "." + strconv.FormatUint(s.rec.Version, 10)
+		v, ver, deadline := s.token, s.blindVersion, time.Time{}
+		if s.rec != nil {
+			ver, deadline = s.rec.Version, s.rec.Deadline
 		}
-		s.setCookieLocked(h, v, s.rec.Deadline)
+		if m.fresh != nil {
+			v += "." + strconv.FormatUint(ver, 10)
+		}
+		s.setCookieLocked(h, v, deadline)
 	} else if s.ended && s.token == "" {
 		s.setCookieLocked(h, "", time.Time{})
 	}

@@ -401,3 +401,42 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		t.Fatalf("New with TouchAfter 2: %v", err)
 	}
 }
+
+func TestOnExpireFromStoreJanitor(t *testing.T) {
+	st := memstore.New(memstore.Options{CleanupInterval: 10 * time.Millisecond})
+	t.Cleanup(func() { st.Close() })
+	expired := make(chan session.Event, 1)
+	m := newManager(t, session.Config{Store: st, IdleTimeout: 100 * time.Millisecond,
+		OnExpire: func(_ context.Context, e session.Event) { expired <- e }})
+	srv := httptest.NewServer(sessiontest.Shop(m))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/login/exp", 200, "welcome")
+	select {
+	case e := <-expired:
+		if e.UserID != "exp" || len(e.ID) != 64 {
+			t.Fatalf("OnExpire event %+v, want the session of user exp", e)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("OnExpire never ran for a session the store expired")
+	}
+	c.Want("GET", "/get/x", 200, "false:")
+}
+
+func TestDeleteAndClear(t *testing.T) {
+	st := newMem(t)
+	srv := httptest.NewServer(sessiontest.Shop(newManager(t, session.Config{Store: st})))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/set/a/1", 200, "ok")
+	c.Want("POST", "/set/b/2", 200, "ok")
+	c.Want("POST", "/login/dee", 200, "welcome")
+	c.Want("POST", "/del/a", 200, "ok") // blind: not loaded first
+	c.Want("GET", "/keys", 200, "b")
+	c.Want("POST", "/set/c/3", 200, "ok")
+	c.Want("POST", "/clear", 200, "ok")
+	c.Want("GET", "/keys", 200, "")
+	c.Want("GET", "/user", 200, "dee") // Clear keeps the user binding
+	c.Want("POST", "/set/d/4", 200, "ok")
+	c.Want("GET", "/keys", 200, "d")
+}

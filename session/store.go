@@ -83,6 +83,15 @@ type FreshLoader interface {
 	LoadAtLeast(ctx context.Context, id string, minVersion uint64) (*Record, error)
 }
 
+// ExpiryNotifier is implemented by stores that learn when a session
+// expires (memstore's janitor does; Redis keyspace events are lossy, and on
+// a cluster per node, so redisstore does not pretend to). The Manager
+// registers itself to call Config.OnExpire. f runs outside the store's
+// locks, on the store's goroutine; it must not block for long.
+type ExpiryNotifier interface {
+	NotifyExpired(f func(id string, r *Record))
+}
+
 // Record is one session as stored.
 type Record struct {
 	// Values holds each key's encoded value.

@@ -32,6 +32,9 @@ type Store struct {
 	lru   *list.List               // front: most recently used
 	users map[string]map[string]struct{}
 
+	onExpire []func(string, *session.Record)
+	expired  []*entry // dropped under the lock, reported after it
+
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -43,7 +46,10 @@ type entry struct {
 	expires time.Time
 }
 
-var _ session.Store = (*Store)(nil)
+var (
+	_ session.Store          = (*Store)(nil)
+	_ session.ExpiryNotifier = (*Store)(nil)
+)
 
 // New returns a Store and starts its janitor.
 func New(o Options) *Store {
@@ -85,11 +91,11 @@ func (s *Store) janitor(every time.Duration) {
 			for el := s.lru.Back(); el != nil; {
 				prev := el.Prev()
 				if e := el.Value.(*entry); !now.Before(e.expires) {
-					s.removeLocked(el)
+					s.expireLocked(el)
 				}
 				el = prev
 			}
-			s.mu.Unlock()
+			s.unlockAndNotify()
 		}
 	}
 }
@@ -97,7 +103,7 @@ func (s *Store) janitor(every time.Duration) {
 // Len reports how many records (tombstones included) the store holds.
 func (s *Store) Len() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndNotify()
 	return s.lru.Len()
 }
 
@@ -108,10 +114,38 @@ func (s *Store) getLocked(id string) *list.Element {
 		return nil
 	}
 	if !time.Now().Before(el.Value.(*entry).expires) {
-		s.removeLocked(el)
+		s.expireLocked(el)
 		return nil
 	}
 	return el
+}
+
+// expireLocked removes an expired entry and queues it for the expiry
+// callbacks, which run after the lock is released.
+func (s *Store) expireLocked(el *list.Element) {
+	if e := el.Value.(*entry); e.rec != nil && len(s.onExpire) > 0 {
+		s.expired = append(s.expired, e)
+	}
+	s.removeLocked(el)
+}
+
+func (s *Store) unlockAndNotify() {
+	expired, fns := s.expired, s.onExpire
+	s.expired = nil
+	s.mu.Unlock()
+	for _, e := range expired {
+		for _, f := range fns {
+			f(e.id, e.rec.Clone())
+		}
+	}
+}
+
+// NotifyExpired implements session.ExpiryNotifier: f learns of every
+// session the store drops because it expired (not of evictions or deletes).
+func (s *Store) NotifyExpired(f func(id string, r *session.Record)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onExpire = append(s.onExpire, f)
 }
 
 func (s *Store) removeLocked(el *list.Element) {
@@ -138,7 +172,7 @@ func (s *Store) unindexLocked(user, id string) {
 // Load implements session.Store.
 func (s *Store) Load(_ context.Context, id string) (*session.Record, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndNotify()
 	el := s.getLocked(id)
 	if el == nil {
 		return nil, nil
@@ -154,7 +188,7 @@ func (s *Store) Load(_ context.Context, id string) (*session.Record, error) {
 // Commit implements session.Store.
 func (s *Store) Commit(_ context.Context, id string, c session.Change) (uint64, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndNotify()
 	el := s.getLocked(id)
 	var cur *session.Record
 	if el != nil {
@@ -200,7 +234,7 @@ func (s *Store) putLocked(el *list.Element, e *entry) {
 // Delete implements session.Store.
 func (s *Store) Delete(_ context.Context, id string) (*session.Record, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndNotify()
 	el := s.getLocked(id)
 	if el == nil || el.Value.(*entry).rec == nil {
 		return nil, nil
@@ -214,7 +248,7 @@ func (s *Store) Delete(_ context.Context, id string) (*session.Record, error) {
 // UserSessions implements session.Store.
 func (s *Store) UserSessions(_ context.Context, userID string) ([]string, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndNotify()
 	ids := make([]string, 0, len(s.users[userID]))
 	for id := range s.users[userID] {
 		ids = append(ids, id)

@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -167,7 +166,7 @@ func (s *Store) invalidate() {
 		if e == nil {
 			continue // end of the (empty) initial values
 		}
-		s.cache.evict(strings.TrimPrefix(e.Key(), "s."))
+		s.cache.evict(strings.TrimPrefix(e.Key(), "s."), e.Revision())
 	}
 }
 
@@ -221,22 +220,21 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 
 // LoadAtLeast implements session.FreshLoader.
 func (s *Store) LoadAtLeast(ctx context.Context, id string, minVersion uint64) (*session.Record, error) {
-	var gen uint64
 	if s.cache != nil {
-		if r, ok := s.cache.get(id); ok && (r == nil || r.Version >= minVersion) && live(r) {
+		if r, _, ok := s.cache.get(id); ok && (r == nil || r.Version >= minVersion) && live(r) {
 			return r.Clone(), nil
 		}
-		gen = s.cache.generation()
+		defer s.cache.track(id)()
 	}
-	r, _, _, err := s.get(ctx, id)
+	r, _, rev, err := s.get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if r != nil && !live(r) {
 		r = nil // expired; JetStream drops it at its TTL
 	}
-	if s.cache != nil {
-		s.cache.put(id, r.Clone(), gen)
+	if s.cache != nil && rev > 0 {
+		s.cache.put(id, r.Clone(), rev)
 	}
 	return r, nil
 }
@@ -262,30 +260,52 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if deadline.IsZero() {
 			deadline = time.Now().Add(s.idxTTL)
 		}
-		if err := s.put(ctx, userPrefix(c.UserID)+id, nil, 0, ttlUntil(deadline), true); err != nil {
+		if _, err := s.put(ctx, userPrefix(c.UserID)+id, nil, 0, ttlUntil(deadline), true); err != nil {
 			return 0, err
 		}
 	}
-	for range s.retries {
-		var gen uint64
+	if c.Create {
+		// A new id needs no read: create it if no entry (live or
+		// tombstone) exists, in one round trip.
 		if s.cache != nil {
-			gen = s.cache.generation()
+			defer s.cache.track(id)()
+		}
+		next, err := c.Apply(nil)
+		if err != nil {
+			return 0, err
+		}
+		b, err := encodeRecord(next)
+		if err != nil {
+			return 0, err
+		}
+		rev, err := s.put(ctx, sessKey(id), b, 0, ttlUntil(next.ExpiresAt()), true)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, session.ErrConflict
+		}
+		if err != nil {
+			return 0, err
+		}
+		if s.cache != nil {
+			s.cache.put(id, next, rev)
+		}
+		return next.Version, nil
+	}
+	if v, ok, err := s.commitCached(ctx, id, c); ok || err != nil {
+		return v, err
+	}
+	for range s.retries {
+		if s.cache != nil {
+			defer s.cache.track(id)()
 		}
 		cur, tomb, rev, err := s.get(ctx, id)
 		if err != nil {
 			return 0, err
 		}
 		if tomb {
-			if c.Create {
-				return 0, session.ErrConflict
-			}
 			return 0, session.ErrGone
 		}
 		if cur != nil && !live(cur) {
-			if !c.Create {
-				return 0, session.ErrNotFound
-			}
-			cur = nil // expired but not yet dropped: a create may replace it
+			return 0, session.ErrNotFound // expired, not yet dropped
 		}
 		next, err := c.Apply(cur)
 		if err != nil {
@@ -295,35 +315,75 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if err != nil {
 			return 0, err
 		}
-		err = s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), c.Create && rev == 0)
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+		newRev, err := s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), false)
+		if isWrongSeq(err) {
 			continue // another writer won: retry on its result
 		}
 		if err != nil {
 			return 0, err
 		}
 		if s.cache != nil {
-			s.cache.put(id, next, gen)
+			s.cache.put(id, next, newRev)
 		}
 		return next.Version, nil
 	}
 	return 0, fmt.Errorf("natsstore: %d compare-and-swap retries exhausted on %s", s.retries, id)
 }
 
+// commitCached tries c on the near cache's copy of the session, published
+// conditioned on that copy's revision: one round trip instead of a read and
+// a write. ok is false when there is no usable copy or it turned out stale
+// (the caller then takes the reading path, which decides conflicts on
+// fresh data).
+func (s *Store) commitCached(ctx context.Context, id string, c session.Change) (uint64, bool, error) {
+	if s.cache == nil {
+		return 0, false, nil
+	}
+	cur, rev, ok := s.cache.get(id)
+	if !ok || cur == nil || rev == 0 || !live(cur) {
+		return 0, false, nil
+	}
+	defer s.cache.track(id)()
+	next, err := c.Apply(cur)
+	if err != nil {
+		return 0, false, nil // maybe stale: let fresh data decide
+	}
+	b, err := encodeRecord(next)
+	if err != nil {
+		return 0, false, err
+	}
+	newRev, err := s.put(ctx, sessKey(id), b, rev, ttlUntil(next.ExpiresAt()), false)
+	if isWrongSeq(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	s.cache.put(id, next, newRev)
+	return next.Version, true, nil
+}
+
 // put publishes value under key with a TTL, expecting the key's last
-// revision to be rev (create: no live entry).
-func (s *Store) put(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration, create bool) error {
+// revision to be rev (create: no live entry), and returns the new revision.
+func (s *Store) put(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration, create bool) (uint64, error) {
 	if create {
-		_, err := s.kv.Create(ctx, key, value, jetstream.KeyTTL(ttl))
+		newRev, err := s.kv.Create(ctx, key, value, jetstream.KeyTTL(ttl))
 		if errors.Is(err, jetstream.ErrKeyExists) && strings.HasPrefix(key, "u.") {
 			// Rebinding: refresh the index entry's TTL.
-			_, err = s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value}, jetstream.WithMsgTTL(ttl))
+			var ack *jetstream.PubAck
+			ack, err = s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value}, jetstream.WithMsgTTL(ttl))
+			if err == nil {
+				newRev = ack.Sequence
+			}
 		}
-		return err
+		return newRev, err
 	}
-	_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value},
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value},
 		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 func isWrongSeq(err error) bool {
@@ -334,6 +394,25 @@ func isWrongSeq(err error) bool {
 
 // Delete implements session.Store.
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
+	if s.cache != nil {
+		// With a cached copy, tombstone it conditioned on its revision:
+		// if that succeeds, the copy was exactly what was deleted.
+		if cur, rev, ok := s.cache.get(id); ok && cur != nil && rev > 0 && live(cur) {
+			done := s.cache.track(id)
+			exp := cur.ExpiresAt()
+			newRev, err := s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
+			if err == nil {
+				s.cache.put(id, nil, newRev)
+			}
+			done()
+			if err == nil {
+				return cur.Clone(), nil
+			}
+			if !isWrongSeq(err) {
+				return nil, err
+			}
+		}
+	}
 	for range s.retries {
 		cur, tomb, rev, err := s.get(ctx, id)
 		if err != nil {
@@ -343,7 +422,10 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 			return nil, nil
 		}
 		exp := cur.ExpiresAt()
-		err = s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
+		if s.cache != nil {
+			defer s.cache.track(id)()
+		}
+		newRev, err := s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
 		if isWrongSeq(err) {
 			continue
 		}
@@ -351,7 +433,7 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 			return nil, err
 		}
 		if s.cache != nil {
-			s.cache.put(id, nil, s.cache.generation())
+			s.cache.put(id, nil, newRev)
 		}
 		if !live(cur) {
 			return nil, nil
@@ -379,53 +461,83 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 	return ids, nil
 }
 
-// nearCache is a bounded LRU of records with a TTL. Every invalidation
-// bumps a generation; a load inserts its result only if no invalidation
-// arrived while it was reading, so a slow load cannot reinsert data older
-// than a change the watch already reported.
+// nearCache is a bounded LRU of records with a TTL, each with the
+// bucket revision it was read or written at. The watch evicts an entry when
+// it announces a newer revision; while a read or write of a key is in
+// flight, the newest revision announced for it is tracked, so a slow read
+// cannot insert data older than a change the watch already reported.
 type nearCache struct {
 	max int
 	ttl time.Duration
-	gen atomic.Uint64
 
-	mu    sync.Mutex
-	items map[string]*list.Element
-	lru   list.List
+	mu       sync.Mutex
+	items    map[string]*list.Element
+	lru      list.List
+	inflight map[string]*tracker
+}
+
+type tracker struct {
+	refs int
+	seen uint64 // highest revision announced while in flight
 }
 
 type cached struct {
 	id    string
 	rec   *session.Record // nil: known not to exist
+	rev   uint64          // the entry's revision in the bucket
 	until time.Time
 }
 
 func newNearCache(max int, ttl time.Duration) *nearCache {
-	return &nearCache{max: max, ttl: ttl, items: map[string]*list.Element{}}
+	return &nearCache{max: max, ttl: ttl, items: map[string]*list.Element{}, inflight: map[string]*tracker{}}
 }
 
-func (c *nearCache) generation() uint64 { return c.gen.Load() }
+// track notes that a read or write of id is in flight until the returned
+// function is called.
+func (c *nearCache) track(id string) func() {
+	c.mu.Lock()
+	t := c.inflight[id]
+	if t == nil {
+		t = &tracker{}
+		c.inflight[id] = t
+	}
+	t.refs++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		if t.refs--; t.refs == 0 {
+			delete(c.inflight, id)
+		}
+		c.mu.Unlock()
+	}
+}
 
-func (c *nearCache) get(id string) (*session.Record, bool) {
+func (c *nearCache) get(id string) (*session.Record, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el := c.items[id]
 	if el == nil {
-		return nil, false
+		return nil, 0, false
 	}
 	e := el.Value.(*cached)
 	if time.Now().After(e.until) {
 		c.lru.Remove(el)
 		delete(c.items, id)
-		return nil, false
+		return nil, 0, false
 	}
 	c.lru.MoveToFront(el)
-	return e.rec, true
+	return e.rec, e.rev, true
 }
 
-func (c *nearCache) put(id string, r *session.Record, gen uint64) {
+// put caches r at revision rev, unless the watch announced a newer
+// revision while the caller was in flight or the cache holds a newer one.
+func (c *nearCache) put(id string, r *session.Record, rev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen.Load() != gen {
+	if t := c.inflight[id]; t != nil && t.seen > rev {
+		return
+	}
+	if el := c.items[id]; el != nil && el.Value.(*cached).rev > rev {
 		return
 	}
 	until := time.Now().Add(c.ttl)
@@ -433,11 +545,11 @@ func (c *nearCache) put(id string, r *session.Record, gen uint64) {
 		until = r.ExpiresAt()
 	}
 	if el := c.items[id]; el != nil {
-		el.Value = &cached{id: id, rec: r, until: until}
+		el.Value = &cached{id: id, rec: r, rev: rev, until: until}
 		c.lru.MoveToFront(el)
 		return
 	}
-	c.items[id] = c.lru.PushFront(&cached{id: id, rec: r, until: until})
+	c.items[id] = c.lru.PushFront(&cached{id: id, rec: r, rev: rev, until: until})
 	for c.lru.Len() > c.max {
 		el := c.lru.Back()
 		c.lru.Remove(el)
@@ -445,11 +557,19 @@ func (c *nearCache) put(id string, r *session.Record, gen uint64) {
 	}
 }
 
-func (c *nearCache) evict(id string) {
+// evict drops id's entry on news of revision rev, unless the entry is that
+// revision or newer (this store's own write, cached when it was made).
+func (c *nearCache) evict(id string, rev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen.Add(1)
-	if el := c.items[id]; el != nil {
+	if t := c.inflight[id]; t != nil {
+		t.seen = max(t.seen, rev)
+	}
+	el := c.items[id]
+	if el != nil && el.Value.(*cached).rev >= rev {
+		return
+	}
+	if el != nil {
 		c.lru.Remove(el)
 		delete(c.items, id)
 	}

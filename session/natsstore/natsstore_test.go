@@ -101,7 +101,7 @@ func TestNearCacheSeesWriteFromOtherInstance(t *testing.T) {
 func TestServerRestartRecovers(t *testing.T) {
 	srv := testenv.NATS(t)
 	st := newStore(t, srv.URL(), Options{})
-	m, err := session.New(session.Config{Store: st, StoreTimeout: 300 * time.Millisecond})
+	m, err := session.New(session.Config{Store: st, StoreTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

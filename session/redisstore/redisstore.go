@@ -20,6 +20,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -289,20 +291,33 @@ func ms(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
+func sha(script string) string {
+	sum := sha1.Sum([]byte(script))
+	return hex.EncodeToString(sum[:])
+}
+
+var (
+	commitSHA = sha(commitLua)
+	indexSHA  = sha(indexLua)
+)
+
 // commitScript applies a session.Change. Replies: the version, -1 for
 // ErrConflict, -2 for ErrGone (tombstone), -3 for ErrNotFound.
-var commitScript = rueidis.NewLuaScript(`
+var commitScript = rueidis.NewLuaScript(commitLua)
+
+const commitLua = `
 local k = KEYS[1]
 local flags = ARGV[1]
 local create = string.find(flags, 'c', 1, true)
 local clear = string.find(flags, 'x', 1, true)
 local setuser = string.find(flags, 'u', 1, true)
-local exists = redis.call('EXISTS', k) == 1
+-- A live hash always has _d; a tombstone has only _x.
+local st = redis.call('HMGET', k, '_x', '_d', '_i', '_v')
 if create then
-  if exists then return -1 end
-elseif not exists then
+  if st[1] or st[2] then return -1 end
+elseif not st[1] and not st[2] then
   return -3
-elseif redis.call('HEXISTS', k, '_x') == 1 then
+elseif st[1] then
   return -2
 end
 local ne, ns, nd = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -321,38 +336,51 @@ if clear then
     if string.sub(f, 1, 1) == '.' then redis.call('HDEL', k, f) end
   end
 end
+-- One HSET for the values and the metadata.
+local h = {}
 for _ = 1, ns do
-  redis.call('HSET', k, ARGV[i], ARGV[i+1])
+  h[#h+1] = ARGV[i]; h[#h+1] = ARGV[i+1]
   i = i + 2
 end
-for _ = 1, nd do
-  redis.call('HDEL', k, ARGV[i])
-  i = i + 1
-end
-if create then redis.call('HSET', k, '_c', ARGV[3], '_d', ARGV[4]) end
-if setuser then redis.call('HSET', k, '_u', ARGV[2]) end
-if ARGV[5] ~= '0' then redis.call('HSET', k, '_i', ARGV[5]) end
-local v
+local v = tonumber(st[4] or '0')
 if create or clear or setuser or ns > 0 or nd > 0 then
-  v = redis.call('HINCRBY', k, '_v', 1)
-else
-  v = tonumber(redis.call('HGET', k, '_v') or '0')
+  v = v + 1
+  h[#h+1] = '_v'; h[#h+1] = v
 end
-local exp = tonumber(redis.call('HGET', k, '_d'))
-local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+local d, idle = tonumber(st[2] or '0'), tonumber(st[3] or '0')
+if create then
+  d = tonumber(ARGV[4])
+  h[#h+1] = '_c'; h[#h+1] = ARGV[3]; h[#h+1] = '_d'; h[#h+1] = ARGV[4]
+end
+if setuser then h[#h+1] = '_u'; h[#h+1] = ARGV[2] end
+if ARGV[5] ~= '0' then
+  idle = tonumber(ARGV[5])
+  h[#h+1] = '_i'; h[#h+1] = ARGV[5]
+end
+for j = 1, #h, 1000 do
+  redis.call('HSET', k, unpack(h, j, math.min(j + 999, #h)))
+end
+for j = i, i + nd - 1, 1000 do
+  redis.call('HDEL', k, unpack(ARGV, j, math.min(j + 999, i + nd - 1)))
+end
+local exp = d
 if idle > 0 and idle < exp then exp = idle end
 redis.call('PEXPIREAT', k, exp)
 return v
-`)
+`
 
 // deleteScript replaces a live session with a tombstone that expires when
 // the session would have, and returns the session's fields.
 var deleteScript = rueidis.NewLuaScript(`
 local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 or redis.call('HEXISTS', k, '_x') == 1 then return {} end
 local all = redis.call('HGETALL', k)
-local exp = tonumber(redis.call('HGET', k, '_d'))
-local idle = tonumber(redis.call('HGET', k, '_i') or '0')
+local exp, idle = 0, 0
+for j = 1, #all, 2 do
+  local f = all[j]
+  if f == '_x' then return {} end
+  if f == '_d' then exp = tonumber(all[j+1]) elseif f == '_i' then idle = tonumber(all[j+1]) end
+end
+if #all == 0 then return {} end
 if idle > 0 and idle < exp then exp = idle end
 redis.call('DEL', k)
 redis.call('HSET', k, '_x', '1')
@@ -362,15 +390,44 @@ return all
 
 // indexScript adds a session to a user's set and makes the set live at
 // least until deadline.
-var indexScript = rueidis.NewLuaScript(`
+var indexScript = rueidis.NewLuaScript(indexLua)
+
+const indexLua = `
 redis.call('SADD', KEYS[1], ARGV[1])
 local cur = redis.call('PEXPIRETIME', KEYS[1])
 if cur < tonumber(ARGV[2]) then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
 return 1
-`)
+`
 
-// Commit implements session.Store.
+// Commit implements session.Store: one round trip, two for a SetUser on
+// an existing session (the user index is written first).
 func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
+	args := commitArgs(c)
+	if c.Create && c.Deadline.IsZero() {
+		return 0, errors.New("redisstore: creating a session needs a Deadline")
+	}
+	if c.Create && c.SetUser && c.UserID != "" {
+		// A login: index and create pipelined in one round trip (on a
+		// cluster, sent to both nodes at once). Should the index fail
+		// while the create succeeds, Commit fails and the new token
+		// never reaches a client, so no reachable session is missing
+		// from the index.
+		res := s.c.DoMulti(ctx,
+			s.c.B().Evalsha().Sha1(indexSHA).Numkeys(1).Key(s.userKey(c.UserID)).Arg(id, ms(c.Deadline)).Build(),
+			s.c.B().Evalsha().Sha1(commitSHA).Numkeys(1).Key(s.Key(id)).Arg(args...).Build())
+		idxErr, comErr := res[0].Error(), res[1].Error()
+		if !noScript(comErr) {
+			if noScript(idxErr) { // a restarted Redis forgot the script
+				idxErr = indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
+			}
+			if idxErr != nil {
+				return 0, idxErr
+			}
+			return s.commitResult(id, res[1])
+		}
+		// The create did not run (script unknown): the slow path below
+		// loads the scripts.
+	}
 	if c.SetUser && c.UserID != "" {
 		// Index first: the index may name a session that is not (yet)
 		// bound, never miss one that is.
@@ -382,6 +439,15 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 			return 0, err
 		}
 	}
+	return s.commitResult(id, commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args))
+}
+
+func noScript(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && re.IsNoScript()
+}
+
+func commitArgs(c session.Change) []string {
 	flags := make([]byte, 0, 3)
 	if c.Create {
 		flags = append(flags, 'c')
@@ -408,10 +474,11 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 	for _, k := range c.Delete {
 		args = append(args, valPrefix+k)
 	}
-	if c.Create && c.Deadline.IsZero() {
-		return 0, errors.New("redisstore: creating a session needs a Deadline")
-	}
-	v, err := commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args).AsInt64()
+	return args
+}
+
+func (s *Store) commitResult(id string, res rueidis.RedisResult) (uint64, error) {
+	v, err := res.AsInt64()
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,69 @@
+// Package session keeps HTTP sessions in a shared store, so that any
+// instance of an application can serve any request, with nothing lost when
+// requests of one user run at the same time on different instances.
+//
+// A Manager wraps handlers; handlers read and write the session through
+// the request's context:
+//
+//	store, err := redisstore.New(redisstore.Options{URL: "redis://127.0.0.1:6379", NearCache: true})
+//	...
+//	sessions, err := session.New(session.Config{Store: store, IdleTimeout: 30 * time.Minute})
+//	...
+//	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
+//		// Atomic read-modify-write: two tabs adding at once both count.
+//		n, err := session.Update(r.Context(), "cart", func(n int, _ bool) (int, error) { return n + 1, nil })
+//		...
+//	})
+//	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+//		// ... check the password, then:
+//		session.RenewToken(r.Context())       // new token; the old one is dead at once
+//		session.SetUser(r.Context(), userID)  // for SessionsOfUser, DestroyAllForUser
+//	})
+//	http.ListenAndServe(addr, sessions.Handler(mux))
+//
+// # What it guarantees
+//
+//   - Per-key writes. A request writes only the keys it changed, so two
+//     requests that change different keys both keep their change; Set is
+//     last-writer-wins for its key only, and Update is a compare-and-swap
+//     that retries.
+//   - Logout sticks. Destroy and RenewToken leave a tombstone in the store;
+//     a request still running on the old token cannot write the session
+//     back, and its late write is dropped rather than starting a new
+//     session in place of the old one.
+//   - Lazy and cheap. A request that never touches its session costs no
+//     store call; a read costs one load (none with a near cache); a write
+//     of a session not read is one blind write; the idle deadline is moved
+//     without a write only once Config.TouchAfter of it has passed.
+//   - Saved before the first byte. The session is written just before the
+//     response header goes out (WriteHeader, Write, Flush, Hijack), so the
+//     cookie can still be set; Flush, Hijack and Unwrap keep working for SSE
+//     and WebSockets.
+//   - Outages fail clearly. Every store call is bounded by
+//     Config.StoreTimeout; when the store cannot answer, the client gets
+//     503 with Retry-After (Config.ErrorHandler) instead of a page rendered
+//     with an empty session, and writes are never dropped silently.
+//     Nothing needs restarting when the store is back.
+//   - Tokens are 256 bits from crypto/rand; the store key is their
+//     SHA-256, so a dump of the store holds no usable token. Garbage,
+//     oversized or unknown tokens get a fresh session; a client-chosen
+//     token is never adopted (no fixation). The cookie is HttpOnly,
+//     SameSite=Lax, and Secure under TLS; API clients may send the token in
+//     a header instead (Config.Header).
+//
+// # Stores
+//
+// Stores implement the small Store interface; sessiontest.Run is the
+// conformance suite they all pass. memstore keeps sessions in the
+// process; redisstore uses Redis or Redis Cluster (one hash per session,
+// one Lua script per write, optional near cache through client-side
+// caching); natsstore uses a JetStream key-value bucket (revisions for
+// compare-and-swap, per-message TTL, optional near cache kept fresh by a
+// watch).
+//
+// With a near cache, a client always sees its own writes on every instance
+// (the cookie carries the session version, see FreshLoader); changes made
+// by others, such as DestroyAllForUser, reach other instances' caches
+// through the store's invalidation within milliseconds, and at most after
+// the cache TTL.
+package session
