@@ -22,7 +22,5 @@ func notYet(name, what string) func(context.Context, []string, io.Writer, io.Wri
 }
 
 var (
-	runApp        = notYet("app", "the demo shop instance is coming (issue: unstuck demo)")
-	runDemo       = notYet("demo", "the demo will start a balancer, three shop instances and an embedded NATS store, and print the shop URL")
 	runExperiment = notYet("experiment", "the sticky-versus-store experiment is a later issue")
 )

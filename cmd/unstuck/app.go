@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/storeurl"
+	"github.com/unstuck-dev/unstuck/jobs"
+	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/memstore"
+)
+
+// appFlags are `unstuck app`'s settings.
+type appFlags struct {
+	listen, id, store, sessions, control string
+	jobDelay                             time.Duration
+	nearCache                            bool
+	drain                                time.Duration
+}
+
+func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("unstuck app", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f appFlags
+	host, _ := os.Hostname()
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8081", "address to serve the shop on")
+	fs.StringVar(&f.id, "id", host, "instance name, sent in X-Unstuck-Instance and shown on every page")
+	fs.StringVar(&f.store, "store", "memory", "shared store: "+storeurl.Describe)
+	fs.StringVar(&f.sessions, "sessions", "shared", `where sessions live: "shared" (in --store) or "memory" (this process only: the sticky architecture)`)
+	fs.StringVar(&f.control, "control", "", "the demo's control API base URL, for the page's chaos buttons")
+	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps, so a person can crash an instance mid-job")
+	fs.BoolVar(&f.nearCache, "near-cache", true, "keep recently used sessions in memory, invalidated by the store")
+	fs.DurationVar(&f.drain, "drain", 5*time.Second, "on SIGTERM, spread WebSocket closes (1012) and in-flight requests over this window")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: unstuck app [flags]\n\nRuns one instance of the demo shop. SIGTERM drains it gracefully.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unstuck app: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if f.sessions != "shared" && f.sessions != "memory" {
+		fmt.Fprintf(stderr, "unstuck app: --sessions %q: want shared or memory\n", f.sessions)
+		return 2
+	}
+	if f.id == "" {
+		fmt.Fprintln(stderr, "unstuck app: --id: must not be empty")
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("instance", f.id)
+	if err := serveApp(ctx, f, log, stdout); err != nil {
+		fmt.Fprintf(stderr, "unstuck app: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Writer) error {
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	parts, err := storeurl.Open(openCtx, f.store, storeurl.Options{NearCache: f.nearCache})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	defer parts.Close()
+
+	sessStore := parts.Sessions
+	if f.sessions == "memory" {
+		mem := memstore.New(memstore.Options{})
+		defer mem.Close()
+		sessStore = mem
+	}
+	sessions, err := session.New(session.Config{
+		Store:        sessStore,
+		Cookie:       session.CookieConfig{Name: "unstuck_session"},
+		IdleTimeout:  2 * time.Hour,
+		Lifetime:     24 * time.Hour,
+		StoreTimeout: 2 * time.Second,
+		Logger:       log,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":"session store unavailable, try again"}`+"\n")
+			log.Warn("session store unavailable", "path", r.URL.Path, "err", err)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if parts.Broker == nil || parts.Jobs == nil {
+		return errors.New("--store memory cannot carry chat or jobs between instances: use nats:// or redis://")
+	}
+	hub, err := realtime.New(realtime.Config{
+		Broker:       parts.Broker,
+		Presence:     parts.Presence,
+		Authenticate: shop.Authenticate,
+		DrainWindow:  f.drain,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	jm, err := jobs.New(jobs.Config{Backend: parts.Jobs, Worker: f.id, MaxPayloadBytes: 8 << 20, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: f.jobDelay}.Handle); err != nil {
+		return err
+	}
+	s, err := shop.New(shop.Config{
+		Instance: f.id, Sessions: sessions, Jobs: jm, Hub: hub, Broker: parts.Broker,
+		StoreKind: storeKind(parts.Kind, f.sessions), Sticky: f.sessions == "memory",
+		Control: f.control, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	l, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // uploads
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	workers, stopWorkers := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := jm.Run(workers); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("job workers stopped", "err", err)
+		}
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	fmt.Fprintf(stdout, "unstuck app %s: serving on http://%s (store %s)\n", f.id, l.Addr(), parts.Kind)
+
+	select {
+	case err := <-serveErr:
+		stopWorkers()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful: WebSockets get 1012 spread over the drain window while
+	// in-flight requests finish; running jobs are handed back to the queue.
+	log.Info("draining", "window", f.drain)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), f.drain+5*time.Second)
+	defer cancelShutdown()
+	var hubErr error
+	done := make(chan struct{})
+	go func() { hubErr = hub.Shutdown(shutdownCtx); close(done) }()
+	err = srv.Shutdown(shutdownCtx)
+	<-done
+	stopWorkers()
+	wg.Wait()
+	if err == nil {
+		err = hubErr
+	}
+	return err
+}
+
+func storeKind(kind, sessions string) string {
+	if sessions == "memory" {
+		return "instance's own memory"
+	}
+	return kind
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/demo"
+	"github.com/unstuck-dev/unstuck/internal/storeurl"
+	"github.com/unstuck-dev/unstuck/lb"
+	"github.com/unstuck-dev/unstuck/lb/dashboard"
+)
+
+// demoFlags are `unstuck demo`'s settings.
+type demoFlags struct {
+	instances     int
+	store, mode   string
+	listen, admin string
+	jobDelay      time.Duration
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("unstuck demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f demoFlags
+	fs.IntVar(&f.instances, "instances", 3, "how many shop instances to start (1 to 16)")
+	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), redis://HOST:PORT, or memory`)
+	fs.StringVar(&f.mode, "mode", "store", `"store": all state in the shared store, no stickiness needed; "sticky": sessions in each instance's memory plus a sticky cookie, to compare`)
+	fs.StringVar(&f.listen, "listen", ":8080", "the shop's address (the balancer)")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:9090", "the dashboard, admin and control API address")
+	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: unstuck demo [flags]\n\nStarts an embedded store, shop instances as separate processes and the balancer in front,\nprints the shop and dashboard URLs, and stops everything on Ctrl-C.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if err := f.validate(); err != nil {
+		fmt.Fprintf(stderr, "unstuck demo: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := runDemoSystem(ctx, f, log, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "unstuck demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (f *demoFlags) validate() error {
+	if f.instances < 1 || f.instances > 16 {
+		return fmt.Errorf("--instances %d: want 1 to 16", f.instances)
+	}
+	if f.mode != "store" && f.mode != "sticky" {
+		return fmt.Errorf("--mode %q: want store or sticky", f.mode)
+	}
+	if f.store != "nats" {
+		if _, err := storeurl.Kind(f.store); err != nil {
+			return fmt.Errorf("--store: %w (or nats for the embedded one)", err)
+		}
+	}
+	if f.store == "memory" && f.mode == "store" {
+		return errors.New("--store memory keeps state inside each instance: use it with --mode sticky, or pick nats or redis://")
+	}
+	return nil
+}
+
+func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "unstuck-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// Both listeners first: a taken or bad address fails at once, before
+	// anything is started.
+	shopL, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	defer shopL.Close()
+	adminL, err := net.Listen("tcp", f.admin)
+	if err != nil {
+		return fmt.Errorf("--admin: %w", err)
+	}
+	defer adminL.Close()
+
+	// With --store memory, sessions stay in each instance (sticky mode)
+	// while chat and jobs still need a backplane: the embedded NATS.
+	storeURL := f.store
+	if f.store == "nats" || f.store == "memory" {
+		n, err := demo.StartNATS(dir)
+		if err != nil {
+			return err
+		}
+		defer n.Shutdown()
+		storeURL = n.URL()
+	}
+	sessions := "shared"
+	if f.mode == "sticky" {
+		sessions = "memory"
+	}
+
+	controlURL := "http://" + adminL.Addr().String()
+
+	fleet := &demo.Fleet{
+		Command: func(name, addr string) *exec.Cmd {
+			return exec.Command(exe, "app", "--listen", addr, "--id", name, "--store", storeURL,
+				"--sessions", sessions, "--control", controlURL, "--job-delay", f.jobDelay.String())
+		},
+		Output: stderr,
+		Logger: log,
+	}
+	defer fleet.Stop()
+	started, err := startInstances(ctx, fleet, f.instances)
+	if err != nil {
+		return err
+	}
+
+	cfg := &lb.Config{Listen: f.listen, Admin: lb.AdminConfig{Listen: "off"}}
+	for _, in := range started {
+		cfg.Backends = append(cfg.Backends, lb.BackendConfig{Name: in.Name, URL: "http://" + in.Addr, Weight: 1})
+	}
+	cfg.Policy.Name = "round-robin"
+	cfg.Sticky.Mode = "none"
+	if f.mode == "sticky" {
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		cfg.Sticky.Mode = "cookie"
+		cfg.Sticky.Secrets = []string{fmt.Sprintf("%x", secret)}
+	}
+	// Crashes should show within a second: check often, and let passive
+	// checks eject a backend that refuses connections at once.
+	cfg.Health.Active.Path = "/healthz"
+	cfg.Health.Active.Interval = 500 * time.Millisecond
+	cfg.Health.Active.Timeout = 400 * time.Millisecond
+	cfg.Health.Active.Rise = 1
+	cfg.Health.Active.Fall = 1
+	bl, err := lb.New(cfg, lb.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	control := &demo.Control{Fleet: fleet, Balancer: demo.LB{B: bl}}
+	control.Register(mux)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go control.Run(sampleCtx)
+	mux.Handle("/", dashboard.New(bl, dashboard.Options{Admin: bl.AdminHandler(""), Context: sampleCtx, Logger: log}))
+	// The control API can crash instances: refuse cross-site browser
+	// requests, as the balancer's admin API does.
+	adminSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- bl.Serve(shopL) }()
+	go func() { defer wg.Done(); errc <- adminSrv.Serve(adminL) }()
+
+	fmt.Fprintf(stdout, "unstuck demo: %d instances, %s mode, store %s\n", len(started), f.mode, f.store)
+	fmt.Fprintf(stdout, "  shop:      http://%s/\n", displayAddr(shopL.Addr()))
+	fmt.Fprintf(stdout, "  dashboard: http://%s/\n", displayAddr(adminL.Addr()))
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop everything.")
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		log.Error("demo listener stopped", "err", err)
+	}
+	fmt.Fprintln(stdout, "unstuck demo: stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = bl.Shutdown(shutdownCtx)
+	_ = adminSrv.Shutdown(shutdownCtx)
+	wg.Wait()
+	return nil
+}
+
+// startInstances starts n instances at once, so the demo is ready in the
+// time one instance takes to start.
+func startInstances(ctx context.Context, fleet *demo.Fleet, n int) ([]demo.InstanceInfo, error) {
+	type result struct{ err error }
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			_, err := fleet.Add(ctx)
+			results <- result{err}
+		}()
+	}
+	var errs []error
+	for range n {
+		if r := <-results; r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Listed in name order, whatever order they came up in.
+	return fleet.List(), nil
+}
+
+// displayAddr turns ":8080" or "[::]:8080" into a clickable localhost URL host.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
