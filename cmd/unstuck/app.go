@@ -23,7 +23,7 @@ import (
 
 // appFlags are `unstuck app`'s settings.
 type appFlags struct {
-	listen, id, store, sessions, control string
+	listen, id, store, backplane, sessions, control string
 	jobDelay                             time.Duration
 	nearCache                            bool
 	drain                                time.Duration
@@ -37,6 +37,7 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8081", "address to serve the shop on")
 	fs.StringVar(&f.id, "id", host, "instance name, sent in X-Unstuck-Instance and shown on every page")
 	fs.StringVar(&f.store, "store", "memory", "shared store: "+storeurl.Describe)
+	fs.StringVar(&f.backplane, "backplane", "", "nats:// or redis:// URL for chat and jobs when --store holds sessions only (memory, dynamodb://)")
 	fs.StringVar(&f.sessions, "sessions", "shared", `where sessions live: "shared" (in --store) or "memory" (this process only: the sticky architecture)`)
 	fs.StringVar(&f.control, "control", "", "the demo's control API base URL, for the page's chaos buttons")
 	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps, so a person can crash an instance mid-job")
@@ -77,6 +78,19 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		return fmt.Errorf("--store: %w", err)
 	}
 	defer parts.Close()
+	if parts.SessionsOnly() && f.backplane != "" {
+		openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		bp, err := storeurl.Open(openCtx, f.backplane, storeurl.Options{})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--backplane: %w", err)
+		}
+		if bp.SessionsOnly() {
+			bp.Close()
+			return fmt.Errorf("--backplane %q: want nats:// or redis://", f.backplane)
+		}
+		parts.UseBackplane(bp)
+	}
 
 	sessStore := parts.Sessions
 	if f.sessions == "memory" {
@@ -102,8 +116,8 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 	if err != nil {
 		return err
 	}
-	if parts.Broker == nil || parts.Jobs == nil {
-		return errors.New("--store memory cannot carry chat or jobs between instances: use nats:// or redis://")
+	if parts.SessionsOnly() {
+		return fmt.Errorf("--store %s holds sessions only: give --backplane nats://... or redis://... for chat and jobs", parts.Kind)
 	}
 	hub, err := realtime.New(realtime.Config{
 		Broker:       parts.Broker,

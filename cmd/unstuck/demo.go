@@ -34,7 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var f demoFlags
 	fs.IntVar(&f.instances, "instances", 3, "how many shop instances to start (1 to 16)")
-	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), redis://HOST:PORT, or memory`)
+	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), redis://HOST:PORT, dynamodb://TABLE?region=R&endpoint=URL&create=true (sessions; chat and jobs over the embedded NATS), or memory (with --mode sticky)`)
 	fs.StringVar(&f.mode, "mode", "store", `"store": all state in the shared store, no stickiness needed; "sticky": sessions in each instance's memory plus a sticky cookie, to compare`)
 	fs.StringVar(&f.listen, "listen", ":8080", "the shop's address (the balancer)")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:9090", "the dashboard, admin and control API address")
@@ -100,16 +100,23 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	}
 	defer adminL.Close()
 
-	// With --store memory, sessions stay in each instance (sticky mode)
-	// while chat and jobs still need a backplane: the embedded NATS.
-	storeURL := f.store
-	if f.store == "nats" || f.store == "memory" {
+	// The embedded NATS is the store for "nats", and the backplane for
+	// chat and jobs when the store holds sessions only (memory: each
+	// instance's own, in sticky mode; dynamodb://).
+	appArgs := []string{"--store", f.store}
+	kind, _ := storeurl.Kind(f.store)
+	if f.store == "nats" || kind == "memory" || kind == "dynamodb" {
 		n, err := demo.StartNATS(dir)
 		if err != nil {
 			return err
 		}
 		defer n.Shutdown()
-		storeURL = n.URL()
+		switch f.store {
+		case "nats", "memory":
+			appArgs = []string{"--store", n.URL()}
+		default:
+			appArgs = append(appArgs, "--backplane", n.URL())
+		}
 	}
 	sessions := "shared"
 	if f.mode == "sticky" {
@@ -120,8 +127,9 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 
 	fleet := &demo.Fleet{
 		Command: func(name, addr string) *exec.Cmd {
-			return exec.Command(exe, "app", "--listen", addr, "--id", name, "--store", storeURL,
-				"--sessions", sessions, "--control", controlURL, "--job-delay", f.jobDelay.String())
+			args := append([]string{"app", "--listen", addr, "--id", name}, appArgs...)
+			args = append(args, "--sessions", sessions, "--control", controlURL, "--job-delay", f.jobDelay.String())
+			return exec.Command(exe, args...)
 		},
 		Output: stderr,
 		Logger: log,

@@ -312,3 +312,34 @@ func TestDemoFlagErrorsNameTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoDynamoDBStore runs the demo with sessions in DynamoDB (a real
+// dynalite) and chat and jobs over the embedded NATS: a crash loses nothing.
+func TestDemoDynamoDBStore(t *testing.T) {
+	dyn := testenv.DynamoDB(t)
+	d := startDemo(t, "--store", "dynamodb://shop_sessions?region=us-east-1&create=true&endpoint="+dyn.Endpoint(), "--job-delay", "0s")
+	u := newUser(t)
+	served := loginAndFill(t, d, u)
+	crash(t, d, served)
+	var me struct{ User, Instance string }
+	if st, _ := doJSON(t, u, "GET", d.shop+"/api/me", nil, &me); st != 200 || me.User != "alice" {
+		t.Fatalf("after crashing %s: /api/me = %d %+v", served, st, me)
+	}
+	var cart cartResp
+	if st, _ := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("") != 3 {
+		t.Fatalf("after crash: cart = %d %+v, want 3 items", st, cart)
+	}
+}
+
+func TestAppSessionsOnlyStoreNeedsBackplane(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"app", "--store", "memory", "--listen", "127.0.0.1:0"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "--backplane") {
+		t.Fatalf("app --store memory: exit %d, stderr %q; want an error naming --backplane", code, errb.String())
+	}
+	errb.Reset()
+	code = run(t.Context(), []string{"app", "--store", "memory", "--backplane", "memory", "--listen", "127.0.0.1:0"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "--backplane") {
+		t.Fatalf("app --backplane memory: exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -1,7 +1,9 @@
 // Package storeurl opens, from one store URL, the shared parts an app
 // instance needs: the session store, the realtime backplane and the jobs
-// backend. It is how `unstuck app`, `demo` and `experiment` accept
-// --store nats://HOST:PORT, redis://HOST:PORT, rediss://HOST:PORT or memory.
+// backend. It is how `unstuck app` and `demo` accept --store
+// nats://HOST:PORT, redis://HOST:PORT, rediss://HOST:PORT,
+// dynamodb://TABLE?region=R&endpoint=URL or memory. DynamoDB and memory
+// hold sessions only; chat and jobs then need a backplane URL of their own.
 package storeurl
 
 import (
@@ -20,14 +22,17 @@ import (
 	"github.com/unstuck-dev/unstuck/jobs/redisjobs"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/dynamostore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
 	"github.com/unstuck-dev/unstuck/session/natsstore"
 	"github.com/unstuck-dev/unstuck/session/redisstore"
 )
 
 // Parts are the shared parts behind one store URL. Close releases them.
+// Broker, Presence and Jobs are nil for a sessions-only store (memory,
+// dynamodb).
 type Parts struct {
-	// Kind is "nats", "redis" or "memory".
+	// Kind is "nats", "redis", "dynamodb" or "memory".
 	Kind     string
 	Sessions session.Store
 	Broker   realtime.Broker
@@ -48,7 +53,7 @@ type Options struct {
 }
 
 // Describe says what a store URL must look like, for CLI errors.
-const Describe = "nats://HOST:PORT, redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS) or memory"
+const Describe = "nats://HOST:PORT, redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS), dynamodb://TABLE?region=R[&endpoint=URL][&create=true] or memory"
 
 // Open connects to the store named by raw and builds every part. A bad URL
 // is an error naming what is wrong; an unreachable store fails within ctx.
@@ -65,19 +70,31 @@ func Open(ctx context.Context, raw string, opts Options) (*Parts, error) {
 		return openMemory(opts)
 	case "nats":
 		return openNATS(ctx, raw, opts)
+	case "dynamodb":
+		return openDynamo(ctx, raw)
 	default:
 		return openRedis(ctx, raw, opts)
 	}
 }
 
+// SessionsOnly reports whether the parts lack a backplane and job queue.
+func (p *Parts) SessionsOnly() bool { return p.Broker == nil || p.Jobs == nil }
+
+// UseBackplane takes the realtime broker and jobs backend from other, a
+// store that has them, for a sessions-only store; p then closes other too.
+func (p *Parts) UseBackplane(other *Parts) {
+	p.Broker, p.Presence, p.Jobs = other.Broker, other.Presence, other.Jobs
+	p.closers = append(p.closers, other.Close)
+}
+
 // Kind checks a store URL's form without connecting and returns its kind:
-// "nats", "redis" or "memory".
+// "nats", "redis", "dynamodb" or "memory".
 func Kind(raw string) (string, error) {
 	if raw == "memory" {
 		return "memory", nil
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
+	if err != nil || (u.Host == "" && u.Scheme != "dynamodb") {
 		return "", fmt.Errorf("store URL %q: want %s", raw, Describe)
 	}
 	switch u.Scheme {
@@ -85,6 +102,11 @@ func Kind(raw string) (string, error) {
 		return "nats", nil
 	case "redis", "rediss":
 		return "redis", nil
+	case "dynamodb":
+		if _, err := dynamostore.ParseURL(raw); err != nil {
+			return "", fmt.Errorf("store URL %q: %w", raw, err)
+		}
+		return "dynamodb", nil
 	default:
 		return "", fmt.Errorf("store URL %q: unknown scheme %q; want %s", raw, u.Scheme, Describe)
 	}
@@ -173,6 +195,16 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	}
 	p.Jobs = backend
 	return p, nil
+}
+
+// openDynamo opens a DynamoDB session store (see dynamostore.Open for the
+// URL's fields).
+func openDynamo(ctx context.Context, raw string) (*Parts, error) {
+	store, err := dynamostore.Open(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	return &Parts{Kind: "dynamodb", Sessions: store}, nil
 }
 
 // openMemory opens only a session store: memory keeps state inside one

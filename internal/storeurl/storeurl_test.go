@@ -15,7 +15,9 @@ func TestOpenEveryKind(t *testing.T) {
 	ctx := context.Background()
 	n := testenv.NATS(t)
 	r := testenv.Redis(t)
-	for _, raw := range []string{n.URL(), "redis://" + r.Addr(), "memory"} {
+	d := testenv.DynamoDB(t)
+	dynamo := "dynamodb://sessions?region=us-east-1&create=true&endpoint=" + d.Endpoint()
+	for raw, sessionsOnly := range map[string]bool{n.URL(): false, "redis://" + r.Addr(): false, "memory": true, dynamo: true} {
 		p, err := storeurl.Open(ctx, raw, storeurl.Options{NearCache: true})
 		if err != nil {
 			t.Fatalf("Open(%s): %v", raw, err)
@@ -23,8 +25,21 @@ func TestOpenEveryKind(t *testing.T) {
 		if p.Sessions == nil {
 			t.Errorf("Open(%s): no session store", raw)
 		}
-		if raw != "memory" && (p.Broker == nil || p.Presence == nil || p.Jobs == nil) {
+		if p.SessionsOnly() != sessionsOnly {
+			t.Errorf("Open(%s): SessionsOnly = %v", raw, p.SessionsOnly())
+		}
+		if !sessionsOnly && (p.Broker == nil || p.Presence == nil || p.Jobs == nil) {
 			t.Errorf("Open(%s): missing parts %+v", raw, p)
+		}
+		if sessionsOnly {
+			bp, err := storeurl.Open(ctx, n.URL(), storeurl.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.UseBackplane(bp)
+			if p.SessionsOnly() {
+				t.Errorf("Open(%s) with a backplane still sessions-only", raw)
+			}
 		}
 		p.Close()
 	}
@@ -35,11 +50,13 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 	defer cancel()
 	dead := fmt.Sprintf("redis://127.0.0.1:%d", testenv.FreePort(t))
 	for raw, want := range map[string]string{
-		"":                 "want nats://",
-		"mysql://x:1":      `unknown scheme "mysql"`,
-		"redis://":         "want nats://",
-		"not a url at all": "want nats://",
-		dead:               "connect to",
+		"":                              "want nats://",
+		"mysql://x:1":                   `unknown scheme "mysql"`,
+		"redis://":                      "want nats://",
+		"not a url at all":              "want nats://",
+		dead:                            "connect to",
+		"dynamodb://":                   "dynamodb",
+		"dynamodb://t?endpoint=ftp://x": "endpoint",
 		strings.Replace(dead, "//", "//:secretpw@", 1): "connect to",
 	} {
 		_, err := storeurl.Open(ctx, raw, storeurl.Options{})
@@ -59,7 +76,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 // FuzzKind feeds the store URL check garbage: it must answer a kind or an
 // error that names the URL, and never panic.
 func FuzzKind(f *testing.F) {
-	for _, s := range []string{"memory", "nats://127.0.0.1:4222", "redis://:pw@h:6379/2", "rediss://h:1", "", "redis://", "://", "nats:/x", "%zz"} {
+	for _, s := range []string{"memory", "nats://127.0.0.1:4222", "dynamodb://t?region=eu-west-1", "dynamodb://t?endpoint=http://127.0.0.1:8000&create=true", "redis://:pw@h:6379/2", "rediss://h:1", "", "redis://", "://", "nats:/x", "%zz"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -70,7 +87,7 @@ func FuzzKind(f *testing.F) {
 			}
 			return
 		}
-		if k != "memory" && k != "nats" && k != "redis" {
+		if k != "memory" && k != "nats" && k != "redis" && k != "dynamodb" {
 			t.Fatalf("Kind(%q) = %q", raw, k)
 		}
 	})
