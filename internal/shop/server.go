@@ -78,6 +78,9 @@ func New(cfg Config) (*Shop, error) {
 	outer.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	outer.Handle("GET /realtime.js", cfg.Hub)
 	outer.HandleFunc("GET /api/products", s.products)
+	// Job progress is pushed (Server-Sent Events) by whichever instance
+	// the browser reaches; a long stream has no need of the session.
+	outer.Handle("GET /api/files/{id}/events", cfg.Jobs.EventsHandler())
 	outer.HandleFunc("GET /api/fleet", s.control.list)
 	outer.HandleFunc("POST /api/fleet", s.control.add)
 	outer.HandleFunc("POST /api/fleet/{name}/{action}", s.control.act)

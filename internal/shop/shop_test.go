@@ -249,6 +249,18 @@ func TestShopUpload(t *testing.T) {
 		}
 		return nil
 	})
+	// Its progress is pushed as Server-Sent Events; for a finished job the
+	// stream carries the final state and ends.
+	events, err := c.Get(srv.URL + "/api/files/" + id + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := io.ReadAll(events.Body)
+	events.Body.Close()
+	if ct := events.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") || !strings.Contains(string(stream), "event: status") || !strings.Contains(string(stream), `"state":"done"`) {
+		t.Fatalf("events: %s %q", ct, stream)
+	}
+
 	// The upload page lists it, from the session.
 	resp, err := c.Get(srv.URL + "/upload")
 	if err != nil {

@@ -83,19 +83,42 @@ function jobCard(id) {
   return card;
 }
 
-async function followJob(id) {
+function renderJob(card, st) {
+  const pct = st.progress ?? st.percent ?? 0;
+  const worker = st.worker ? ` on ${st.worker}` : "";
+  card.querySelector(".state").textContent = `${st.state} ${pct}%${worker}`;
+  card.querySelector(".bar > div").style.width = `${pct}%`;
+  if (st.result) card.querySelector(".result").textContent = JSON.stringify(st.result, null, 2);
+  if (st.error) card.querySelector(".result").textContent = st.error;
+}
+
+const finalStates = ["done", "failed", "cancelled", "dead"];
+
+// followJob listens to the job's progress pushed over Server-Sent Events by
+// any instance; when the serving instance dies, EventSource reconnects
+// through the balancer to another one, which carries on from the store.
+function followJob(id) {
   const card = jobCard(id);
+  if (!window.EventSource) return pollJob(id, card);
+  const es = new EventSource(`/api/files/${encodeURIComponent(id)}/events`);
+  es.addEventListener("status", (ev) => {
+    const st = JSON.parse(ev.data);
+    renderJob(card, st);
+    if (finalStates.includes(st.state)) es.close();
+  });
+  es.onerror = () => { card.querySelector(".state").dataset.reconnecting = "1"; };
+}
+
+async function pollJob(id, card) {
   for (;;) {
-    let st;
-    try { st = await api("GET", `/api/files/${encodeURIComponent(id)}`); }
-    catch (e) { card.querySelector(".state").textContent = `checking… (${e.message})`; await new Promise(r => setTimeout(r, 1000)); continue; }
-    const worker = st.worker ? ` on ${st.worker}` : "";
-    card.querySelector(".state").textContent = `${st.state} ${st.progress}%${worker}`;
-    card.querySelector(".bar > div").style.width = `${st.progress}%`;
-    if (st.result) card.querySelector(".result").textContent = JSON.stringify(st.result, null, 2);
-    if (st.error) card.querySelector(".result").textContent = st.error;
-    if (["done", "failed", "cancelled", "dead"].includes(st.state)) return;
-    await new Promise(r => setTimeout(r, 500));
+    try {
+      const st = await api("GET", `/api/files/${encodeURIComponent(id)}`);
+      renderJob(card, st);
+      if (finalStates.includes(st.state)) return;
+    } catch (e) {
+      card.querySelector(".state").textContent = `checking… (${e.message})`;
+    }
+    await new Promise(r => setTimeout(r, 1000));
   }
 }
 
