@@ -24,9 +24,9 @@ import (
 // appFlags are `unstuck app`'s settings.
 type appFlags struct {
 	listen, id, store, backplane, sessions, control string
-	jobDelay                             time.Duration
-	nearCache                            bool
-	drain                                time.Duration
+	jobDelay                                        time.Duration
+	nearCache                                       bool
+	drain                                           time.Duration
 }
 
 func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {

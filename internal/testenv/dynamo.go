@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -50,9 +49,7 @@ type DynamoServer struct {
 	dir  string
 	port int
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	waitCh chan error
+	proc process
 }
 
 // DynamoDB starts a private dynalite on a free loopback port, waits until
@@ -118,47 +115,12 @@ func (s *DynamoServer) start() error {
 	}
 	cmd := exec.Command(node, s.args()...)
 	cmd.Dir = s.dir
-	logBuf := &bytes.Buffer{}
-	cmd.Stdout = &lockedWriter{w: logBuf}
-	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		return err
+	err = s.proc.start(cmd, 20*time.Second, func() error { return dynaliteHealthy(s.Addr()) })
+	var exited *exitError
+	if errors.As(err, &exited) && strings.Contains(exited.log, "EADDRINUSE") {
+		return fmt.Errorf("%w: %s", errPortInUse, s.Addr())
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	// Poll the health check until it answers, but stop at once if the
-	// process exits: a crash should fail the test now, with its log, not
-	// after the whole deadline.
-	deadline := time.Now().Add(20 * time.Second)
-	interval := 5 * time.Millisecond
-	for {
-		err := dynaliteHealthy(s.Addr())
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("not answering on %s after 20s: %v; log: %s", s.Addr(), err, strings.TrimSpace(logBuf.String()))
-		}
-		t := time.NewTimer(interval)
-		select {
-		case werr := <-exited:
-			t.Stop()
-			log := strings.TrimSpace(logBuf.String())
-			if strings.Contains(log, "EADDRINUSE") {
-				return fmt.Errorf("%w: %s", errPortInUse, s.Addr())
-			}
-			return fmt.Errorf("exited: %v; log: %s", werr, log)
-		case <-t.C:
-		}
-		interval = min(2*interval, 100*time.Millisecond)
-	}
-	s.mu.Lock()
-	s.cmd, s.waitCh = cmd, exited
-	s.mu.Unlock()
-	return nil
+	return err
 }
 
 // dynaliteHealthy asks dynalite's health check: a GET of / answers
@@ -180,17 +142,7 @@ func dynaliteHealthy(addr string) error {
 
 // Kill stops the server with SIGKILL, as a crash would, and waits until the
 // process is gone. Without Persist its tables are lost.
-func (s *DynamoServer) Kill() {
-	s.mu.Lock()
-	cmd, wait := s.cmd, s.waitCh
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-wait
-}
+func (s *DynamoServer) Kill() { s.proc.kill() }
 
 // Restart starts the server again on the same port (and data directory),
 // after a Kill or Stop, and waits until it answers.

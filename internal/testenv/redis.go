@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -37,9 +35,7 @@ type RedisServer struct {
 	// extra arguments added by the cluster starter.
 	clusterArgs []string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	waitCh chan error // receives the process's exit status once
+	proc process
 }
 
 // Redis starts a private redis-server on a free loopback port, waits until
@@ -112,48 +108,12 @@ func (s *RedisServer) start() error {
 	bin := requireRedisBinary(s.t)
 	cmd := exec.Command(bin, s.args()...)
 	cmd.Dir = s.dir
-	logBuf := &bytes.Buffer{}
-	cmd.Stdout = &lockedWriter{w: logBuf}
-	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	err := WaitFor(10*time.Second, func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("exited: %v", err)
-		default:
-		}
-		return Ping(s.Addr())
-	})
-	if err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("%w; log: %s", err, strings.TrimSpace(logBuf.String()))
-	}
-	s.mu.Lock()
-	s.cmd, s.waitCh = cmd, exited
-	s.mu.Unlock()
-	return nil
+	return s.proc.start(cmd, 10*time.Second, func() error { return Ping(s.Addr()) })
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits until the
 // process is gone. Unsynced data is lost unless AOF is on.
-func (s *RedisServer) Kill() {
-	s.mu.Lock()
-	cmd, wait := s.cmd, s.waitCh
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-wait
-}
+func (s *RedisServer) Kill() { s.proc.kill() }
 
 // Restart starts the server again on the same port and directory, after a
 // Kill or Stop, and waits until it answers.
@@ -232,15 +192,4 @@ func redisDo(addr string, args ...string) (string, error) {
 		return string(buf[:n]), nil
 	}
 	return line, nil
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
