@@ -59,6 +59,25 @@ func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 	rec.writeTo(w)
 }
 
+// ownJob lets only the session that uploaded a job reach h: a job ID alone
+// would let anyone who learns it watch someone else's file. The session is
+// shared, so any instance can check.
+func (s *Shop) ownJob(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids, _, err := session.Get[[]string](r.Context(), jobsKey)
+		ok := slices.Contains(ids, r.PathValue("id"))
+		if err != nil {
+			s.sessionFailed(w, err)
+			return
+		}
+		if !ok {
+			writeError(w, http.StatusNotFound, "no such file job in this session")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (s *Shop) apiFileStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := storeCtx(r.Context())
 	defer cancel()

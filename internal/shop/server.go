@@ -78,9 +78,6 @@ func New(cfg Config) (*Shop, error) {
 	outer.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	outer.Handle("GET /realtime.js", cfg.Hub)
 	outer.HandleFunc("GET /api/products", s.products)
-	// Job progress is pushed (Server-Sent Events) by whichever instance
-	// the browser reaches; a long stream has no need of the session.
-	outer.Handle("GET /api/files/{id}/events", cfg.Jobs.EventsHandler())
 	outer.HandleFunc("GET /api/fleet", s.control.list)
 	outer.HandleFunc("POST /api/fleet", s.control.add)
 	outer.HandleFunc("POST /api/fleet/{name}/{action}", s.control.act)
@@ -106,7 +103,10 @@ func New(cfg Config) (*Shop, error) {
 	inner.HandleFunc("POST /api/cart/items", s.apiCartAdd)
 	inner.HandleFunc("DELETE /api/cart/items/{sku}", s.apiCartDelete)
 	inner.HandleFunc("POST /api/files", s.apiUpload)
-	inner.HandleFunc("GET /api/files/{id}", s.apiFileStatus)
+	inner.Handle("GET /api/files/{id}", s.ownJob(http.HandlerFunc(s.apiFileStatus)))
+	// Job progress is pushed (Server-Sent Events) by whichever instance the
+	// browser reaches; when it dies, EventSource reconnects to another.
+	inner.Handle("GET /api/files/{id}/events", s.ownJob(cfg.Jobs.EventsHandler()))
 	inner.HandleFunc("POST /api/chat/messages", s.apiChatPost)
 	inner.HandleFunc("GET /api/chat/messages", s.apiChatList)
 	// The realtime hub authenticates from the session itself.

@@ -261,6 +261,15 @@ func TestShopUpload(t *testing.T) {
 		t.Fatalf("events: %s %q", ct, stream)
 	}
 
+	// Another browser cannot watch it, even knowing its ID.
+	stranger := client()
+	if st, _ := call(t, stranger, "GET", srv.URL+"/api/files/"+id, nil); st != 404 {
+		t.Fatalf("a stranger's GET /api/files/%s = %d, want 404", id, st)
+	}
+	if st, _ := call(t, stranger, "GET", srv.URL+"/api/files/"+id+"/events", nil); st != 404 {
+		t.Fatalf("a stranger's GET /api/files/%s/events = %d, want 404", id, st)
+	}
+
 	// The upload page lists it, from the session.
 	resp, err := c.Get(srv.URL + "/upload")
 	if err != nil {
