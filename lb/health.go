@@ -3,7 +3,9 @@ package lb
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -55,15 +57,17 @@ func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthCo
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	target := b.url.String() + hc.Path
+	counts := bl.m.checkCounters(b.name)
 	rise, fall := 0, 0
 	t := time.NewTicker(hc.Interval)
 	defer t.Stop()
 	for {
-		ok, why := probe(ctx, client, target, hc.Status)
+		result, why := probe(ctx, client, target, hc.Status)
 		if ctx.Err() != nil {
-			return
+			return // stopped mid-probe: not the backend's failure
 		}
-		if ok {
+		counts[result].Inc()
+		if result == checkPass {
 			fall = 0
 			rise++
 			if !b.healthy.Load() && rise >= hc.Rise {
@@ -87,21 +91,41 @@ func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthCo
 	}
 }
 
-// probe makes one check request; want 0 accepts 2xx and 3xx.
-func probe(ctx context.Context, c *http.Client, target string, want int) (bool, string) {
+// probe makes one check request; want 0 accepts 2xx and 3xx. The result
+// is checkPass, checkFail or checkTimeout (the client's timeout expired,
+// connecting or waiting for the answer); why says what was seen.
+func probe(ctx context.Context, c *http.Client, target string, want int) (result, why string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return false, err.Error()
+		return checkFail, err.Error()
 	}
 	req.Header.Set("User-Agent", "unstuck-lb-health")
 	resp, err := c.Do(req)
 	if err != nil {
-		return false, err.Error()
+		return failure(err), err.Error()
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if want != 0 {
-		return resp.StatusCode == want, resp.Status
+	if err != nil {
+		// The status came in time but the body did not: a backend that
+		// hangs mid-answer is not one to send users to.
+		return failure(err), resp.Status + ", then " + err.Error()
 	}
-	return resp.StatusCode >= 200 && resp.StatusCode < 400, resp.Status
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 400
+	if want != 0 {
+		ok = resp.StatusCode == want
+	}
+	if !ok {
+		return checkFail, resp.Status
+	}
+	return checkPass, resp.Status
+}
+
+// failure tells a timed-out check from one refused or reset.
+func failure(err error) string {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return checkTimeout
+	}
+	return checkFail
 }

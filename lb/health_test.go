@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestProbeExpectedStatus(t *testing.T) {
@@ -32,12 +33,35 @@ func TestProbeExpectedStatus(t *testing.T) {
 		{503, 503, true}, // whatever the operator says is healthy
 	} {
 		status.Store(int32(c.status))
-		if ok, why := probe(ctx, srv.Client(), srv.URL+"/ready", c.want); ok != c.ok {
-			t.Errorf("status %d, expected %d: ok=%v (%s)", c.status, c.want, ok, why)
+		want := checkFail
+		if c.ok {
+			want = checkPass
+		}
+		if got, why := probe(ctx, srv.Client(), srv.URL+"/ready", c.want); got != want {
+			t.Errorf("status %d, expected %d: %s (%s), want %s", c.status, c.want, got, why, want)
 		}
 	}
 	srv.Close()
-	if ok, _ := probe(ctx, srv.Client(), srv.URL+"/ready", 0); ok {
-		t.Error("closed server passes")
+	if got, why := probe(ctx, srv.Client(), srv.URL+"/ready", 0); got != checkFail {
+		t.Errorf("closed server: %s (%s), want %s", got, why, checkFail)
+	}
+}
+
+// A backend that accepts the check and never answers is a timeout, told
+// apart from one that refuses it.
+func TestProbeTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := srv.Client()
+	c.Timeout = 50 * time.Millisecond
+	if got, why := probe(context.Background(), c, srv.URL+"/", 0); got != checkTimeout {
+		t.Errorf("hanging backend: %s (%s), want %s", got, why, checkTimeout)
 	}
 }

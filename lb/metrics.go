@@ -18,6 +18,7 @@ type metrics struct {
 	repins     *prometheus.CounterVec
 	spills     *prometheus.CounterVec
 	drains     *prometheus.CounterVec
+	checks     *prometheus.CounterVec
 	badCookies prometheus.Counter
 	noBackend  prometheus.Counter
 	reloads    *prometheus.CounterVec
@@ -68,6 +69,9 @@ func newMetrics(bl *Balancer) *metrics {
 	m.drains = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "unstuck_lb_drains_total", Help: "Drain transitions by backend and phase (started, drained).",
 	}, []string{"backend", "phase"})
+	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "unstuck_lb_health_checks_total", Help: "Active health checks by backend and result (pass, fail, timeout).",
+	}, []string{"backend", "result"})
 	m.badCookies = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "unstuck_lb_invalid_cookies_total", Help: "Sticky cookies ignored as forged, expired or malformed.",
 	})
@@ -78,7 +82,7 @@ func newMetrics(bl *Balancer) *metrics {
 		Name: "unstuck_lb_reloads_total", Help: "Config reloads by result (ok, error).",
 	}, []string{"result"})
 	m.reg.MustRegister(m.requests, m.latency, m.ejections, m.repins, m.spills, m.drains,
-		m.badCookies, m.noBackend, m.reloads, &stateCollector{bl: bl})
+		m.checks, m.badCookies, m.noBackend, m.reloads, &stateCollector{bl: bl})
 	return m
 }
 
@@ -94,6 +98,27 @@ func (m *metrics) forget(name string) {
 	m.ejections.DeletePartialMatch(l)
 	m.spills.DeletePartialMatch(l)
 	m.drains.DeletePartialMatch(l)
+	m.checks.DeletePartialMatch(l)
+}
+
+// Active health check results, the "result" label of
+// unstuck_lb_health_checks_total.
+const (
+	checkPass    = "pass"
+	checkFail    = "fail"    // an answer with the wrong status, or no answer
+	checkTimeout = "timeout" // no answer within health.active.timeout
+)
+
+// checkCounters are one backend's check counters, made when its check loop
+// starts: all three series exist from the first check (so a rate over them
+// is defined), and a loop outliving its backend's removal by one probe
+// cannot bring a forgotten series back.
+func (m *metrics) checkCounters(name string) map[string]prometheus.Counter {
+	c := map[string]prometheus.Counter{}
+	for _, r := range []string{checkPass, checkFail, checkTimeout} {
+		c[r] = m.checks.WithLabelValues(name, r)
+	}
+	return c
 }
 
 // stateCollector reads gauges from the live backends at scrape time, so

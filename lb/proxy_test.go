@@ -226,6 +226,154 @@ func TestActiveHealthRiseFall(t *testing.T) {
 	})
 }
 
+// checkCount reads unstuck_lb_health_checks_total{backend,result} from
+// the balancer's registry, as a scrape would.
+func checkCount(t *testing.T, bl *Balancer, backend, result string) float64 {
+	t.Helper()
+	fams, err := bl.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "unstuck_lb_health_checks_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var b, r string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "backend":
+					b = l.GetValue()
+				case "result":
+					r = l.GetValue()
+				}
+			}
+			if b == backend && r == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1 // no such series
+}
+
+func TestHealthCheckMetricCountsPassesAndFailures(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	l := startLB(t, &Config{
+		Sticky: StickyConfig{Mode: "none"},
+		Health: HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, Rise: 1, Fall: 2}},
+	}, a, b)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := checkCount(t, l.bl, "a", "pass"); n < 3 {
+			return fmt.Errorf("a: %v checks passed", n)
+		}
+		return nil
+	})
+	if n := checkCount(t, l.bl, "a", "fail"); n != 0 {
+		t.Fatalf("a healthy, yet %v checks failed", n)
+	}
+	if n := checkCount(t, l.bl, "a", "timeout"); n != 0 {
+		t.Fatalf("a healthy, yet %v checks timed out", n)
+	}
+
+	a.sick.Store(true)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s, _ := l.bl.status("a"); s.State != StateDown {
+			return fmt.Errorf("a is %s", s.State)
+		}
+		return nil
+	})
+	// Down took Fall failures in a row, so no check that began before
+	// a fell sick is still counting: from here on only failures count.
+	passed, failed := checkCount(t, l.bl, "a", "pass"), checkCount(t, l.bl, "a", "fail")
+	if failed < 2 {
+		t.Fatalf("a went down after %v failed checks, want at least fall=2", failed)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := checkCount(t, l.bl, "a", "fail"); n < failed+3 {
+			return fmt.Errorf("a: %v checks failed, want %v", n, failed+3)
+		}
+		return nil
+	})
+	if n := checkCount(t, l.bl, "a", "pass"); n != passed {
+		t.Fatalf("a is sick, yet passed checks went from %v to %v", passed, n)
+	}
+	if n := checkCount(t, l.bl, "b", "pass"); n < 3 || checkCount(t, l.bl, "b", "fail") != 0 {
+		t.Fatalf("b: %v passed, %v failed; want only passes", n, checkCount(t, l.bl, "b", "fail"))
+	}
+
+	// The series are on /metrics, and go with the backend.
+	resp, err := http.Get(l.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`unstuck_lb_health_checks_total{backend="a",result="fail"}`, `unstuck_lb_health_checks_total{backend="b",result="timeout"} 0`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Sticky none: nobody to wait for, so a is removed at the next tick.
+	if err := l.bl.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := checkCount(t, l.bl, "a", "fail"); n != -1 {
+			return fmt.Errorf("removed backend a still has a check series (%v failed)", n)
+		}
+		return nil
+	})
+}
+
+// A drain in progress on a backend that then goes down reads as "down"
+// (State keeps its precedence) and Draining says the drain is still on.
+func TestDrainingBackendThatGoesDownStaysDraining(t *testing.T) {
+	a, b := newApp(t, "a"), newApp(t, "b")
+	// Sticky cookies: a drain waits drain.idle for pinned users, so it
+	// is still in progress when a goes down.
+	l := startLB(t, &Config{
+		Health: HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Rise: 1, Fall: 1}},
+		Drain:  DrainConfig{Idle: time.Hour},
+	}, a, b)
+	if s, _ := l.bl.status("a"); s.Draining {
+		t.Fatalf("a reports draining before any drain: %+v", s)
+	}
+	if code := adminJSON(t, "POST", l.admin.URL+"/api/backends/a/drain", "", "", nil); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	if s, _ := l.bl.status("a"); s.State != StateDraining || !s.Draining {
+		t.Fatalf("after drain: %+v, want state draining and draining true", s)
+	}
+	a.srv.Close() // the instance stops
+	var got BackendStatus
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if code := adminJSON(t, "GET", l.admin.URL+"/api/backends/a", "", "", &got); code != 200 {
+			return fmt.Errorf("GET: %d", code)
+		}
+		if got.State != StateDown {
+			return fmt.Errorf("a is %s", got.State)
+		}
+		return nil
+	})
+	if !got.Draining {
+		t.Fatalf("a down while draining: %+v, want draining true", got)
+	}
+	// The JSON field is there for API clients, true or false.
+	var raw []map[string]any
+	adminJSON(t, "GET", l.admin.URL+"/api/backends", "", "", &raw)
+	for _, r := range raw {
+		if d, ok := r["draining"].(bool); !ok || d != (r["name"] == "a") {
+			t.Errorf("%v: draining = %v, want %v", r["name"], r["draining"], r["name"] == "a")
+		}
+	}
+	if err := l.bl.Undrain("a"); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := l.bl.status("a"); s.State != StateDown || s.Draining {
+		t.Fatalf("after undrain: %+v, want down and not draining", s)
+	}
+}
+
 func TestPassiveEjectionThroughEngine(t *testing.T) {
 	a, b, c := newApp(t, "a"), newApp(t, "b"), newApp(t, "c")
 	l := startLB(t, &Config{

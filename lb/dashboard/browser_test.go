@@ -363,3 +363,56 @@ func backendState(bl *lb.Balancer, name string) string {
 	}
 	return "missing"
 }
+
+// TestBrowserShowsDrainBehindDown is the live page's side of a drain
+// hidden behind "down": the draining badge and the undrain button follow
+// the balancer, and the health cell counts the checks that passed and
+// failed.
+func TestBrowserShowsDrainBehindDown(t *testing.T) {
+	e := newEnv(t, 2, "", func(c *lb.Config) {
+		activeChecks(c)
+		// Sticky cookies keep the drain in progress (drain.idle) after
+		// b1 goes down.
+		c.Sticky = lb.StickyConfig{Mode: "cookie", Secrets: []string{"0123456789abcdef-dashboard"}}
+		c.Drain.Idle = time.Hour
+	})
+	ctx := newBrowser(t)
+	errs := listenErrors(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 10*time.Second, `document.getElementById('live').textContent`, func(s string) bool { return s == "live" })
+	const b1 = `#backends tr[data-name="b1"]`
+	passed := func(s string) bool {
+		var n int
+		_, err := fmt.Sscanf(s, "%d passed", &n)
+		return err == nil && n > 0
+	}
+	waitDOM(t, ctx, 10*time.Second, `(document.querySelector('`+b1+` .checks .ck-pass') || {textContent: ''}).textContent`, passed)
+
+	if err := e.bl.Drain("b1"); err != nil {
+		t.Fatal(err)
+	}
+	e.backends[0].Close()
+	waitDOM(t, ctx, 10*time.Second, stateOf("b1"), func(s string) bool { return s == "down" })
+	waitDOM(t, ctx, 5*time.Second, `[...document.querySelectorAll('`+b1+` td[data-label=State] .badge')].map(b => b.textContent).join(' ')`,
+		func(s string) bool { return s == "down draining" })
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('`+b1+` button[data-act]').dataset.act`, func(s string) bool { return s == "undrain" })
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('`+b1+` .checks .ck-fail').textContent`, func(s string) bool {
+		var n int
+		_, err := fmt.Sscanf(s, "%d failed", &n)
+		return err == nil && n > 0
+	})
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('`+b1+` .checks .ck-pass').textContent`, passed)
+
+	// Undrain with the button: the badge goes, the row offers drain.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(b1+` button[data-act="undrain"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 5*time.Second, `[...document.querySelectorAll('`+b1+` td[data-label=State] .badge')].map(b => b.textContent).join(' ')`,
+		func(s string) bool { return s == "down" })
+	waitDOM(t, ctx, 5*time.Second, `document.querySelector('`+b1+` button[data-act]').dataset.act`, func(s string) bool { return s == "drain" })
+	for _, m := range errs.take() {
+		t.Errorf("page error: %s", m)
+	}
+}

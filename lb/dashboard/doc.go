@@ -6,9 +6,10 @@
 //
 // It reads only what any embedder can read: (*lb.Balancer).Backends and
 // the balancer's Prometheus registry. A sampler takes both once per
-// interval and derives rates, latency percentiles and error rates from
-// counter and histogram-bucket deltas, so the dashboard shows the last
-// interval rather than averages since start. Actions go through the admin
+// interval and derives rates, latency percentiles, error rates and the
+// last minute's health check results from counter and histogram-bucket
+// deltas, so the dashboard shows the recent past rather than averages
+// since start. Actions go through the admin
 // JSON API (lb.AdminHandler) from the browser, with the admin token the
 // operator types in; the token is never part of a page.
 //

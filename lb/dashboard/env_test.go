@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +20,15 @@ type env struct {
 	bl       *lb.Balancer
 	proxy    string // http://127.0.0.1:PORT of the balancer
 	backends []*httptest.Server
+	sick     []*atomic.Bool // per backend: /healthz answers 503
 	dash     *Dashboard
 	srv      *httptest.Server // dashboard + admin API
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newEnv starts n backends named b1..bn answering their name, a balancer
+// newEnv starts n backends named b1..bn answering their name (and
+// /healthz, 503 while sick), a balancer
 // over them (mut adjusts its config) and the dashboard.
 func newEnv(t *testing.T, n int, token string, mut func(*lb.Config), opts ...func(*lb.Options)) *env {
 	t.Helper()
@@ -33,7 +36,12 @@ func newEnv(t *testing.T, n int, token string, mut func(*lb.Config), opts ...fun
 	cfg := &lb.Config{Admin: lb.AdminConfig{Listen: "off"}, Sticky: lb.StickyConfig{Mode: "none"}}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("b%d", i)
+		sick := new(atomic.Bool)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" && sick.Load() {
+				http.Error(w, "sick", http.StatusServiceUnavailable)
+				return
+			}
 			if r.URL.Path == "/fail" {
 				http.Error(w, "failing on purpose", http.StatusInternalServerError)
 				return
@@ -42,6 +50,7 @@ func newEnv(t *testing.T, n int, token string, mut func(*lb.Config), opts ...fun
 		}))
 		t.Cleanup(srv.Close)
 		e.backends = append(e.backends, srv)
+		e.sick = append(e.sick, sick)
 		cfg.Backends = append(cfg.Backends, lb.BackendConfig{Name: name, URL: srv.URL})
 	}
 	if mut != nil {

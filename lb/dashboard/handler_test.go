@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/lb"
 )
 
 func TestPageListsBackendsWithoutJavaScript(t *testing.T) {
@@ -316,7 +319,8 @@ func TestContextStopsSampler(t *testing.T) {
 // TestReadsTheBalancersMetrics guards the metric names the sampler reads
 // against renames in lb: with traffic, each figure it derives is there.
 func TestReadsTheBalancersMetrics(t *testing.T) {
-	e := newEnv(t, 2, "", nil)
+	e := newEnv(t, 2, "", activeChecks)
+	e.sick[1].Store(true)
 	for range 4 {
 		res, err := http.Get(e.proxy + "/")
 		if err != nil {
@@ -327,20 +331,32 @@ func TestReadsTheBalancersMetrics(t *testing.T) {
 	if err := e.bl.Drain("b1"); err != nil {
 		t.Fatal(err)
 	}
-	fams, err := e.bl.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newReading(time.Now(), e.bl.Backends())
-	r.read(fams)
+	var fams []*dto.MetricFamily
+	var r *reading
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var err error
+		if fams, err = e.bl.Registry().Gather(); err != nil {
+			return err
+		}
+		r = newReading(time.Now(), e.bl.Backends())
+		r.read(fams)
+		if r.checks["b1"]["pass"] == 0 || r.checks["b2"]["fail"] == 0 {
+			return fmt.Errorf("%s: %v, want b1 passing and b2 failing", mChecks, r.checks)
+		}
+		return nil
+	})
 	if got := r.requests["b1"] + r.requests["b2"]; got != 4 {
 		t.Errorf("%s: read %v requests, want 4", mRequests, got)
 	}
-	if h := r.latency["b2"]; h.count == 0 || len(h.bounds) == 0 {
-		t.Errorf("%s: no histogram for b2: %+v", mLatency, h)
+	// b2 may be down before the requests come, so they count together.
+	if h1, h2 := r.latency["b1"], r.latency["b2"]; h1.count+h2.count != 4 || len(h1.bounds) == 0 {
+		t.Errorf("%s: want 4 observations over b1 and b2: %+v %+v", mLatency, h1, h2)
 	}
-	if !r.healthy["b1"] || !r.healthy["b2"] {
-		t.Errorf("%s: %v, want both healthy", mHealthy, r.healthy)
+	if !r.healthy["b1"] || r.healthy["b2"] {
+		t.Errorf("%s: %v, want b1 healthy, b2 not (its checks fail)", mHealthy, r.healthy)
+	}
+	if _, ok := r.checks["b2"]["timeout"]; !ok {
+		t.Errorf("%s: no timeout series for b2: %v", mChecks, r.checks["b2"])
 	}
 	if r.drains["b1"]["started"] != 1 {
 		t.Errorf("%s: %v, want b1 started once", mDrains, r.drains)
@@ -353,6 +369,75 @@ func TestReadsTheBalancersMetrics(t *testing.T) {
 		if !names[n] {
 			t.Errorf("the registry has no %s", n)
 		}
+	}
+}
+
+// activeChecks turns on active health checks at /healthz, fast enough
+// for tests: one failure takes a backend down, one pass brings it back.
+func activeChecks(c *lb.Config) {
+	c.Health.Active = lb.ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, Rise: 1, Fall: 1}
+}
+
+// rowHTML is the server-rendered table row of backend name.
+func rowHTML(t *testing.T, body, name string) string {
+	t.Helper()
+	i := strings.Index(body, `<tr data-name="`+name+`"`)
+	if i < 0 {
+		t.Fatalf("the page has no row for %s", name)
+	}
+	row, _, _ := strings.Cut(body[i:], "</tr>")
+	return row
+}
+
+// A backend draining when it goes down shows "down" and a draining badge
+// (and offers undrain), and its row counts the health checks that passed
+// before and failed after.
+func TestPageShowsDrainBehindDownAndCheckCounts(t *testing.T) {
+	e := newEnv(t, 2, "", func(c *lb.Config) {
+		activeChecks(c)
+		// Sticky cookies keep a drain waiting drain.idle for pinned
+		// users, so it is still in progress when b1 goes down.
+		c.Sticky = lb.StickyConfig{Mode: "cookie", Secrets: []string{"0123456789abcdef-dashboard"}}
+		c.Drain.Idle = time.Hour
+	})
+	testenv.Eventually(t, 10*time.Second, func() error {
+		e.dash.sampleOnce()
+		if c := row(t, e.dash.s, "b1").Checks; c == nil || c.Passed == 0 {
+			return fmt.Errorf("b1 checks %+v, want some passed", c)
+		}
+		return nil
+	})
+	if err := e.bl.Drain("b1"); err != nil {
+		t.Fatal(err)
+	}
+	e.backends[0].Close() // the instance stops
+	testenv.Eventually(t, 10*time.Second, func() error {
+		e.dash.sampleOnce()
+		r := row(t, e.dash.s, "b1")
+		if r.State != lb.StateDown || !r.Draining {
+			return fmt.Errorf("b1 %s, draining %v; want down and draining", r.State, r.Draining)
+		}
+		if r.Checks == nil || r.Checks.Failed == 0 || r.Checks.Passed == 0 {
+			return fmt.Errorf("b1 checks %+v, want passes and failures", r.Checks)
+		}
+		return nil
+	})
+	_, body, _ := e.get(t, "/")
+	b1 := rowHTML(t, body, "b1")
+	for _, want := range []string{
+		`data-state="down"`, `<span class="badge st-down">down</span>`, `<span class="badge st-draining"`, `>draining</span>`,
+		`data-act="undrain" data-name="b1"`, `class="checks"`, ` passed</span>`, `<span class="ck-fail">`,
+	} {
+		if !strings.Contains(b1, want) {
+			t.Errorf("b1's row lacks %s:\n%s", want, b1)
+		}
+	}
+	b2 := rowHTML(t, body, "b2")
+	if strings.Contains(b2, "st-draining") || !strings.Contains(b2, `data-act="drain" data-name="b2"`) {
+		t.Errorf("b2 is up and not draining, yet its row reads:\n%s", b2)
+	}
+	if !strings.Contains(b2, `<span class="ck-fail ck-none">0 failed</span>`) {
+		t.Errorf("b2's checks all pass, yet its row reads:\n%s", b2)
 	}
 }
 

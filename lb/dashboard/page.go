@@ -4,7 +4,9 @@ import (
 	_ "embed"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/unstuck-dev/unstuck/lb"
@@ -31,7 +33,18 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"rate":     func(v float64) string { return fmt.Sprintf("%.1f", v) },
 	"fixed2":   func(v float64) string { return fmt.Sprintf("%.2f", v) },
 	"drainish": func(s string) bool { return s == lb.StateDraining || s == lb.StateDrained },
+	"count":    func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) },
+	"span":     fmtSpan,
 }).Parse(pageHTML))
+
+// fmtSpan names a window of seconds the way the health cell reads: "1m"
+// for the full window, "25s" while it fills.
+func fmtSpan(seconds float64) string {
+	if seconds >= checkWindow.Seconds()-0.5 {
+		return fmt.Sprintf("%gm", math.Round(seconds/60))
+	}
+	return fmt.Sprintf("%.0fs", seconds)
+}
 
 // fmtMS prints a latency in milliseconds with sensible precision.
 func fmtMS(v float64) string {

@@ -23,6 +23,7 @@ type reading struct {
 	healthy   map[string]bool               // backend -> takes requests (not down or ejected)
 	ejections map[string]float64            // backend -> passive ejections
 	drains    map[string]map[string]float64 // backend -> phase (started, drained) -> count
+	checks    map[string]map[string]float64 // backend -> result (pass, fail, timeout) -> active checks; absent without active checks
 	repins    map[string]float64            // reason -> users re-pinned
 	spills    map[string]float64            // backend -> users moved off it
 	reloads   map[string]float64            // result (ok, error) -> reloads
@@ -46,6 +47,7 @@ const (
 	mHealthy   = "unstuck_lb_backend_healthy"
 	mEjections = "unstuck_lb_ejections_total"
 	mDrains    = "unstuck_lb_drains_total"
+	mChecks    = "unstuck_lb_health_checks_total"
 	mRepins    = "unstuck_lb_repins_total"
 	mSpills    = "unstuck_lb_spills_total"
 	mReloads   = "unstuck_lb_reloads_total"
@@ -64,6 +66,7 @@ func newReading(at time.Time, backends []lb.BackendStatus) *reading {
 		healthy:   map[string]bool{},
 		ejections: map[string]float64{},
 		drains:    map[string]map[string]float64{},
+		checks:    map[string]map[string]float64{},
 		repins:    map[string]float64{},
 		spills:    map[string]float64{},
 		reloads:   map[string]float64{},
@@ -96,6 +99,12 @@ func (r *reading) read(families []*dto.MetricFamily) {
 					r.drains[b] = map[string]float64{}
 				}
 				r.drains[b][label(m, "phase")] += m.GetCounter().GetValue()
+			case mChecks:
+				b := label(m, "backend")
+				if r.checks[b] == nil {
+					r.checks[b] = map[string]float64{}
+				}
+				r.checks[b][label(m, "result")] += m.GetCounter().GetValue()
 			case mRepins:
 				r.repins[label(m, "reason")] += m.GetCounter().GetValue()
 			case mSpills:

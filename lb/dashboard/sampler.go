@@ -52,6 +52,37 @@ type backendView struct {
 	P99 *float64 `json:"p99_ms"`
 	// Transitions are the latest state changes, newest last.
 	Transitions []transition `json:"transitions"`
+	// Checks counts the active health checks of the last minute; nil
+	// when the backend has no active checks.
+	Checks *checkCounts `json:"checks"`
+}
+
+// DrainHidden says whether a drain is on that State does not show: the
+// backend is down or ejected, which outrank draining.
+func (v backendView) DrainHidden() bool {
+	return v.Draining && (v.State == lb.StateDown || v.State == lb.StateEjected)
+}
+
+// checkCounts are a backend's active health check results over the last
+// checkWindow (less while the dashboard has not watched it that long).
+type checkCounts struct {
+	Passed float64 `json:"passed"`
+	// Failed counts every check that did not pass, timeouts included.
+	Failed   float64 `json:"failed"`
+	TimedOut float64 `json:"timed_out"`
+	// Window is the span counted, in seconds: 0 until a second reading.
+	Window float64 `json:"window_s"`
+}
+
+// checkWindow is how far back a row's health check counts reach: long
+// enough to show a flapping backend, short enough to show the present.
+const checkWindow = time.Minute
+
+// checkStep is what one backend's check counters grew by between two
+// readings.
+type checkStep struct {
+	from, at               time.Time
+	pass, fail, timeoutCnt float64
 }
 
 // point is one sample in the history the chart draws.
@@ -99,7 +130,8 @@ type sampler struct {
 	points      []point // oldest first, at most historyLen
 	events      []Event // oldest first, at most maxEvents
 	transitions map[string][]transition
-	changed     chan struct{} // closed and replaced by every fold
+	checkSteps  map[string][]checkStep // per backend, oldest first, within checkWindow
+	changed     chan struct{}          // closed and replaced by every fold
 }
 
 func newSampler(historyLen int, interval time.Duration) *sampler {
@@ -107,6 +139,7 @@ func newSampler(historyLen int, interval time.Duration) *sampler {
 		historyLen:  historyLen,
 		interval:    interval,
 		transitions: map[string][]transition{},
+		checkSteps:  map[string][]checkStep{},
 		changed:     make(chan struct{}),
 		imbalance:   1,
 	}
@@ -149,6 +182,7 @@ func (s *sampler) fold(r *reading) {
 	}
 	pt := point{Seq: s.seq, At: r.at.UnixMilli(), RPS: map[string]float64{}, States: map[string]string{}, Imbalance: r.imbalance}
 	rows := make([]backendView, 0, len(r.backends))
+	steps := make(map[string][]checkStep, len(r.backends)) // removed backends' go
 	for _, b := range r.backends {
 		v := backendView{BackendStatus: b, Healthy: b.State != lb.StateDown && b.State != lb.StateEjected}
 		if h, ok := r.healthy[b.Name]; ok {
@@ -164,6 +198,7 @@ func (s *sampler) fold(r *reading) {
 			v.P50 = ms(lat.quantile(0.50))
 			v.P99 = ms(lat.quantile(0.99))
 		}
+		v.Checks = s.foldChecks(prev, r, b.Name, steps)
 		pt.RPS[b.Name] = round(v.RPS, 3)
 		pt.States[b.Name] = b.State
 		rows = append(rows, v)
@@ -175,6 +210,7 @@ func (s *sampler) fold(r *reading) {
 		// Never null in the JSON: an empty list reads as "no change seen".
 		rows[i].Transitions = append([]transition{}, s.transitions[rows[i].Name]...)
 	}
+	s.checkSteps = steps
 	s.rows = rows
 	s.points = append(s.points, pt)
 	if over := len(s.points) - s.historyLen; over > 0 {
@@ -182,6 +218,46 @@ func (s *sampler) fold(r *reading) {
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// foldChecks adds what name's check counters grew by since prev to its
+// steps, drops the steps older than checkWindow, keeps the rest in steps
+// and sums them. A backend whose checks were not counted in prev (new, or
+// checks just turned on) starts from its next reading, so checks made
+// before the dashboard watched are not shown as recent.
+func (s *sampler) foldChecks(prev, r *reading, name string, steps map[string][]checkStep) *checkCounts {
+	cur, ok := r.checks[name]
+	if !ok {
+		return nil
+	}
+	l := s.checkSteps[name]
+	if prev != nil && r.at.After(prev.at) {
+		if p, ok := prev.checks[name]; ok {
+			l = append(l, checkStep{
+				from: prev.at, at: r.at,
+				pass:       delta(p["pass"], cur["pass"]),
+				fail:       delta(p["fail"], cur["fail"]),
+				timeoutCnt: delta(p["timeout"], cur["timeout"]),
+			})
+		}
+	}
+	cut := r.at.Add(-checkWindow)
+	i := 0
+	for i < len(l) && !l[i].at.After(cut) {
+		i++
+	}
+	l = slices.Clone(l[i:]) // a fresh array, so the dropped steps are freed
+	steps[name] = l
+	c := &checkCounts{}
+	if len(l) > 0 {
+		c.Window = round(r.at.Sub(l[0].from).Seconds(), 3)
+	}
+	for _, st := range l {
+		c.Passed += st.pass
+		c.Failed += st.fail + st.timeoutCnt
+		c.TimedOut += st.timeoutCnt
+	}
+	return c
 }
 
 // derive appends the events between prev and cur: state changes seen in

@@ -313,3 +313,57 @@ func TestParseEventID(t *testing.T) {
 		}
 	}
 }
+
+// checks sets a reading's check counters for backend name.
+func checks(r *reading, name string, pass, fail, timeout float64) *reading {
+	r.checks[name] = map[string]float64{"pass": pass, "fail": fail, "timeout": timeout}
+	return r
+}
+
+func TestCheckCountsOverTheLastMinute(t *testing.T) {
+	s := newSampler(100, time.Second)
+	// Checks made before the dashboard watched are not recent.
+	s.fold(checks(rd(0, "a", "up", "b", "up"), "a", 500, 40, 3))
+	if c := row(t, s, "a").Checks; c == nil || *c != (checkCounts{}) {
+		t.Fatalf("first reading: %+v, want zero counts", c)
+	}
+	if c := row(t, s, "b").Checks; c != nil {
+		t.Fatalf("b has no active checks, yet counts %+v", c)
+	}
+	// 30 s of passes, then 30 s of failures, two of them timeouts.
+	for i := 1; i <= 30; i++ {
+		s.fold(checks(rd(time.Duration(i)*time.Second, "a", "up", "b", "up"), "a", 500+float64(i)*2, 40, 3))
+	}
+	if c := *row(t, s, "a").Checks; c != (checkCounts{Passed: 60, Window: 30}) {
+		t.Fatalf("after 30 s of passes: %+v", c)
+	}
+	for i := 31; i <= 60; i++ {
+		timeouts := 3.0
+		if i > 58 {
+			timeouts += float64(i - 58)
+		}
+		s.fold(checks(rd(time.Duration(i)*time.Second, "a", "down", "b", "up"), "a", 560, 40+float64(i-30)*2-(timeouts-3), timeouts))
+	}
+	if c := *row(t, s, "a").Checks; c != (checkCounts{Passed: 60, Failed: 60, TimedOut: 2, Window: 60}) {
+		t.Fatalf("after a minute: %+v, want 60 passed, 60 failed (2 timed out) over 60 s", c)
+	}
+	// The passes age out of the window a second at a time.
+	s.fold(checks(rd(70*time.Second, "a", "down", "b", "up"), "a", 560, 98+20, 5))
+	if c := *row(t, s, "a").Checks; c != (checkCounts{Passed: 40, Failed: 80, TimedOut: 2, Window: 60}) {
+		t.Fatalf("10 s later: %+v, want the 10 oldest seconds (20 passes) gone", c)
+	}
+	// A counter reset (the backend removed and added under its name)
+	// counts from zero; a removed backend's steps go with it.
+	s.fold(checks(rd(71*time.Second, "a", "up"), "a", 3, 0, 0))
+	if c := *row(t, s, "a").Checks; c.Passed != 40-2+3 || c.Failed != 80 {
+		t.Fatalf("after a reset: %+v, want 3 more passes (and the 2 of second 11 gone)", c)
+	}
+	s.fold(rd(72*time.Second, "b", "up"))
+	s.fold(checks(rd(73*time.Second, "a", "up", "b", "up"), "a", 10, 0, 0))
+	if c := *row(t, s, "a").Checks; c != (checkCounts{}) {
+		t.Fatalf("a re-added: %+v, want a fresh start", c)
+	}
+	if len(s.checkSteps) != 1 || len(s.checkSteps["a"]) != 0 {
+		t.Fatalf("steps kept: %v", s.checkSteps)
+	}
+}

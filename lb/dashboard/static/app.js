@@ -165,11 +165,16 @@
       return;
     }
     const rows = backends.map((b) => {
-      const drainish = b.state === "draining" || b.state === "drained";
+      const drainish = b.draining || b.state === "draining" || b.state === "drained";
       const state = cell("State", el("span", { class: "badge st-" + b.state }, b.state));
+      // Down and ejected outrank draining in the state word; the drain
+      // is still on, so say so.
+      if (b.draining && (b.state === "down" || b.state === "ejected")) {
+        state.append(" ", el("span", { class: "badge st-draining", title: "a drain is on: no new users when it is back" }, "draining"));
+      }
       if (b.removing) state.append(" ", el("span", { class: "badge st-removing" }, "removing"));
       const tr = (b.transitions || []).slice().reverse();
-      const health = el("td", { "data-label": "Health, recent", class: "health" }, el("span", { class: "strip" }, strip(b.name)),
+      const health = el("td", { "data-label": "Health, recent", class: "health" }, el("span", { class: "strip" }, strip(b.name)), checks(b.checks),
         el("ol", { class: "transitions" }, ...(tr.length ? tr.slice(0, 1).map((t) => el("li", {}, el("time", { dateTime: t.at }, clock(new Date(t.at))), " " + t.from + " → ", el("span", { class: "st-text-" + t.to }, t.to)))
           : [el("li", { class: "quiet" }, "no change seen")])));
       if (tr.length) health.title = tr.map((t) => clock(new Date(t.at)) + "  " + t.from + " → " + t.to).join("\n");
@@ -193,6 +198,18 @@
           el("button", { type: "button", "data-act": "remove", "data-name": b.name, class: "danger", ariaLabel: "Remove " + b.name }, "Remove")));
     });
     tb.replaceChildren(...rows);
+  }
+
+  // checks shows the active health checks of the last minute (null when
+  // the backend has none), as the server-rendered page does.
+  function checks(c) {
+    if (!c) return null;
+    const span = c.window_s >= 59.5 ? Math.round(c.window_s / 60) + "m" : Math.round(c.window_s) + "s";
+    const s = el("span", { class: "checks", title: "active health checks over the last " + span }, "checks " + span + ": ",
+      el("span", { class: "ck-pass" }, c.passed + " passed"), ", ",
+      el("span", { class: "ck-fail" + (c.failed ? "" : " ck-none") }, c.failed + " failed"));
+    if (c.timed_out > 0) s.append(" (" + c.timed_out + " timed out)");
+    return s;
   }
 
   // strip draws a backend's state over the last 60 samples: its recent
@@ -308,7 +325,7 @@
     if (!s || !s.name) return;
     const b = backends.find((x) => x.name === s.name);
     if (!b) return;
-    Object.assign(b, { state: s.state, removing: s.removing });
+    Object.assign(b, { state: s.state, draining: s.draining, removing: s.removing });
     renderTable();
   }
 
