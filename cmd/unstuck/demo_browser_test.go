@@ -159,12 +159,17 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 }
 
-// saveScreenshot keeps a screenshot as a test artefact in the test's output
-// directory (and, with UNSTUCK_SCREENSHOTS=DIR, in DIR for the README).
+// saveScreenshot keeps a screenshot as a test artefact that outlives the
+// test: in $UNSTUCK_SCREENSHOTS (set it to docs/ to refresh the README's),
+// else in unstuck-artifacts under the system's temp directory.
 func saveScreenshot(t *testing.T, name string, png []byte) {
 	dir := os.Getenv("UNSTUCK_SCREENSHOTS")
 	if dir == "" {
-		dir = t.TempDir()
+		dir = filepath.Join(os.TempDir(), "unstuck-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Errorf("save screenshot: %v", err)
+		return
 	}
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
