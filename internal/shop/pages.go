@@ -23,6 +23,10 @@ type pageData struct {
 	Cart       []cartLine
 	TotalCents int
 	Jobs       []string
+
+	// items is the cart page() loaded for the header's count, kept so a
+	// page that lists the cart does not read it again.
+	items []CartItem
 }
 
 // page loads what the layout shows on every page (user, cart count); a
@@ -39,9 +43,25 @@ func (s *Shop) page(r *http.Request, name, title string) (*pageData, error) {
 	q := r.URL.Query()
 	return &pageData{
 		Title: title, Page: name, Instance: s.cfg.Instance, StoreKind: s.cfg.StoreKind, Sticky: s.cfg.Sticky,
-		User: user, CartCount: cartCount(items),
+		User: user, CartCount: cartCount(items), items: items,
 		Flash: q.Get("msg"), FlashErr: q.Get("err") != "",
 	}, nil
+}
+
+// pageHandler serves the named page: the layout's data, then fill (if any)
+// adds the page's own; a store failure is answered by sessionFailed.
+func (s *Shop) pageHandler(name, title string, fill func(r *http.Request, d *pageData) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.page(r, name, title)
+		if err == nil && fill != nil {
+			err = fill(r, d)
+		}
+		if err != nil {
+			s.sessionFailed(w, err)
+			return
+		}
+		s.pages.render(w, name, d)
+	}
 }
 
 // redirect ends a form POST with a redirect (POST/redirect/GET), carrying a
@@ -55,25 +75,6 @@ func redirect(w http.ResponseWriter, r *http.Request, to, msg string, isErr bool
 		to += "?" + v.Encode()
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
-}
-
-func (s *Shop) homePage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.page(r, "home", "Products")
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	d.Products = catalogue
-	s.pages.render(w, "home", d)
-}
-
-func (s *Shop) loginPage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.page(r, "login", "Log in")
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	s.pages.render(w, "login", d)
 }
 
 func (s *Shop) loginForm(w http.ResponseWriter, r *http.Request) {
@@ -96,26 +97,6 @@ func (s *Shop) logoutForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect(w, r, "/", "Logged out.", false)
-}
-
-func (s *Shop) cartPage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.page(r, "cart", "Cart")
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	items, err := loadCart(r.Context())
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	for _, it := range items {
-		p, _ := productBySKU(it.SKU)
-		line := cartLine{Product: p, Qty: it.Qty, LineCents: p.PriceCents * it.Qty}
-		d.Cart = append(d.Cart, line)
-		d.TotalCents += line.LineCents
-	}
-	s.pages.render(w, "cart", d)
 }
 
 func formQty(r *http.Request) (int, error) {
@@ -167,30 +148,6 @@ func (s *Shop) formDone(w http.ResponseWriter, r *http.Request, to, okMsg string
 	}
 }
 
-func (s *Shop) uploadPage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.page(r, "upload", "Upload")
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	ids, _, err := session.Get[[]string](r.Context(), jobsKey)
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	d.Jobs = ids
-	s.pages.render(w, "upload", d)
-}
-
-func (s *Shop) chatPage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.page(r, "chat", "Chat")
-	if err != nil {
-		s.sessionFailed(w, err)
-		return
-	}
-	s.pages.render(w, "chat", d)
-}
-
 // chatForm is the no-JavaScript way to post to the chat.
 func (s *Shop) chatForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
@@ -205,4 +162,25 @@ func (s *Shop) chatForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect(w, r, "/chat", "", false)
+}
+
+func fillHome(_ *http.Request, d *pageData) error {
+	d.Products = catalogue
+	return nil
+}
+
+func fillCart(_ *http.Request, d *pageData) error {
+	for _, it := range d.items {
+		p, _ := productBySKU(it.SKU)
+		line := cartLine{Product: p, Qty: it.Qty, LineCents: p.PriceCents * it.Qty}
+		d.Cart = append(d.Cart, line)
+		d.TotalCents += line.LineCents
+	}
+	return nil
+}
+
+func fillUpload(r *http.Request, d *pageData) error {
+	ids, _, err := session.Get[[]string](r.Context(), jobsKey)
+	d.Jobs = ids
+	return err
 }

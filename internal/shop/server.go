@@ -84,16 +84,16 @@ func New(cfg Config) (*Shop, error) {
 
 	inner := http.NewServeMux()
 	// Pages.
-	inner.HandleFunc("GET /{$}", s.homePage)
-	inner.HandleFunc("GET /login", s.loginPage)
+	inner.HandleFunc("GET /{$}", s.pageHandler("home", "Products", fillHome))
+	inner.HandleFunc("GET /login", s.pageHandler("login", "Log in", nil))
 	inner.HandleFunc("POST /login", s.loginForm)
 	inner.HandleFunc("POST /logout", s.logoutForm)
-	inner.HandleFunc("GET /cart", s.cartPage)
+	inner.HandleFunc("GET /cart", s.pageHandler("cart", "Cart", fillCart))
 	inner.HandleFunc("POST /cart/add", s.cartAddForm)
 	inner.HandleFunc("POST /cart/set", s.cartSetForm)
 	inner.HandleFunc("POST /cart/remove", s.cartRemoveForm)
-	inner.HandleFunc("GET /upload", s.uploadPage)
-	inner.HandleFunc("GET /chat", s.chatPage)
+	inner.HandleFunc("GET /upload", s.pageHandler("upload", "Upload", fillUpload))
+	inner.HandleFunc("GET /chat", s.pageHandler("chat", "Chat", nil))
 	inner.HandleFunc("POST /chat", s.chatForm)
 	// JSON API.
 	inner.HandleFunc("POST /api/login", s.apiLogin)
