@@ -39,9 +39,9 @@ type Balancer struct {
 	// The proxy engine reads its settings once, so a reload that changes
 	// them starts a new engine (a generation) on the same listeners and
 	// shuts the old one down gracefully; see serve.go.
-	cur    atomic.Pointer[gen]
+	cur    atomic.Pointer[proxy.Server]
 	srvMu  sync.Mutex
-	gens   []*gen
+	gens   []*proxy.Server
 	lns    map[net.Listener]struct{}
 	m      *metrics
 	view   atomic.Pointer[view]
@@ -103,9 +103,8 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	}
 	bl.lns = map[net.Listener]struct{}{}
 	g := bl.newGen(cfg)
-	bl.gens = []*gen{g}
+	bl.gens = []*proxy.Server{g}
 	bl.cur.Store(g)
-	go g.srv.Serve(g.ln)
 	bl.wg.Add(1)
 	go bl.maintainLoop()
 	return bl, nil

@@ -13,18 +13,15 @@ import (
 	"github.com/unstuck-dev/unstuck/internal/proxy"
 )
 
-// gen is one generation of the proxy engine. The engine reads its settings
-// once, so a reload that changes them starts a new generation: the accept
-// loops hand new connections to it, and the old one is shut down
-// gracefully (requests in flight finish, idle keep-alive connections close
-// so their clients reconnect to the new one). WebSocket tunnels are the
-// balancer's, not the engine's, and outlive their generation.
-type gen struct {
-	srv *proxy.Server
-	ln  *chanListener
-}
+// The proxy engine reads its settings once, so a reload that changes them
+// starts a new engine, a generation: the accept loops hand new connections
+// to it, and the old one is shut down gracefully (requests in flight
+// finish, idle keep-alive connections close so their clients reconnect to
+// the new one). WebSocket tunnels are the balancer's, not the engine's,
+// and outlive their generation.
 
-func (bl *Balancer) newGen(cfg *Config) *gen {
+// newGen makes an engine for cfg.
+func (bl *Balancer) newGen(cfg *Config) *proxy.Server {
 	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
 	for _, s := range cfg.TrustedProxies {
 		p, _ := parsePrefix(s) // validated
@@ -62,7 +59,7 @@ func (bl *Balancer) newGen(cfg *Config) *gen {
 				slog.Duration("duration", e.Duration))
 		}
 	}
-	return &gen{srv: srv, ln: newChanListener()}
+	return srv
 }
 
 // sameEngine reports whether a and b configure the engine alike.
@@ -83,7 +80,6 @@ func (bl *Balancer) swapServer(cfg *Config) {
 		return
 	}
 	bl.gens = append(bl.gens, ng)
-	go ng.srv.Serve(ng.ln)
 	old := bl.cur.Swap(ng)
 	bl.srvMu.Unlock()
 	bl.log.Info("engine settings changed: new connections go to a new engine; the old one finishes its requests")
@@ -92,11 +88,11 @@ func (bl *Balancer) swapServer(cfg *Config) {
 		defer bl.wg.Done()
 		ctx, cancel := context.WithTimeout(bl.ctx, cfg.Shutdown.Grace)
 		defer cancel()
-		if err := old.srv.Shutdown(ctx); err != nil {
+		if err := old.Shutdown(ctx); err != nil {
 			return // still busy at the deadline: Close at the end takes it
 		}
 		bl.srvMu.Lock()
-		bl.gens = slices.DeleteFunc(bl.gens, func(g *gen) bool { return g == old })
+		bl.gens = slices.DeleteFunc(bl.gens, func(g *proxy.Server) bool { return g == old })
 		bl.srvMu.Unlock()
 	}()
 }
@@ -146,7 +142,7 @@ func (bl *Balancer) Serve(l net.Listener) error {
 func (bl *Balancer) hand(c net.Conn) {
 	for {
 		g := bl.cur.Load()
-		if g.ln.give(c) {
+		if g.ServeConn(c) == nil {
 			return
 		}
 		if bl.closing.Load() || bl.cur.Load() == g {
@@ -156,7 +152,7 @@ func (bl *Balancer) hand(c net.Conn) {
 	}
 }
 
-func (bl *Balancer) allGens() []*gen {
+func (bl *Balancer) allGens() []*proxy.Server {
 	bl.srvMu.Lock()
 	defer bl.srvMu.Unlock()
 	return slices.Clone(bl.gens)
@@ -180,7 +176,7 @@ func (bl *Balancer) shutdownServers(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = g.srv.Shutdown(ctx)
+			errs[i] = g.Shutdown(ctx)
 		}()
 	}
 	wg.Wait()
@@ -191,63 +187,7 @@ func (bl *Balancer) closeServers() error {
 	bl.closeListeners()
 	var errs []error
 	for _, g := range bl.allGens() {
-		errs = append(errs, g.srv.Close())
+		errs = append(errs, g.Close())
 	}
 	return errors.Join(errs...)
 }
-
-// chanListener is the listener an engine generation serves: connections
-// come from the balancer's accept loops.
-type chanListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// give hands c to the engine, or reports false if the listener is closed.
-func (l *chanListener) give(c net.Conn) bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-	}
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-// Accept implements net.Listener.
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case <-l.done:
-		return nil, net.ErrClosed
-	default:
-	}
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close implements net.Listener.
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-// Addr implements net.Listener.
-func (l *chanListener) Addr() net.Addr { return chanAddr{} }
-
-type chanAddr struct{}
-
-func (chanAddr) Network() string { return "lb" }
-func (chanAddr) String() string  { return "lb" }

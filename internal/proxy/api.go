@@ -8,11 +8,14 @@
 // owns policies, stickiness, health and drain, and this package owns
 // framing, timeouts, limits, retries and WebSocket tunnels.
 //
-// CONTRACT (shared by the lb and proxy developers; change only together):
-// the exported names in this file.
+// The entry points are in this file: a caller accepts connections itself
+// and gives each to Server.ServeConn; the engine calls Server.Route once per
+// attempt of every request, and reports each attempt's end as an Outcome to
+// Target.Done. Request (request.go), Upstream (upstream.go) and Tunnel
+// (tunnel.go) are what Route reads, returns and keeps.
 //
 // Behaviour worth knowing:
-//   - Server fields are read once, at the first Serve; change them by
+//   - Server fields are read once, at the first ServeConn; change them by
 //     starting a new Server.
 //   - The parser refuses, with a 4xx and a closed connection: both
 //     Content-Length and Transfer-Encoding, differing Content-Lengths, any
@@ -47,17 +50,18 @@
 package proxy
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Server accepts client connections and forwards each request to the
-// upstream that Route picks. The zero value is not usable: Route is required.
+// Server serves the client connections given to ServeConn, forwarding each
+// request to the upstream that Route picks. The zero value is not usable:
+// Route is required.
 type Server struct {
 	// Route picks the upstream for one attempt of a request. It is called
 	// once per attempt: for a retry, req.Attempt > 0 and req.Tried lists the
@@ -84,16 +88,57 @@ type Server struct {
 	// AccessLog, when set, is called once per finished exchange.
 	AccessLog func(AccessEntry)
 
-	// impl is the running state; the fields above must not change after
-	// the first Serve.
-	impl serverImpl
+	// The running state (server.go), set up by the first call to any
+	// method; the fields above must not change after it.
+	once     sync.Once
+	lim      Limits   // Limits with defaults
+	to       Timeouts // Timeouts with defaults
+	log      *slog.Logger
+	idem     [][]byte // lim.IdempotentMethods
+	clk      clock
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
+	nconns   atomic.Int64
+	shutting atomic.Bool
+	stop     chan struct{}
+	stopOnce sync.Once
+	pool     sync.Pool // *clientConn with its buffers
+}
+
+// ServeConn serves c, a new client connection (plain TCP, or a *tls.Conn
+// whose handshake has not run yet), on a goroutine of its own, and returns
+// at once. The Server owns c from then on, and closes it at once when
+// MaxConns connections are open already. After Shutdown or Close it
+// returns ErrServerClosed and leaves c to the caller, which may give it
+// to another Server.
+func (s *Server) ServeConn(c net.Conn) error {
+	if s.Route == nil {
+		return errors.New("proxy: Server.Route is nil")
+	}
+	s.setup()
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.nconns.Add(1) > int64(s.lim.MaxConns) {
+		s.nconns.Add(-1)
+		s.mu.Unlock()
+		c.Close()
+		return nil
+	}
+	cc := s.newConn(c)
+	s.conns[cc] = struct{}{}
+	s.mu.Unlock()
+	go cc.serve()
+	return nil
 }
 
 // Limits bound client input. Zero means the default in brackets.
 type Limits struct {
 	MaxHeaderBytes int   // request line plus headers [64 KiB]; more answers 431
 	MaxBodyBytes   int64 // request body; 0 means no limit; more answers 413
-	MaxConns       int   // concurrent client connections [10000]; more are closed at accept
+	MaxConns       int   // concurrent client connections [10000]; more are closed at once
 	// RetryBodyBytes is the largest request body buffered so that a
 	// non-idempotent or body-carrying request may be retried [64 KiB].
 	RetryBodyBytes int
@@ -157,117 +202,12 @@ type AccessEntry struct {
 	Duration time.Duration
 }
 
-// Request is a read-only view of a request head, valid only during the
-// Route call (its byte slices point into a reused buffer: copy to keep).
-type Request struct {
-	// Attempt is 0 for the first try and 1 for the retry.
-	Attempt int
-	// Tried lists the upstreams of earlier attempts of this request.
-	Tried []*Upstream
-	// LastErr is the previous attempt's error, for a retry.
-	LastErr error
-	// unexported fields: the parsed head, client address, TLS state.
-	impl requestImpl
-}
-
-// Method returns the request method, e.g. "GET".
-func (r *Request) Method() []byte { return r.impl.method() }
-
-// Path returns the request target as sent (origin form), e.g. "/a?b=c".
-func (r *Request) Path() []byte { return r.impl.path() }
-
-// Header returns the first value of the named header (case-insensitive),
-// or nil.
-func (r *Request) Header(name string) []byte { return r.impl.header(name) }
-
-// Cookie returns the value of the named cookie from the Cookie header(s),
-// or nil. It does not allocate.
-func (r *Request) Cookie(name string) []byte { return r.impl.cookie(name) }
-
-// ClientIP is the client's address: the peer's, or the one a trusted proxy
-// reported in X-Forwarded-For / Forwarded.
-func (r *Request) ClientIP() netip.Addr { return r.impl.clientIP() }
-
-// Secure reports whether the client connection is TLS, or a trusted proxy
-// said the original scheme was https.
-func (r *Request) Secure() bool { return r.impl.secure() }
-
-// IsWebSocket reports whether this is a WebSocket upgrade request.
-func (r *Request) IsWebSocket() bool { return r.impl.isWebSocket() }
-
-// Upstream is one backend address with its pool of keep-alive connections.
-// It is safe for concurrent use; create with NewUpstream.
-type Upstream struct {
-	impl upstreamImpl
-}
-
-// UpstreamOptions configure an upstream's connection pool. Zero values take
-// defaults.
-type UpstreamOptions struct {
-	MaxIdleConns int // idle keep-alive connections kept [256]
-	// TLS, when set, makes the engine dial the upstream over TLS with this
-	// server name; empty means plain TCP.
-	TLSServerName string
-	// TLSConfig, when set, is used (cloned) for TLS to the upstream: custom
-	// roots, client certificates. It implies TLS even without
-	// TLSServerName; ServerName defaults to TLSServerName, NextProtos to
-	// http/1.1.
-	TLSConfig *tls.Config
-}
-
-// NewUpstream returns an upstream named name (the name appears in logs,
-// never in responses) that dials addr ("host:port").
-func NewUpstream(name, addr string, opts UpstreamOptions) *Upstream {
-	u := &Upstream{}
-	u.impl.init(name, addr, opts)
-	return u
-}
-
-// Name is the upstream's name.
-func (u *Upstream) Name() string { return u.impl.name }
-
-// Addr is the upstream's dial address.
-func (u *Upstream) Addr() string { return u.impl.addr }
-
-// Close closes the idle pooled connections and makes later exchanges dial
-// afresh; exchanges in flight and tunnels are not touched, so an upstream
-// removed by a reload finishes what it started.
-func (u *Upstream) Close() { u.impl.close() }
-
-// Tunnel is an open WebSocket connection relayed to an upstream.
-type Tunnel struct {
-	impl tunnelImpl
-}
-
-// Upstream is the upstream the tunnel is connected to.
-func (t *Tunnel) Upstream() *Upstream { return t.impl.upstream }
-
-// Close sends the client a WebSocket close frame with code and reason (at a
-// frame boundary of the upstream-to-client stream, so the frame is never
-// spliced into another), then closes both sides. Codes: 1001 going away
-// (shutdown), 1012 service restart (drain). Safe to call more than once and
-// concurrently.
-func (t *Tunnel) Close(code uint16, reason string) { t.impl.closeWith(code, reason) }
-
-// Closed is closed when the tunnel has ended, for whatever reason.
-func (t *Tunnel) Closed() <-chan struct{} { return t.impl.done }
-
 // Errors the engine reports in Outcome.Err or expects from Route.
 var (
 	// ErrNoUpstream from Route answers 503 with Retry-After.
 	ErrNoUpstream = errors.New("proxy: no upstream available")
 	// ErrUpstreamTimeout marks an upstream that did not answer in time (504).
 	ErrUpstreamTimeout = errors.New("proxy: upstream timed out")
+	// ErrServerClosed is ServeConn's answer after Shutdown or Close.
+	ErrServerClosed = errors.New("proxy: server closed")
 )
-
-// Serve accepts connections on l until Shutdown or Close; it returns
-// net.ErrClosed after either. l may be a TLS listener (ALPN http/1.1).
-func (s *Server) Serve(l net.Listener) error { return s.serve(l) }
-
-// Shutdown stops accepting, closes idle client connections, and waits for
-// in-flight exchanges to finish or ctx to end. Tunnels are left to the
-// router, which closes them with 1001 spread over its grace period.
-func (s *Server) Shutdown(ctx context.Context) error { return s.shutdown(ctx) }
-
-// Close closes every listener and connection at once, tunnels included.
-func (s *Server) Close() error { return s.close() }

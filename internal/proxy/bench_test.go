@@ -31,7 +31,7 @@ func BenchmarkBuildUpstreamHead(b *testing.B) {
 	cc := newClientConn()
 	cc.s = &Server{}
 	cc.hb = []byte(benchReq)
-	r := &cc.req.impl
+	r := &cc.req
 	if _, err := parseRequestHead(cc.hb, &r.reqHead); err != nil {
 		b.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func BenchmarkProxyGET(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go srv.Serve(l)
+	serve(b, srv, l)
 	defer srv.Close()
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -160,14 +160,14 @@ func TestParseAndRewriteDoNotAllocate(t *testing.T) {
 		"X-Hop: 1\r\nContent-Length: 5, 5\r\nExpect: 100-continue\r\nCookie: a=1; unstuck_affinity=v\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n")
 	cc.peerText = []byte("127.0.0.1")
 	cc.fwdFor = cc.peerText
-	r := &cc.req.impl
+	r := &cc.req
 	r.trusted = true
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := parseRequestHead(cc.hb, &r.reqHead); err != nil {
 			t.Fatal(err)
 		}
 		r.b = cc.hb
-		cc.buildHead(r.isWebSocket())
+		cc.buildHead(r.IsWebSocket())
 		if cc.req.Cookie("unstuck_affinity") == nil || cc.req.Header("x-hop") == nil {
 			t.Fatal("lookup")
 		}

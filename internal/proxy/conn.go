@@ -56,26 +56,25 @@ func newClientConn() *clientConn {
 	cc := &clientConn{}
 	cc.rd.buf = make([]byte, clientReadBuf)
 	cc.bw = bufio.NewWriterSize(&cc.cw, clientWriteBuf)
-	cc.req.impl.fields = make([]field, 0, 32)
+	cc.req.fields = make([]field, 0, 32)
 	return cc
 }
 
 func (cc *clientConn) serve() {
 	s := cc.s
-	si := &s.impl
 	tunneled := false
 	defer func() {
 		if v := recover(); v != nil {
 			// Like net/http: a panic (in Route, say) ends this connection,
 			// not the process.
-			si.log.Error("proxy: panic serving a connection", "client", cc.req.impl.peer, "panic", v, "stack", string(debug.Stack()))
+			s.log.Error("proxy: panic serving a connection", "client", cc.req.peer, "panic", v, "stack", string(debug.Stack()))
 		}
 		if !tunneled {
 			s.release(cc)
 		}
 	}()
 	if tc, ok := cc.c.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(si.to.ClientHeader))
+		tc.SetDeadline(time.Now().Add(s.to.ClientHeader))
 		if err := tc.Handshake(); err != nil {
 			return
 		}
@@ -129,14 +128,14 @@ const (
 // pipelined stay buffered; before it blocks, it flushes the responses
 // written so far.
 func (cc *clientConn) readHead() (int, error) {
-	si := &cc.s.impl
-	r := &cc.req.impl
+	s := cc.s
+	r := &cc.req
 	searched, partial := 0, false
 	for {
 		a := cc.rd.avail()
 		if len(a) > 0 {
 			if end := findHeadEnd(a, searched); end >= 0 {
-				if end > si.lim.MaxHeaderBytes {
+				if end > s.lim.MaxHeaderBytes {
 					return 0, errHeadTooLarge
 				}
 				n, err := parseRequestHead(a[:end], &r.reqHead)
@@ -149,7 +148,7 @@ func (cc *clientConn) readHead() (int, error) {
 				return n, err
 			}
 			searched = len(a)
-			if len(a) >= si.lim.MaxHeaderBytes {
+			if len(a) >= s.lim.MaxHeaderBytes {
 				return 0, errHeadTooLarge
 			}
 		}
@@ -161,18 +160,18 @@ func (cc *clientConn) readHead() (int, error) {
 		idle := len(a) == 0
 		var d time.Duration
 		if idle {
-			d = si.to.ClientIdle
+			d = s.to.ClientIdle
 			cc.state.Store(stIdle)
-			if si.shutting.Load() {
+			if s.shutting.Load() {
 				return 0, errClientGone
 			}
 		} else if !partial {
 			// A head that does not come in one piece gets ClientHeader
 			// from here on (slowloris).
 			partial = true
-			cc.rd.forceDeadline(time.Now().Add(si.to.ClientHeader))
+			cc.rd.forceDeadline(time.Now().Add(s.to.ClientHeader))
 		}
-		_, err := cc.rd.fill(d, si.lim.MaxHeaderBytes+1)
+		_, err := cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
 		if idle && !cc.state.CompareAndSwap(stIdle, stActive) {
 			return 0, errClientGone
 		}
@@ -192,7 +191,7 @@ func (cc *clientConn) readHead() (int, error) {
 func (cc *clientConn) headError(err error) bool {
 	var he *httpError
 	if errors.As(err, &he) {
-		cc.s.impl.log.Info("proxy: bad request", "client", cc.req.impl.peer, "status", he.status, "err", he.msg)
+		cc.s.log.Info("proxy: bad request", "client", cc.req.peer, "status", he.status, "err", he.msg)
 		cc.fail(he.status, false)
 		return true
 	}
@@ -200,8 +199,8 @@ func (cc *clientConn) headError(err error) bool {
 }
 
 func (cc *clientConn) idempotent() bool {
-	m := cc.req.impl.method()
-	for _, x := range cc.s.impl.idem {
+	m := cc.req.Method()
+	for _, x := range cc.s.idem {
 		if string(x) == string(m) {
 			return true
 		}
@@ -214,8 +213,7 @@ func (cc *clientConn) idempotent() bool {
 // the tunnel the connection became.
 func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 	s := cc.s
-	si := &s.impl
-	r := &cc.req.impl
+	r := &cc.req
 	// Copy the head out of the read buffer: reading the body may reuse it,
 	// and Route may be called again after that.
 	cc.hb = append(cc.hb[:0], r.b...)
@@ -224,8 +222,8 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 	cc.req.Attempt, cc.req.Tried, cc.req.LastErr = 0, nil, nil
 	// An upgrade carrying a body is served as a plain request: the body
 	// and the tunnel would both want the client's read side.
-	ws := r.isWebSocket() && !r.chunked && r.cl <= 0
-	keep = r.minor == 1 && !r.connClose && !ws && !si.shutting.Load()
+	ws := r.IsWebSocket() && !r.chunked && r.cl <= 0
+	keep = r.minor == 1 && !r.connClose && !ws && !s.shutting.Load()
 
 	kind := bodyNone
 	switch {
@@ -234,20 +232,20 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 	case r.cl > 0:
 		kind = bodyCL
 	}
-	if si.lim.MaxBodyBytes > 0 && r.cl > si.lim.MaxBodyBytes {
+	if s.lim.MaxBodyBytes > 0 && r.cl > s.lim.MaxBodyBytes {
 		cc.logBad(errBodyTooLarge)
 		cc.fail(413, false)
 		return false, nil
 	}
-	cc.reqBody.init(kind, r.cl, kind == bodyChunked, si.lim.MaxBodyBytes)
+	cc.reqBody.init(kind, r.cl, kind == bodyChunked, s.lim.MaxBodyBytes)
 	cc.sent100 = false
 	cc.buildHead(ws)
 
 	// Buffer a small body whole, so the request can be retried.
 	cc.body = cc.body[:0]
-	if !cc.reqBody.done && (kind == bodyChunked || r.cl <= int64(si.lim.RetryBodyBytes)) {
+	if !cc.reqBody.done && (kind == bodyChunked || r.cl <= int64(s.lim.RetryBodyBytes)) {
 		cc.send100()
-		srcErr, _ := cc.reqBody.pump(&cc.rd, si.to.ClientIdle, (*byteSink)(&cc.body), nil, si.lim.RetryBodyBytes)
+		srcErr, _ := cc.reqBody.pump(&cc.rd, s.to.ClientIdle, (*byteSink)(&cc.body), nil, s.lim.RetryBodyBytes)
 		if srcErr != nil {
 			cc.bodyError(srcErr)
 			return false, nil
@@ -268,7 +266,7 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 				// On a retry, the first upstream's failure is the story.
 				status = 503
 			}
-			si.log.Warn("proxy: no route", "client", r.peer, "method", string(r.method()), "path", string(r.path()),
+			s.log.Warn("proxy: no route", "client", r.peer, "method", string(r.Method()), "path", string(r.Path()),
 				"status", status, "err", err, "attempt", attempt, "first_err", cc.req.LastErr)
 			cc.access(status, nil, 0, 0)
 			cc.fail(status, keep && cc.reqBody.done)
@@ -283,7 +281,7 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 			t.Done(Outcome{Status: res.status, Err: res.err, Duration: time.Since(start), Retrying: retry})
 		}
 		if retry {
-			si.log.Info("proxy: retrying on another upstream", "upstream", t.Upstream.Name(), "err", res.err)
+			s.log.Info("proxy: retrying on another upstream", "upstream", t.Upstream.Name(), "err", res.err)
 			cc.tried[0] = t.Upstream
 			cc.req.LastErr = res.err
 			continue
@@ -299,29 +297,25 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 			if errors.Is(res.err, ErrUpstreamTimeout) {
 				status = 504
 			}
-			si.log.Warn("proxy: upstream failed", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", string(r.method()), "path", string(r.path()), "status", status, "err", res.err)
+			s.log.Warn("proxy: upstream failed", "upstream", t.Upstream.Name(), "client", r.peer,
+				"method", string(r.Method()), "path", string(r.Path()), "status", status, "err", res.err)
 			cc.access(status, nil, 0, time.Since(start))
 			cc.fail(status, keep && cc.reqBody.done)
 			return keep && cc.reqBody.done, nil
 		}
 		if res.err != nil {
-			si.log.Warn("proxy: upstream failed mid-response", "upstream", t.Upstream.Name(), "client", r.peer,
-				"method", string(r.method()), "path", string(r.path()), "status", res.status, "err", res.err)
+			s.log.Warn("proxy: upstream failed mid-response", "upstream", t.Upstream.Name(), "client", r.peer,
+				"method", string(r.Method()), "path", string(r.Path()), "status", res.status, "err", res.err)
 		}
 		cc.access(res.status, t.Upstream, cc.respBody.total, time.Since(start))
 		if res.tunnel != nil {
-			tun := &Tunnel{}
-			tun.impl.upstream = t.Upstream
-			tun.impl.uc = res.tunnel
-			tun.impl.cc = cc
-			tun.impl.done = make(chan struct{})
+			tun := &Tunnel{upstream: t.Upstream, uc: res.tunnel, cc: cc, done: make(chan struct{})}
 			if t.OnTunnel != nil {
 				t.OnTunnel(tun)
 			}
 			return false, tun
 		}
-		return res.keep && keep && !si.shutting.Load(), nil
+		return res.keep && keep && !s.shutting.Load(), nil
 	}
 }
 
@@ -342,7 +336,7 @@ func (cc *clientConn) access(status int, u *Upstream, n int64, d time.Duration) 
 // engine answers itself (as nginx does) and does not forward Expect: it
 // reads the body to buffer it for retries anyway.
 func (cc *clientConn) send100() {
-	r := &cc.req.impl
+	r := &cc.req
 	if cc.sent100 || !r.expect100 || r.minor != 1 {
 		return
 	}
@@ -357,7 +351,7 @@ func (cc *clientConn) send100() {
 func (cc *clientConn) logBad(err error) {
 	var he *httpError
 	if errors.As(err, &he) {
-		cc.s.impl.log.Info("proxy: bad request", "client", cc.req.impl.peer, "status", he.status, "err", he.msg)
+		cc.s.log.Info("proxy: bad request", "client", cc.req.peer, "status", he.status, "err", he.msg)
 	}
 }
 

@@ -20,20 +20,20 @@ type result struct {
 
 // exchange sends the request to t's upstream and relays the response.
 func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
-	si := &cc.s.impl
-	u := &t.Upstream.impl
+	s := cc.s
+	u := t.Upstream
 	var uc *upConn
 	if cc.reqBody.done {
 		// A body that streams cannot be sent twice, so it never risks a
 		// pooled connection the upstream may have closed while it idled
 		// (Node closes idle ones after 5 s): it gets a fresh one.
-		uc = u.get(si.clk.get(), si.to.UpstreamIdle)
+		uc = u.get(s.clk.get(), s.to.UpstreamIdle)
 	}
 	reused := uc != nil
 	for {
 		if uc == nil {
 			var err error
-			uc, err = u.dial(context.Background(), si.to.Dial, &si.to, &si.clk)
+			uc, err = u.dial(context.Background(), s.to.Dial, &s.to, &s.clk)
 			if err != nil {
 				res.err, res.dialFailed = err, true
 				return res
@@ -71,8 +71,8 @@ func (cc *clientConn) finish(t *Target, uc *upConn, res result, reusable bool) {
 	switch {
 	case res.tunnel != nil:
 	case reusable:
-		si := &cc.s.impl
-		t.Upstream.impl.put(uc, si.clk.get(), si.to.UpstreamIdle)
+		s := cc.s
+		t.Upstream.put(uc, s.clk.get(), s.to.UpstreamIdle)
 	default:
 		uc.c.Close()
 	}
@@ -93,17 +93,17 @@ type pumped struct{ src, dst error }
 // relays the response, so an upstream that answers while it still reads
 // (or instead of reading) is served as it would be directly.
 func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, res result) result {
-	si := &cc.s.impl
+	s := cc.s
 	res.streamed = true
 	cc.send100()
-	if err := cc.sendHead(uc, &t.Upstream.impl); err != nil {
+	if err := cc.sendHead(uc, t.Upstream); err != nil {
 		uc.c.Close()
 		res.err = err
 		return res
 	}
 	done := make(chan pumped, 1)
 	go func() {
-		src, dst := cc.reqBody.pump(&cc.rd, si.to.ClientIdle, uc.bw, uc.bw, 0)
+		src, dst := cc.reqBody.pump(&cc.rd, s.to.ClientIdle, uc.bw, uc.bw, 0)
 		if src == nil && dst == nil {
 			dst = uc.bw.Flush()
 		}
@@ -154,7 +154,7 @@ func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, re
 
 // sendHead writes the head and the buffered body upstream, in one write
 // when the body is whole.
-func (cc *clientConn) sendHead(uc *upConn, u *upstreamImpl) error {
+func (cc *clientConn) sendHead(uc *upConn, u *Upstream) error {
 	bw := uc.bw
 	bw.Write(cc.out)
 	if cc.needHost {
@@ -169,7 +169,7 @@ func (cc *clientConn) sendHead(uc *upConn, u *upstreamImpl) error {
 
 // readRespHead reads a response head; got reports whether any byte came.
 func (cc *clientConn) readRespHead(uc *upConn) (n int, got bool, err error) {
-	si := &cc.s.impl
+	s := cc.s
 	searched := 0
 	for {
 		a := uc.rd.avail()
@@ -190,7 +190,7 @@ func (cc *clientConn) readRespHead(uc *upConn) (n int, got bool, err error) {
 				return 0, got, err
 			}
 		}
-		if _, err := uc.rd.fill(si.to.Upstream, maxRespHead); err != nil {
+		if _, err := uc.rd.fill(s.to.Upstream, maxRespHead); err != nil {
 			if err == errBufferFull {
 				err = errRespHead
 			}
@@ -202,8 +202,8 @@ func (cc *clientConn) readRespHead(uc *upConn) (n int, got bool, err error) {
 // relay writes the response whose head is the first n bytes buffered on
 // uc to the client, and its body after it.
 func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res result) (result, bool) {
-	si := &cc.s.impl
-	r := &cc.req.impl
+	s := cc.s
+	r := &cc.req
 	rh := &uc.resp
 	for rh.status < 200 && rh.status != 101 {
 		// Interim responses: 100 is ours to send (see send100); others
@@ -243,7 +243,7 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 		return res, false
 	}
 	kind := bodyNone
-	noBody := string(r.method()) == "HEAD" || rh.status == 204 || rh.status == 304
+	noBody := string(r.Method()) == "HEAD" || rh.status == 204 || rh.status == 304
 	switch {
 	case noBody:
 	case rh.hasTE:
@@ -260,12 +260,12 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 	}
 	outChunked := r.minor == 1 && (kind == bodyChunked || kind == bodyClose)
 	keepUp := rh.minor == 1 && !rh.connClose && kind != bodyClose
-	res.keep = keep && (kind != bodyClose || outChunked) && !si.shutting.Load()
+	res.keep = keep && (kind != bodyClose || outChunked) && !s.shutting.Load()
 	cc.writeRespHead(hb, rh, t.SetCookie, kind, outChunked, res.keep)
 	uc.rd.consume(n)
 	res.wrote = true
 	cc.respBody.init(kind, rh.cl, outChunked, 0)
-	srcErr, dstErr := cc.respBody.pump(&uc.rd, si.to.Upstream, cc.bw, cc.bw, 0)
+	srcErr, dstErr := cc.respBody.pump(&uc.rd, s.to.Upstream, cc.bw, cc.bw, 0)
 	switch {
 	case srcErr != nil:
 		uc.c.Close()

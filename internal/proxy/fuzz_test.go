@@ -57,11 +57,11 @@ func FuzzParseRequestHead(f *testing.F) {
 		if bytes.ContainsAny(r.target.of(b), " \r\n") || len(r.method.of(b)) == 0 {
 			t.Fatal("bad request line accepted")
 		}
-		var ri requestImpl
+		var ri Request
 		ri.reqHead, ri.b = r, b
-		ri.cookie("a")
-		ri.header("host")
-		ri.isWebSocket()
+		ri.Cookie("a")
+		ri.Header("host")
+		ri.IsWebSocket()
 	})
 }
 
@@ -180,7 +180,7 @@ func FuzzProxyConnection(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	go srv.Serve(l)
+	serve(f, srv, l)
 	defer srv.Close()
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := net.Dial("tcp", l.Addr().String())

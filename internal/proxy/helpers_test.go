@@ -29,10 +29,28 @@ func startProxy(t *testing.T, srv *Server) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { srv.Serve(l); close(done) }()
-	t.Cleanup(func() { srv.Close(); <-done })
+	serve(t, srv, l)
+	t.Cleanup(func() { srv.Close() })
 	return &testProxy{t: t, srv: srv, addr: l.Addr().String()}
+}
+
+// serve accepts on l and gives every connection to srv, as lb's accept
+// loop does, until the test ends.
+func serve(tb testing.TB, srv *Server, l net.Listener) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if srv.ServeConn(c) != nil {
+				c.Close()
+			}
+		}
+	}()
+	tb.Cleanup(func() { l.Close(); <-done })
 }
 
 // one routes every request to u.

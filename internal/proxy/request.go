@@ -5,21 +5,33 @@ import (
 	"net/netip"
 )
 
-// requestImpl is the parsed request head behind Request. Its byte slices
-// point into the connection's head buffer.
-type requestImpl struct {
-	reqHead
-	b       []byte // the head's bytes
-	peer    netip.Addr
-	trusted bool // the peer is in TrustedProxies
-	isTLS   bool
-	trust   []netip.Prefix
+// Request is a read-only view of a request head, valid only during the
+// Route call (its byte slices point into a reused buffer: copy to keep).
+type Request struct {
+	// Attempt is 0 for the first try and 1 for the retry.
+	Attempt int
+	// Tried lists the upstreams of earlier attempts of this request.
+	Tried []*Upstream
+	// LastErr is the previous attempt's error, for a retry.
+	LastErr error
+
+	reqHead                // the parsed head; its spans index b
+	b       []byte         // the head's bytes, in the connection's head buffer
+	peer    netip.Addr     // the client connection's peer
+	trusted bool           // the peer is in TrustedProxies
+	isTLS   bool           // the client connection is TLS
+	trust   []netip.Prefix // TrustedProxies
 }
 
-func (r *requestImpl) method() []byte { return r.reqHead.method.of(r.b) }
-func (r *requestImpl) path() []byte   { return r.target.of(r.b) }
+// Method returns the request method, e.g. "GET".
+func (r *Request) Method() []byte { return r.method.of(r.b) }
 
-func (r *requestImpl) header(name string) []byte {
+// Path returns the request target as sent (origin form), e.g. "/a?b=c".
+func (r *Request) Path() []byte { return r.target.of(r.b) }
+
+// Header returns the first value of the named header (case-insensitive),
+// or nil.
+func (r *Request) Header(name string) []byte {
 	for _, f := range r.fields {
 		if equalFoldString(f.name.of(r.b), name) {
 			return f.value.of(r.b)
@@ -48,7 +60,9 @@ func equalFoldString(b []byte, s string) bool {
 	return true
 }
 
-func (r *requestImpl) cookie(name string) []byte {
+// Cookie returns the value of the named cookie from the Cookie header(s),
+// or nil. It does not allocate.
+func (r *Request) Cookie(name string) []byte {
 	for _, f := range r.fields {
 		if !asciiEqualFold(f.name.of(r.b), "cookie") {
 			continue
@@ -81,7 +95,9 @@ func findCookie(v []byte, name string) []byte {
 	return nil
 }
 
-func (r *requestImpl) clientIP() netip.Addr {
+// ClientIP is the client's address: the peer's, or the one a trusted proxy
+// reported in X-Forwarded-For / Forwarded.
+func (r *Request) ClientIP() netip.Addr {
 	if !r.trusted {
 		return r.peer
 	}
@@ -127,17 +143,19 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func (r *requestImpl) secure() bool {
+// Secure reports whether the client connection is TLS, or a trusted proxy
+// said the original scheme was https.
+func (r *Request) Secure() bool {
 	if r.isTLS {
 		return true
 	}
 	if !r.trusted {
 		return false
 	}
-	if v := r.header("X-Forwarded-Proto"); v != nil {
+	if v := r.Header("X-Forwarded-Proto"); v != nil {
 		return asciiEqualFold(v, "https")
 	}
-	if v := r.header("Forwarded"); v != nil {
+	if v := r.Header("Forwarded"); v != nil {
 		// The last element is the one our trusted peer added.
 		if i := bytes.LastIndexByte(v, ','); i >= 0 {
 			v = v[i+1:]
@@ -152,6 +170,7 @@ func (r *requestImpl) secure() bool {
 	return false
 }
 
-func (r *requestImpl) isWebSocket() bool {
-	return r.upgradeWS && r.connUpg && string(r.method()) == "GET"
+// IsWebSocket reports whether this is a WebSocket upgrade request.
+func (r *Request) IsWebSocket() bool {
+	return r.upgradeWS && r.connUpg && string(r.Method()) == "GET"
 }

@@ -88,7 +88,7 @@ func listedIn(name, b []byte, toks []span) bool {
 // buildHead writes the request head for the upstream into cc.out, without
 // the final CRLF (a Host may still be added per attempt).
 func (cc *clientConn) buildHead(ws bool) {
-	r := &cc.req.impl
+	r := &cc.req
 	b := r.b
 	o := cc.out[:0]
 	o = append(o, r.reqHead.method.of(b)...)

@@ -3,35 +3,11 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 )
-
-// serverImpl is a Server's running state.
-type serverImpl struct {
-	once sync.Once
-	lim  Limits
-	to   Timeouts
-	log  *slog.Logger
-	idem [][]byte
-	clk  clock
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
-	nconns    atomic.Int64
-	shutting  atomic.Bool
-	closed    atomic.Bool
-	stop      chan struct{}
-	stopOnce  sync.Once
-
-	pool sync.Pool // *clientConn with its buffers
-}
 
 // Connection states, for Shutdown.
 const (
@@ -41,131 +17,68 @@ const (
 	stClosed
 )
 
+// setup reads the Server's fields, once, and starts the coarse clock.
 func (s *Server) setup() {
-	si := &s.impl
-	si.once.Do(func() {
-		si.lim = s.Limits
-		if si.lim.MaxHeaderBytes <= 0 {
-			si.lim.MaxHeaderBytes = 64 << 10
+	s.once.Do(func() {
+		s.lim = s.Limits
+		if s.lim.MaxHeaderBytes <= 0 {
+			s.lim.MaxHeaderBytes = 64 << 10
 		}
-		if si.lim.MaxConns <= 0 {
-			si.lim.MaxConns = 10000
+		if s.lim.MaxConns <= 0 {
+			s.lim.MaxConns = 10000
 		}
-		if si.lim.RetryBodyBytes <= 0 {
-			si.lim.RetryBodyBytes = 64 << 10
+		if s.lim.RetryBodyBytes <= 0 {
+			s.lim.RetryBodyBytes = 64 << 10
 		}
-		if len(si.lim.IdempotentMethods) == 0 {
-			si.lim.IdempotentMethods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+		if len(s.lim.IdempotentMethods) == 0 {
+			s.lim.IdempotentMethods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 		}
-		for _, m := range si.lim.IdempotentMethods {
-			si.idem = append(si.idem, []byte(m))
+		for _, m := range s.lim.IdempotentMethods {
+			s.idem = append(s.idem, []byte(m))
 		}
-		si.to = s.Timeouts
+		s.to = s.Timeouts
 		def := func(d *time.Duration, v time.Duration) {
 			if *d <= 0 {
 				*d = v
 			}
 		}
-		def(&si.to.ClientHeader, 10*time.Second)
-		def(&si.to.ClientIdle, 60*time.Second)
-		def(&si.to.ClientWrite, 30*time.Second)
-		def(&si.to.Dial, 3*time.Second)
-		def(&si.to.Upstream, 30*time.Second)
-		def(&si.to.UpstreamIdle, 90*time.Second)
-		def(&si.to.TunnelIdle, 10*time.Minute)
-		si.log = s.Logger
-		if si.log == nil {
-			si.log = slog.Default()
+		def(&s.to.ClientHeader, 10*time.Second)
+		def(&s.to.ClientIdle, 60*time.Second)
+		def(&s.to.ClientWrite, 30*time.Second)
+		def(&s.to.Dial, 3*time.Second)
+		def(&s.to.Upstream, 30*time.Second)
+		def(&s.to.UpstreamIdle, 90*time.Second)
+		def(&s.to.TunnelIdle, 10*time.Minute)
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.Default()
 		}
-		si.listeners = map[net.Listener]struct{}{}
-		si.conns = map[*clientConn]struct{}{}
-		si.stop = make(chan struct{})
-		si.clk.now.Store(time.Now().UnixNano())
-		go si.clk.run(si.stop)
+		s.conns = map[*clientConn]struct{}{}
+		s.stop = make(chan struct{})
+		s.clk.now.Store(time.Now().UnixNano())
+		go s.clk.run(s.stop)
 	})
 }
 
-func (s *Server) serve(l net.Listener) error {
-	if s.Route == nil {
-		return errors.New("proxy: Server.Route is nil")
-	}
-	s.setup()
-	si := &s.impl
-	si.mu.Lock()
-	if si.shutting.Load() || si.closed.Load() {
-		si.mu.Unlock()
-		l.Close()
-		return net.ErrClosed
-	}
-	si.listeners[l] = struct{}{}
-	si.mu.Unlock()
-	defer func() {
-		si.mu.Lock()
-		delete(si.listeners, l)
-		si.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if si.shutting.Load() || si.closed.Load() {
-				return net.ErrClosed
-			}
-			if isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				select {
-				case <-time.After(backoff):
-				case <-si.stop:
-				}
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		if si.nconns.Add(1) > int64(si.lim.MaxConns) {
-			si.nconns.Add(-1)
-			c.Close()
-			continue
-		}
-		cc := s.newConn(c)
-		si.mu.Lock()
-		if si.closed.Load() {
-			si.mu.Unlock()
-			si.nconns.Add(-1)
-			c.Close()
-			continue
-		}
-		si.conns[cc] = struct{}{}
-		si.mu.Unlock()
-		go cc.serve()
-	}
-}
-
-// isTemporary reports accept errors worth retrying (EMFILE and the like).
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
-}
-
 func (s *Server) newConn(c net.Conn) *clientConn {
-	si := &s.impl
-	cc, _ := si.pool.Get().(*clientConn)
+	cc, _ := s.pool.Get().(*clientConn)
 	if cc == nil {
 		cc = newClientConn()
 	}
 	cc.s = s
 	cc.c = c
-	cc.rd.c, cc.rd.clk, cc.rd.r, cc.rd.w, cc.rd.dl = c, &si.clk, 0, 0, 0
-	cc.cw.c, cc.cw.clk, cc.cw.d, cc.cw.dl = c, &si.clk, si.to.ClientWrite, 0
+	cc.rd.c, cc.rd.clk, cc.rd.r, cc.rd.w, cc.rd.dl = c, &s.clk, 0, 0, 0
+	cc.cw.c, cc.cw.clk, cc.cw.d, cc.cw.dl = c, &s.clk, s.to.ClientWrite, 0
 	cc.bw.Reset(&cc.cw)
 	cc.state.Store(stActive)
-	cc.req.impl.peer = peerAddr(c)
-	cc.req.impl.trust = s.TrustedProxies
-	cc.req.impl.trusted = cc.req.impl.peer.IsValid() && inPrefixes(s.TrustedProxies, cc.req.impl.peer)
-	_, cc.req.impl.isTLS = c.(*tls.Conn)
-	cc.peerText = cc.req.impl.peer.AppendTo(cc.peerText[:0])
+	r := &cc.req
+	r.peer = peerAddr(c)
+	r.trust = s.TrustedProxies
+	r.trusted = r.peer.IsValid() && inPrefixes(s.TrustedProxies, r.peer)
+	_, r.isTLS = c.(*tls.Conn)
+	cc.peerText = r.peer.AppendTo(cc.peerText[:0])
 	cc.fwdFor = cc.fwdFor[:0]
-	if cc.req.impl.peer.Is6() {
+	if r.peer.Is6() {
 		cc.fwdFor = append(cc.fwdFor, `"[`...)
 		cc.fwdFor = append(cc.fwdFor, cc.peerText...)
 		cc.fwdFor = append(cc.fwdFor, `]"`...)
@@ -188,11 +101,10 @@ func peerAddr(c net.Conn) netip.Addr {
 }
 
 func (s *Server) release(cc *clientConn) {
-	si := &s.impl
-	si.mu.Lock()
-	delete(si.conns, cc)
-	si.mu.Unlock()
-	si.nconns.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, cc)
+	s.mu.Unlock()
+	s.nconns.Add(-1)
 	cc.c.Close()
 	cc.c, cc.rd.c, cc.cw.c = nil, nil, nil
 	cc.bw.Reset(nil)
@@ -205,24 +117,24 @@ func (s *Server) release(cc *clientConn) {
 	if cap(cc.body) > 64<<10 {
 		cc.body = nil
 	}
-	si.pool.Put(cc)
+	s.pool.Put(cc)
 }
 
-func (s *Server) shutdown(ctx context.Context) error {
+// Shutdown refuses new connections (ServeConn returns ErrServerClosed),
+// closes idle client connections, and waits for in-flight exchanges to
+// finish or ctx to end. Tunnels are left to the router, which closes them
+// with 1001 spread over its grace period.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()
-	si := &s.impl
-	si.shutting.Store(true)
-	si.mu.Lock()
-	for l := range si.listeners {
-		l.Close()
-	}
-	si.mu.Unlock()
+	s.mu.Lock()
+	s.shutting.Store(true)
+	s.mu.Unlock()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		busy := 0
-		si.mu.Lock()
-		for cc := range si.conns {
+		s.mu.Lock()
+		for cc := range s.conns {
 			switch cc.state.Load() {
 			case stIdle:
 				if cc.state.CompareAndSwap(stIdle, stClosed) {
@@ -234,9 +146,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 				busy++
 			}
 		}
-		si.mu.Unlock()
+		s.mu.Unlock()
 		if busy == 0 {
-			si.stopOnce.Do(func() { close(si.stop) })
+			s.stopOnce.Do(func() { close(s.stop) })
 			return nil
 		}
 		select {
@@ -247,23 +159,20 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *Server) close() error {
+// Close closes every connection at once, tunnels included, and refuses
+// new ones.
+func (s *Server) Close() error {
 	s.setup()
-	si := &s.impl
-	si.shutting.Store(true)
-	si.closed.Store(true)
-	si.mu.Lock()
-	for l := range si.listeners {
-		l.Close()
-	}
-	for cc := range si.conns {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for cc := range s.conns {
 		cc.state.Store(stClosed)
 		cc.c.Close()
 		if t := cc.tunnel; t != nil {
-			t.impl.uc.c.Close()
+			t.uc.c.Close()
 		}
 	}
-	si.mu.Unlock()
-	si.stopOnce.Do(func() { close(si.stop) })
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
 	return nil
 }

@@ -29,7 +29,7 @@ func TestTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
+	serve(t, srv, l)
 	defer srv.Close()
 	client := ts.Client()
 	client.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
@@ -63,8 +63,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	serve(t, srv, l)
 	p := &testProxy{t: t, srv: srv, addr: l.Addr().String()}
 
 	idle := p.dial()
@@ -79,8 +78,10 @@ func TestGracefulShutdown(t *testing.T) {
 	if !idle.closed() {
 		t.Fatal("idle keep-alive connection not closed by Shutdown")
 	}
-	if err := <-served; err != net.ErrClosed {
-		t.Fatalf("Serve returned %v", err)
+	c, _ := net.Pipe()
+	defer c.Close()
+	if err := srv.ServeConn(c); err != ErrServerClosed {
+		t.Fatalf("ServeConn during Shutdown returned %v", err)
 	}
 	select {
 	case err := <-shut:

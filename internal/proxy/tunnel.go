@@ -11,10 +11,11 @@ import (
 // flight to end, and then for the client to answer the close.
 const tunnelGrace = 2 * time.Second
 
-// tunnelImpl relays a WebSocket connection. The upstream-to-client copy
-// parses the server's frame headers (unmasked) only to know where frames
-// end, so that a close frame is injected between frames, never inside one.
-type tunnelImpl struct {
+// Tunnel is an open WebSocket connection relayed to an upstream. The
+// upstream-to-client copy parses the server's frame headers (unmasked) only
+// to know where frames end, so that a close frame is injected between
+// frames, never inside one.
+type Tunnel struct {
 	upstream *Upstream
 	done     chan struct{}
 	cc       *clientConn
@@ -27,7 +28,18 @@ type tunnelImpl struct {
 	last    atomic.Int64 // coarse time of the last byte either way
 }
 
-func (t *tunnelImpl) closeWith(code uint16, reason string) {
+// Upstream is the upstream the tunnel is connected to.
+func (t *Tunnel) Upstream() *Upstream { return t.upstream }
+
+// Closed is closed when the tunnel has ended, for whatever reason.
+func (t *Tunnel) Closed() <-chan struct{} { return t.done }
+
+// Close sends the client a WebSocket close frame with code and reason (at a
+// frame boundary of the upstream-to-client stream, so the frame is never
+// spliced into another), then closes both sides. Codes: 1001 going away
+// (shutdown), 1012 service restart (drain). Safe to call more than once and
+// concurrently.
+func (t *Tunnel) Close(code uint16, reason string) {
 	t.mu.Lock()
 	if t.closing.Load() {
 		t.mu.Unlock()
@@ -108,30 +120,28 @@ func closeFrame(dst []byte, code uint16, reason string) []byte {
 
 // runTunnel relays bytes both ways until either side ends, the tunnel
 // idles, outlives TunnelMax, or Close is called.
-func (cc *clientConn) runTunnel(tun *Tunnel) {
+func (cc *clientConn) runTunnel(t *Tunnel) {
 	s := cc.s
-	si := &s.impl
-	t := &tun.impl
 	uc := t.uc
 	uc.bw = nil // a tunnel writes upstream unbuffered: let the 8 KiB go
-	si.mu.Lock()
-	cc.tunnel = tun
-	si.mu.Unlock()
+	s.mu.Lock()
+	cc.tunnel = t
+	s.mu.Unlock()
 	cc.state.Store(stTunnel)
 	// Activity is stamped from the coarse clock, or the precise one when
 	// the idle timeout is short enough for coarseness to matter.
 	now := func() int64 {
-		if si.to.TunnelIdle < shortTimeout {
+		if s.to.TunnelIdle < shortTimeout {
 			return time.Now().UnixNano()
 		}
-		return si.clk.get()
+		return s.clk.get()
 	}
 	t.last.Store(now())
-	if si.to.TunnelMax > 0 {
-		tm := time.AfterFunc(si.to.TunnelMax, func() { t.closeWith(1001, "maximum lifetime") })
+	if s.to.TunnelMax > 0 {
+		tm := time.AfterFunc(s.to.TunnelMax, func() { t.Close(1001, "maximum lifetime") })
 		defer tm.Stop()
 	}
-	idle := int64(si.to.TunnelIdle)
+	idle := int64(s.to.TunnelIdle)
 
 	c2u := make(chan struct{})
 	go func() {
@@ -145,7 +155,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 		buf := cc.rd.buf
 		for {
 			if !t.closing.Load() {
-				cc.rd.setTimeout(si.to.TunnelIdle)
+				cc.rd.setTimeout(s.to.TunnelIdle)
 			}
 			n, err := cc.c.Read(buf)
 			if n > 0 {
@@ -163,7 +173,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 					if now()-t.last.Load() < idle {
 						continue
 					}
-					t.closeWith(1001, "idle timeout")
+					t.Close(1001, "idle timeout")
 					// Stay for the client's answer to the close frame.
 					cc.c.SetReadDeadline(time.Now().Add(2 * tunnelGrace))
 					continue
@@ -197,7 +207,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			}
 		}
 		if !closing {
-			uc.rd.setTimeout(si.to.TunnelIdle)
+			uc.rd.setTimeout(s.to.TunnelIdle)
 			if t.closing.Load() {
 				continue
 			}
@@ -223,7 +233,7 @@ func (cc *clientConn) runTunnel(tun *Tunnel) {
 			if now()-t.last.Load() < idle {
 				continue
 			}
-			t.closeWith(1001, "idle timeout")
+			t.Close(1001, "idle timeout")
 			continue
 		}
 		break

@@ -16,10 +16,11 @@ const (
 	maxRespHead = 64 << 10
 )
 
-// upstreamImpl holds an upstream's address and its LIFO stack of idle
-// keep-alive connections. LIFO keeps the hottest connections in use and
-// lets the cold ones age out at the bottom.
-type upstreamImpl struct {
+// Upstream is one backend address with its LIFO stack of idle keep-alive
+// connections (LIFO keeps the hottest connections in use and lets the cold
+// ones age out at the bottom). It is safe for concurrent use; create with
+// NewUpstream.
+type Upstream struct {
 	name, addr string
 	tlsConf    *tls.Config // nil: plain TCP
 	maxIdle    int
@@ -41,8 +42,24 @@ type upConn struct {
 	resp   respHead
 }
 
-func (u *upstreamImpl) init(name, addr string, opts UpstreamOptions) {
-	u.name, u.addr = name, addr
+// UpstreamOptions configure an upstream's connection pool. Zero values take
+// defaults.
+type UpstreamOptions struct {
+	MaxIdleConns int // idle keep-alive connections kept [256]
+	// TLS, when set, makes the engine dial the upstream over TLS with this
+	// server name; empty means plain TCP.
+	TLSServerName string
+	// TLSConfig, when set, is used (cloned) for TLS to the upstream: custom
+	// roots, client certificates. It implies TLS even without
+	// TLSServerName; ServerName defaults to TLSServerName, NextProtos to
+	// http/1.1.
+	TLSConfig *tls.Config
+}
+
+// NewUpstream returns an upstream named name (the name appears in logs,
+// never in responses) that dials addr ("host:port").
+func NewUpstream(name, addr string, opts UpstreamOptions) *Upstream {
+	u := &Upstream{name: name, addr: addr}
 	if opts.TLSConfig != nil || opts.TLSServerName != "" {
 		c := &tls.Config{}
 		if opts.TLSConfig != nil {
@@ -60,11 +77,18 @@ func (u *upstreamImpl) init(name, addr string, opts UpstreamOptions) {
 	if u.maxIdle <= 0 {
 		u.maxIdle = 256
 	}
+	return u
 }
+
+// Name is the upstream's name.
+func (u *Upstream) Name() string { return u.name }
+
+// Addr is the upstream's dial address.
+func (u *Upstream) Addr() string { return u.addr }
 
 // get pops the most recently used idle connection, closing any that idled
 // longer than idleFor.
-func (u *upstreamImpl) get(now int64, idleFor time.Duration) *upConn {
+func (u *Upstream) get(now int64, idleFor time.Duration) *upConn {
 	u.mu.Lock()
 	for n := len(u.idle); n > 0; n = len(u.idle) {
 		uc := u.idle[n-1]
@@ -82,7 +106,7 @@ func (u *upstreamImpl) get(now int64, idleFor time.Duration) *upConn {
 
 // put returns a connection after a clean exchange, and reaps connections
 // at the bottom of the stack that idled too long.
-func (u *upstreamImpl) put(uc *upConn, now int64, idleFor time.Duration) {
+func (u *Upstream) put(uc *upConn, now int64, idleFor time.Duration) {
 	uc.idleAt = now
 	u.mu.Lock()
 	if uc.gen != u.gen {
@@ -117,7 +141,10 @@ func (u *upstreamImpl) put(uc *upConn, now int64, idleFor time.Duration) {
 	}
 }
 
-func (u *upstreamImpl) close() {
+// Close closes the idle pooled connections and makes later exchanges dial
+// afresh; exchanges in flight and tunnels are not touched, so an upstream
+// removed by a reload finishes what it started.
+func (u *Upstream) Close() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil
@@ -129,7 +156,7 @@ func (u *upstreamImpl) close() {
 }
 
 // dial opens a new connection (TLS when configured).
-func (u *upstreamImpl) dial(ctx context.Context, timeout time.Duration, to *Timeouts, clk *clock) (*upConn, error) {
+func (u *Upstream) dial(ctx context.Context, timeout time.Duration, to *Timeouts, clk *clock) (*upConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer

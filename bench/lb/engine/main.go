@@ -42,5 +42,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(srv.Serve(l))
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		srv.ServeConn(c)
+	}
 }
