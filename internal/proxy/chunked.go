@@ -195,10 +195,10 @@ func validFieldLine(l []byte) bool {
 func forbiddenTrailer(l []byte) bool {
 	colon := bytes.IndexByte(l, ':')
 	name := l[:colon]
-	return asciiEqualFold(name, "content-length") || asciiEqualFold(name, "transfer-encoding") ||
-		asciiEqualFold(name, "host") || asciiEqualFold(name, "connection") ||
-		asciiEqualFold(name, "trailer") || asciiEqualFold(name, "te") ||
-		asciiEqualFold(name, "content-type") || asciiEqualFold(name, "content-encoding") ||
-		asciiEqualFold(name, "content-range") || asciiEqualFold(name, "set-cookie") ||
-		asciiEqualFold(name, "cookie") || asciiEqualFold(name, "authorization")
+	return equalFold(name, "content-length") || equalFold(name, "transfer-encoding") ||
+		equalFold(name, "host") || equalFold(name, "connection") ||
+		equalFold(name, "trailer") || equalFold(name, "te") ||
+		equalFold(name, "content-type") || equalFold(name, "content-encoding") ||
+		equalFold(name, "content-range") || equalFold(name, "set-cookie") ||
+		equalFold(name, "cookie") || equalFold(name, "authorization")
 }

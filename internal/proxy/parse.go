@@ -217,7 +217,7 @@ func (h *head) note(b []byte, f field, idx int) error {
 	name, v := f.name.of(b), f.value.of(b)
 	switch len(name) {
 	case 4:
-		if asciiEqualFold(name, "host") {
+		if equalFold(name, "host") {
 			if h.host >= 0 {
 				return errHost
 			}
@@ -229,30 +229,30 @@ func (h *head) note(b []byte, f field, idx int) error {
 			h.host = idx
 		}
 	case 6:
-		if asciiEqualFold(name, "expect") {
-			if asciiEqualFold(v, "100-continue") {
+		if equalFold(name, "expect") {
+			if equalFold(v, "100-continue") {
 				h.expect100 = true
 			}
 		}
 	case 7:
-		if asciiEqualFold(name, "upgrade") {
+		if equalFold(name, "upgrade") {
 			forTokens(v, func(t []byte) {
-				if asciiEqualFold(t, "websocket") {
+				if equalFold(t, "websocket") {
 					h.upgradeWS = true
 				}
 			})
 		}
 	case 10:
-		if asciiEqualFold(name, "connection") {
+		if equalFold(name, "connection") {
 			var err error
 			forTokensSpan(v, int(f.value.s), func(s span) {
 				t := s.of(b)
 				switch {
-				case asciiEqualFold(t, "close"):
+				case equalFold(t, "close"):
 					h.connClose = true
-				case asciiEqualFold(t, "keep-alive"):
+				case equalFold(t, "keep-alive"):
 					h.connKeep = true
-				case asciiEqualFold(t, "upgrade"):
+				case equalFold(t, "upgrade"):
 					h.connUpg = true
 				default:
 					if h.nConnTok == maxConnTokens {
@@ -266,7 +266,7 @@ func (h *head) note(b []byte, f field, idx int) error {
 			return err
 		}
 	case 14:
-		if asciiEqualFold(name, "content-length") {
+		if equalFold(name, "content-length") {
 			n := int64(-1)
 			ok := true
 			forTokensAll(v, func(t []byte) {
@@ -282,12 +282,12 @@ func (h *head) note(b []byte, f field, idx int) error {
 			h.cl = n
 		}
 	case 17:
-		if asciiEqualFold(name, "transfer-encoding") {
+		if equalFold(name, "transfer-encoding") {
 			if h.hasTE {
 				return errTEChunked // "chunked" twice, or chunked then more
 			}
 			h.hasTE = true
-			if !asciiEqualFold(v, "chunked") {
+			if !equalFold(v, "chunked") {
 				if bytes.IndexByte(v, ',') >= 0 || len(v) == 0 {
 					return errTEChunked
 				}
@@ -357,30 +357,18 @@ func forTokensSpan(v []byte, base int, fn func(span)) {
 	}
 }
 
-// asciiEqualFold compares b with the lower-case ASCII string s.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// equalFoldBytes compares two ASCII byte slices case-insensitively.
-func equalFoldBytes(a, b []byte) bool {
+// equalFold reports whether a and b are the same ASCII text but for case:
+// the one case-insensitive comparison of header names and tokens, for a
+// string constant or another slice alike, without allocating.
+func equalFold[T string | []byte](a []byte, b T) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := range a {
+	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
 		}
@@ -486,9 +474,9 @@ func (r *reqHead) originForm(b []byte) error {
 	}
 	var rest []byte
 	switch {
-	case len(t) > 7 && asciiEqualFold(t[:7], "http://"):
+	case len(t) > 7 && equalFold(t[:7], "http://"):
 		rest = t[7:]
-	case len(t) > 8 && asciiEqualFold(t[:8], "https://"):
+	case len(t) > 8 && equalFold(t[:8], "https://"):
 		rest = t[8:]
 	default:
 		return errTarget
@@ -498,7 +486,7 @@ func (r *reqHead) originForm(b []byte) error {
 		end = len(rest)
 	}
 	auth := rest[:end]
-	if r.host < 0 || !equalFoldBytes(auth, r.fields[r.host].value.of(b)) || bytes.IndexByte(auth, '@') >= 0 {
+	if r.host < 0 || !equalFold(auth, r.fields[r.host].value.of(b)) || bytes.IndexByte(auth, '@') >= 0 {
 		return errHost
 	}
 	start := r.target.e - int32(len(rest)-end)

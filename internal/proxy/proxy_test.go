@@ -707,3 +707,25 @@ func TestStreamedUploadAfterUpstreamDroppedIdleConnection(t *testing.T) {
 		t.Fatalf("%d %q", res.StatusCode, got)
 	}
 }
+
+func TestEqualFold(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"Content-Length", "content-length", true},
+		{"content-length", "CONTENT-LENGTH", true},
+		{"Host", "host", true},
+		{"Hosts", "host", false},
+		{"h@st", "h`st", false}, // '@' and '`' are not a case pair
+		{"[", "{", false},
+		{"", "", true},
+	} {
+		if got := equalFold([]byte(c.a), c.b); got != c.want {
+			t.Errorf("equalFold(%q, %q) = %v", c.a, c.b, got)
+		}
+		if got := equalFold([]byte(c.a), []byte(c.b)); got != c.want {
+			t.Errorf("equalFold(%q, []byte(%q)) = %v", c.a, c.b, got)
+		}
+	}
+}

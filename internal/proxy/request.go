@@ -33,38 +33,18 @@ func (r *Request) Path() []byte { return r.target.of(r.b) }
 // or nil.
 func (r *Request) Header(name string) []byte {
 	for _, f := range r.fields {
-		if equalFoldString(f.name.of(r.b), name) {
+		if equalFold(f.name.of(r.b), name) {
 			return f.value.of(r.b)
 		}
 	}
 	return nil
 }
 
-// equalFoldString compares ASCII bytes with a string case-insensitively.
-func equalFoldString(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // Cookie returns the value of the named cookie from the Cookie header(s),
 // or nil. It does not allocate.
 func (r *Request) Cookie(name string) []byte {
 	for _, f := range r.fields {
-		if !asciiEqualFold(f.name.of(r.b), "cookie") {
+		if !equalFold(f.name.of(r.b), "cookie") {
 			continue
 		}
 		if v := findCookie(f.value.of(r.b), name); v != nil {
@@ -106,7 +86,7 @@ func (r *Request) ClientIP() netip.Addr {
 	var last netip.Addr
 	for i := len(r.fields) - 1; i >= 0; i-- {
 		f := r.fields[i]
-		if !asciiEqualFold(f.name.of(r.b), "x-forwarded-for") {
+		if !equalFold(f.name.of(r.b), "x-forwarded-for") {
 			continue
 		}
 		v := f.value.of(r.b)
@@ -153,7 +133,7 @@ func (r *Request) Secure() bool {
 		return false
 	}
 	if v := r.Header("X-Forwarded-Proto"); v != nil {
-		return asciiEqualFold(v, "https")
+		return equalFold(v, "https")
 	}
 	if v := r.Header("Forwarded"); v != nil {
 		// The last element is the one our trusted peer added.
@@ -162,8 +142,8 @@ func (r *Request) Secure() bool {
 		}
 		for _, kv := range bytes.Split(v, []byte{';'}) {
 			kv = bytes.TrimSpace(kv)
-			if len(kv) > 6 && asciiEqualFold(kv[:6], "proto=") {
-				return asciiEqualFold(bytes.Trim(kv[6:], `"`), "https")
+			if len(kv) > 6 && equalFold(kv[:6], "proto=") {
+				return equalFold(bytes.Trim(kv[6:], `"`), "https")
 			}
 		}
 	}

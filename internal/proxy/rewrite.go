@@ -19,30 +19,30 @@ func (cc *clientConn) writeRespHead(hb []byte, rh *respHead, setCookie string, k
 		name := f.name.of(hb)
 		switch len(name) {
 		case 2:
-			if asciiEqualFold(name, "te") {
+			if equalFold(name, "te") {
 				continue
 			}
 		case 7:
-			if asciiEqualFold(name, "upgrade") && rh.status != 101 {
+			if equalFold(name, "upgrade") && rh.status != 101 {
 				continue
 			}
-			if asciiEqualFold(name, "trailer") && !outChunked {
+			if equalFold(name, "trailer") && !outChunked {
 				continue
 			}
 		case 10:
-			if asciiEqualFold(name, "connection") || asciiEqualFold(name, "keep-alive") {
+			if equalFold(name, "connection") || equalFold(name, "keep-alive") {
 				continue
 			}
 		case 14:
-			if asciiEqualFold(name, "content-length") && !keepCL {
+			if equalFold(name, "content-length") && !keepCL {
 				continue
 			}
 		case 16:
-			if asciiEqualFold(name, "proxy-connection") {
+			if equalFold(name, "proxy-connection") {
 				continue
 			}
 		case 17:
-			if asciiEqualFold(name, "transfer-encoding") {
+			if equalFold(name, "transfer-encoding") {
 				continue
 			}
 		}
@@ -78,7 +78,7 @@ func (cc *clientConn) writeRespHead(hb []byte, rh *respHead, setCookie string, k
 
 func listedIn(name, b []byte, toks []span) bool {
 	for _, t := range toks {
-		if equalFoldBytes(name, t.of(b)) {
+		if equalFold(name, t.of(b)) {
 			return true
 		}
 	}
@@ -101,61 +101,61 @@ func (cc *clientConn) buildHead(ws bool) {
 		name, v := f.name.of(b), f.value.of(b)
 		switch len(name) {
 		case 2:
-			if asciiEqualFold(name, "te") && !asciiEqualFold(v, "trailers") {
+			if equalFold(name, "te") && !equalFold(v, "trailers") {
 				continue
 			}
 		case 6:
-			if asciiEqualFold(name, "expect") {
+			if equalFold(name, "expect") {
 				continue
 			}
 		case 7:
-			if asciiEqualFold(name, "upgrade") && !ws {
+			if equalFold(name, "upgrade") && !ws {
 				continue
 			}
 		case 9:
-			if asciiEqualFold(name, "forwarded") {
+			if equalFold(name, "forwarded") {
 				if r.trusted {
 					cc.fwd = appendList(cc.fwd, v)
 				}
 				continue
 			}
 		case 10:
-			if asciiEqualFold(name, "connection") || asciiEqualFold(name, "keep-alive") {
+			if equalFold(name, "connection") || equalFold(name, "keep-alive") {
 				continue
 			}
 		case 14:
-			if asciiEqualFold(name, "content-length") {
+			if equalFold(name, "content-length") {
 				continue
 			}
 		case 15:
-			if asciiEqualFold(name, "x-forwarded-for") {
+			if equalFold(name, "x-forwarded-for") {
 				if r.trusted {
 					cc.xff = appendList(cc.xff, v)
 				}
 				continue
 			}
 		case 16:
-			if asciiEqualFold(name, "proxy-connection") {
+			if equalFold(name, "proxy-connection") {
 				continue
 			}
-			if asciiEqualFold(name, "x-forwarded-host") {
+			if equalFold(name, "x-forwarded-host") {
 				if r.trusted && xfh == nil {
 					xfh = v
 				}
 				continue
 			}
 		case 17:
-			if asciiEqualFold(name, "transfer-encoding") {
+			if equalFold(name, "transfer-encoding") {
 				continue
 			}
-			if asciiEqualFold(name, "x-forwarded-proto") {
+			if equalFold(name, "x-forwarded-proto") {
 				if r.trusted && xfp == nil {
 					xfp = v
 				}
 				continue
 			}
 		case 19:
-			if asciiEqualFold(name, "proxy-authorization") {
+			if equalFold(name, "proxy-authorization") {
 				continue
 			}
 		}
