@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/unstuck-dev/unstuck/internal/proxy"
 )
 
 // Config is the whole balancer configuration, as read from YAML (see
@@ -156,7 +158,9 @@ type PassiveHealthConfig struct {
 // RetryConfig is the retry of a failed attempt on another backend.
 type RetryConfig struct {
 	// Methods are retried when they failed before any response byte
-	// [GET, HEAD, OPTIONS]. A request that never connected is always retried.
+	// [GET, HEAD, OPTIONS: the safe methods; PUT and DELETE only when
+	// listed, as the backend may have acted on the first attempt]. A
+	// request that never connected is always retried.
 	Methods []string `yaml:"methods"`
 	// BodyBytes is the largest body buffered so that a request carrying it
 	// can be retried [65536].
@@ -651,7 +655,7 @@ func (c *Config) Validate() error {
 		return fieldErr("health.slow_start", "must not be negative")
 	}
 	if len(c.Retries.Methods) == 0 {
-		c.Retries.Methods = []string{"GET", "HEAD", "OPTIONS"}
+		c.Retries.Methods = proxy.DefaultRetryMethods()
 	}
 	for i, m := range c.Retries.Methods {
 		if !methodRE.MatchString(m) {

@@ -30,11 +30,11 @@ func (bl *Balancer) newGen(cfg *Config) *proxy.Server {
 	srv := &proxy.Server{
 		Route: bl.routeProxy,
 		Limits: proxy.Limits{
-			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
-			MaxConns:          cfg.Limits.MaxConns,
-			RetryBodyBytes:    cfg.Retries.BodyBytes,
-			IdempotentMethods: slices.Clone(cfg.Retries.Methods),
+			MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
+			MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+			MaxConns:       cfg.Limits.MaxConns,
+			RetryBodyBytes: cfg.Retries.BodyBytes,
+			RetryMethods:   slices.Clone(cfg.Retries.Methods),
 		},
 		Timeouts: proxy.Timeouts{
 			ClientHeader: cfg.Timeouts.ClientHeader,

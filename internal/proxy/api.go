@@ -28,10 +28,10 @@
 //   - Expect: 100-continue is answered by the engine when it starts reading
 //     the body (as nginx does) and is not forwarded.
 //   - Retries: a failed dial is retried on another upstream for any
-//     request; a failure before any response byte is retried for
-//     idempotent methods whose body (if any) was buffered whole (at most
-//     RetryBodyBytes); a timeout waiting for the head is never retried
-//     (504). Separately, a pooled connection found dead at once (nothing
+//     request; a failure before any response byte is retried for the
+//     RetryMethods (GET, HEAD and OPTIONS unless configured) when the body
+//     (if any) was buffered whole (at most RetryBodyBytes); a timeout
+//     waiting for the head is never retried (504). Separately, a pooled connection found dead at once (nothing
 //     read) is replaced by a fresh dial to the same upstream, invisibly to
 //     Route, when the body is buffered.
 //   - HTTP/1.0 clients get Connection: close; a response without framing
@@ -94,7 +94,7 @@ type Server struct {
 	lim      Limits   // Limits with defaults
 	to       Timeouts // Timeouts with defaults
 	log      *slog.Logger
-	idem     [][]byte // lim.IdempotentMethods
+	retry    [][]byte // lim.RetryMethods
 	clk      clock
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}
@@ -140,12 +140,20 @@ type Limits struct {
 	MaxBodyBytes   int64 // request body; 0 means no limit; more answers 413
 	MaxConns       int   // concurrent client connections [10000]; more are closed at once
 	// RetryBodyBytes is the largest request body buffered so that a
-	// non-idempotent or body-carrying request may be retried [64 KiB].
+	// request carrying one may be retried [64 KiB].
 	RetryBodyBytes int
-	// IdempotentMethods are retried once on another upstream when they
-	// failed before any response byte [GET, HEAD, OPTIONS, TRACE, PUT, DELETE].
-	IdempotentMethods []string
+	// RetryMethods are retried once on another upstream when they failed
+	// before any response byte [DefaultRetryMethods].
+	RetryMethods []string
 }
+
+// DefaultRetryMethods returns the methods retried after a failure past the
+// dial when no others are configured: GET, HEAD and OPTIONS, the safe
+// ones. PUT and DELETE are idempotent by RFC 9110 but left out: the
+// upstream may have acted on the first attempt, and an app that handles a
+// repeat badly loses data. Peers are as careful: Caddy retries only GET,
+// nginx never POST, LOCK or PATCH. Configure RetryMethods to add more.
+func DefaultRetryMethods() []string { return []string{"GET", "HEAD", "OPTIONS"} }
 
 // Timeouts bound waits. Zero means the default in brackets.
 type Timeouts struct {

@@ -198,9 +198,10 @@ func (cc *clientConn) headError(err error) bool {
 	return false
 }
 
-func (cc *clientConn) idempotent() bool {
+// retryable reports whether the request's method is one of RetryMethods.
+func (cc *clientConn) retryable() bool {
 	m := cc.req.Method()
-	for _, x := range cc.s.idem {
+	for _, x := range cc.s.retry {
 		if string(x) == string(m) {
 			return true
 		}
@@ -276,7 +277,7 @@ func (cc *clientConn) handle(n int) (keep bool, tun *Tunnel) {
 		res := cc.exchange(&t, ws, keep)
 		retry := attempt == 0 && res.err != nil && !res.wrote && !res.streamed && res.clientErr == nil &&
 			!errors.Is(res.err, ErrUpstreamTimeout) &&
-			(res.dialFailed || (cc.idempotent() && cc.bodyComplete))
+			(res.dialFailed || (cc.retryable() && cc.bodyComplete))
 		if t.Done != nil {
 			t.Done(Outcome{Status: res.status, Err: res.err, Duration: time.Since(start), Retrying: retry})
 		}

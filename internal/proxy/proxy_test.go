@@ -359,10 +359,10 @@ func hangup(t *testing.T) *Upstream {
 	return NewUpstream("hangup", l.Addr().String(), UpstreamOptions{})
 }
 
-func TestIdempotentRetriedAfterFailureButPostIsNot(t *testing.T) {
+func TestRetryMethodsRetriedAfterFailureButPostIsNot(t *testing.T) {
 	_, good := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	tr := &twoRoute{a: hangup(t), b: good}
-	p := startProxy(t, &Server{Route: tr.route})
+	p := startProxy(t, &Server{Route: tr.route, Limits: Limits{RetryMethods: []string{"GET", "PUT"}}})
 	c := p.dial()
 	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if res, body := c.resp("GET"); res.StatusCode != 200 || body != "good" {
@@ -383,10 +383,36 @@ func TestIdempotentRetriedAfterFailureButPostIsNot(t *testing.T) {
 	}
 }
 
+// By default only the safe methods are retried once the upstream may have
+// seen the request: PUT is idempotent by RFC 9110, but not every app is.
+func TestDefaultRetryMethodsAreTheSafeOnes(t *testing.T) {
+	_, good := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
+	tr := &twoRoute{a: hangup(t), b: good}
+	p := startProxy(t, &Server{Route: tr.route})
+	c := p.dial()
+	for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
+		c.send(m + " / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if res, _ := c.resp(m); res.StatusCode != 200 {
+			t.Fatalf("%s: %d", m, res.StatusCode)
+		}
+	}
+	for _, m := range []string{"PUT", "DELETE"} {
+		c.send(m + " / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+		if res, _ := c.resp(m); res.StatusCode != 502 {
+			t.Fatalf("%s: %d, want 502 (not retried)", m, res.StatusCode)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if fmt.Sprint(tr.attempts) != "[hangup b hangup b hangup b hangup hangup]" {
+		t.Fatalf("attempts %v", tr.attempts)
+	}
+}
+
 func TestLargeBodyNotRetried(t *testing.T) {
 	_, good := backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	tr := &twoRoute{a: hangup(t), b: good}
-	p := startProxy(t, &Server{Route: tr.route, Limits: Limits{RetryBodyBytes: 8}})
+	p := startProxy(t, &Server{Route: tr.route, Limits: Limits{RetryBodyBytes: 8, RetryMethods: []string{"PUT"}}})
 	c := p.dial()
 	c.send("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n01234567890123456789")
 	if res, _ := c.resp("PUT"); res.StatusCode != 502 {

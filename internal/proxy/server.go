@@ -30,11 +30,11 @@ func (s *Server) setup() {
 		if s.lim.RetryBodyBytes <= 0 {
 			s.lim.RetryBodyBytes = 64 << 10
 		}
-		if len(s.lim.IdempotentMethods) == 0 {
-			s.lim.IdempotentMethods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+		if len(s.lim.RetryMethods) == 0 {
+			s.lim.RetryMethods = DefaultRetryMethods()
 		}
-		for _, m := range s.lim.IdempotentMethods {
-			s.idem = append(s.idem, []byte(m))
+		for _, m := range s.lim.RetryMethods {
+			s.retry = append(s.retry, []byte(m))
 		}
 		s.to = s.Timeouts
 		def := func(d *time.Duration, v time.Duration) {
