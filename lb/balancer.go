@@ -63,7 +63,8 @@ type Balancer struct {
 	lastPrune time.Time // maintain's last sweep of pinned-user maps
 }
 
-// New builds a Balancer from cfg (validated here; defaults applied). When
+// New builds a Balancer from cfg: it validates cfg, fills in its defaults
+// (ApplyDefaults) and keeps it, so cfg must not change afterwards. When
 // sticky cookies are on and no secret is configured, a random one is
 // generated and a warning logged: it neither survives a restart nor is
 // shared by a fleet.
@@ -71,6 +72,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.ApplyDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,46 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// Validate only reads: defaults come from ApplyDefaults, a separate step
+// that is idempotent and turns a valid config into a valid config.
+func TestValidateChangesNothingApplyDefaultsFillsIn(t *testing.T) {
+	raw := func() *Config {
+		return &Config{Backends: []BackendConfig{{URL: "http://127.0.0.1:1"}, {Name: "x", URL: "http://127.0.0.1:2"}},
+			Sticky: StickyConfig{MaxAge: 48 * time.Hour}}
+	}
+	cfg := raw()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, raw()) {
+		t.Fatalf("Validate changed the config: %+v", cfg)
+	}
+	cfg.ApplyDefaults()
+	if cfg.Listen != ":8080" || cfg.Backends[0].Name != "b1" || cfg.Backends[1].Name != "x" ||
+		cfg.Backends[0].Weight != 1 || cfg.Sticky.TTL != 48*time.Hour || cfg.Health.Passive.MaxEjection != 5*time.Minute ||
+		strings.Join(cfg.Retries.Methods, ",") != "GET,HEAD,OPTIONS" || cfg.Log.Format != "text" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults made the config invalid: %v", err)
+	}
+	again := *cfg
+	again.ApplyDefaults()
+	if !reflect.DeepEqual(&again, cfg) {
+		t.Fatal("ApplyDefaults is not idempotent")
+	}
+	// A default name counts as a name: an explicit one may not repeat it.
+	dup := &Config{Backends: []BackendConfig{{URL: "http://a:1"}, {Name: "b1", URL: "http://a:2"}}}
+	if err := dup.Validate(); err == nil || !strings.Contains(err.Error(), "backends[1].name") {
+		t.Fatalf("duplicate of a default name: %v", err)
+	}
+	// max_ejection is compared with the default ejection when none is set.
+	short := &Config{Backends: []BackendConfig{{URL: "http://a:1"}}, Health: HealthConfig{Passive: PassiveHealthConfig{MaxEjection: 10 * time.Second}}}
+	if err := short.Validate(); err == nil || !strings.Contains(err.Error(), "max_ejection") {
+		t.Fatalf("max_ejection below the default ejection: %v", err)
+	}
+}
+
 // Every config error names the file, the line and the field.
 func TestConfigErrorsNameFileLineField(t *testing.T) {
 	cases := []struct {
@@ -52,6 +93,7 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"wrong type", "backends: [{url: 'http://a:1', weight: heavy}]\n", `x.yaml:1:40: backends[0].weight: "heavy" is not an integer`},
 		{"bad cidr", "backends: [{url: 'http://a:1'}]\ntrusted_proxies: [10.0.0.0/33]\n", `x.yaml:2:19: trusted_proxies[0]`},
 		{"bad key", "backends: [{url: 'http://a:1'}]\npolicy: {name: hash, key: 'body'}\n", `policy.key: "body" is not ip`},
+		{"NaN factor", "backends: [{url: 'http://a:1'}]\npolicy: {factor: .nan}\n", `policy.factor: NaN must be above 1`},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig("x.yaml", []byte(c.yaml))
@@ -113,6 +155,11 @@ func FuzzParseConfig(f *testing.F) {
 		// A valid config stays valid: defaults are a fixed point.
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("validated config fails again: %v", err)
+		}
+		again := *cfg
+		again.ApplyDefaults()
+		if !reflect.DeepEqual(&again, cfg) {
+			t.Fatalf("ApplyDefaults changed a config it made: %+v", cfg)
 		}
 		if len(cfg.Backends) == 0 {
 			t.Fatal("valid config without backends")

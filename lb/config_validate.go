@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -10,32 +11,44 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/unstuck-dev/unstuck/internal/proxy"
 )
+
+// Validate checks every field and returns a *FieldError naming the first
+// problem. It changes nothing: a zero field stands for its default (see
+// ApplyDefaults) and is valid as such.
+func (c *Config) Validate() error {
+	for _, check := range []func() error{
+		c.validateListeners,
+		c.validateBackends,
+		c.Policy.validate,
+		c.Sticky.validate,
+		c.Health.validate,
+		c.Retries.validate,
+		c.validateBounds,
+		c.Log.validate,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-var backendNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// Validate applies defaults and checks every field, returning a
-// *FieldError for the first problem.
-func (c *Config) Validate() error {
-	if c.Listen == "" {
-		c.Listen = ":8080"
-	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fieldErr("listen", "%q is not host:port", c.Listen)
+// validateListeners checks listen, tls, admin and trusted_proxies.
+func (c *Config) validateListeners() error {
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fieldErr("listen", "%q is not host:port", c.Listen)
+		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fieldErr("tls", "cert and key must be set together")
 	}
-	if c.Admin.Listen == "" {
-		c.Admin.Listen = "127.0.0.1:9090"
-	}
-	if c.Admin.Listen != "off" {
+	if c.Admin.Listen != "" && c.Admin.Listen != "off" {
 		host, _, err := net.SplitHostPort(c.Admin.Listen)
 		if err != nil {
 			return fieldErr("admin.listen", "%q is not host:port", c.Admin.Listen)
@@ -49,132 +62,138 @@ func (c *Config) Validate() error {
 			return fieldErr(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR or IP address", s)
 		}
 	}
+	return nil
+}
+
+// validateBackends checks each backend and that their names, given or
+// defaulted, differ.
+func (c *Config) validateBackends() error {
 	if len(c.Backends) == 0 {
 		return fieldErr("backends", "at least one backend is required")
 	}
 	seen := map[string]int{}
-	for i := range c.Backends {
-		b := &c.Backends[i]
+	for i, b := range c.Backends {
 		f := fmt.Sprintf("backends[%d]", i)
-		if b.Name == "" {
-			b.Name = "b" + strconv.Itoa(i+1)
+		if err := b.validate(f + "."); err != nil {
+			return err
 		}
-		if !backendNameRE.MatchString(b.Name) {
-			return fieldErr(f+".name", "%q: use 1-64 letters, digits, '-', '_' or '.'", b.Name)
+		name := cmp.Or(b.Name, defaultBackendName(i))
+		if j, dup := seen[name]; dup {
+			return fieldErr(f+".name", "%q is also the name of backends[%d]", name, j)
 		}
-		if j, dup := seen[b.Name]; dup {
-			return fieldErr(f+".name", "%q is also the name of backends[%d]", b.Name, j)
-		}
-		seen[b.Name] = i
-		if _, err := parseBackendURL(b.URL); err != nil {
-			return fieldErr(f+".url", "%v", err)
-		}
-		if b.Weight == 0 {
-			b.Weight = 1
-		}
-		if b.Weight < 0 || b.Weight > 10000 {
-			return fieldErr(f+".weight", "%d is not between 1 and 10000", b.Weight)
-		}
+		seen[name] = i
 	}
-	switch c.Policy.Name {
-	case "":
-		c.Policy.Name = PolicyRoundRobin
-	case PolicyRoundRobin, PolicyLeastConn, PolicyP2C, PolicyRandom, PolicyHash:
+	return nil
+}
+
+var backendNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// validate checks one backend, the same for the config file, a --backend
+// flag and the admin API; prefix leads the field names in errors
+// ("backends[2]." or ""). An empty name or a zero weight is valid: it
+// takes a default.
+func (b BackendConfig) validate(prefix string) error {
+	if b.Name != "" && !backendNameRE.MatchString(b.Name) {
+		return fieldErr(prefix+"name", "%q: use 1-64 letters, digits, '-', '_' or '.'", b.Name)
+	}
+	if _, err := parseBackendURL(b.URL); err != nil {
+		return fieldErr(prefix+"url", "%v", err)
+	}
+	if b.Weight < 0 || b.Weight > 10000 {
+		return fieldErr(prefix+"weight", "%d is not between 1 and 10000", b.Weight)
+	}
+	return nil
+}
+
+func (p PolicyConfig) validate() error {
+	switch p.Name {
+	case "", PolicyRoundRobin, PolicyLeastConn, PolicyP2C, PolicyRandom, PolicyHash:
 	default:
-		return fieldErr("policy.name", "%q is not one of round-robin, least-conn, p2c, random, hash", c.Policy.Name)
+		return fieldErr("policy.name", "%q is not one of round-robin, least-conn, p2c, random, hash", p.Name)
 	}
-	if c.Policy.Key == "" {
-		c.Policy.Key = "ip"
+	if p.Key != "" {
+		if _, err := parseHashKey(p.Key); err != nil {
+			return fieldErr("policy.key", "%v", err)
+		}
 	}
-	if _, err := parseHashKey(c.Policy.Key); err != nil {
-		return fieldErr("policy.key", "%v", err)
+	// Written so that NaN fails too.
+	if p.Factor != 0 && !(p.Factor > 1 && p.Factor <= 100) {
+		return fieldErr("policy.factor", "%g must be above 1 (1.25 is usual)", p.Factor)
 	}
-	if c.Policy.Factor == 0 {
-		c.Policy.Factor = DefaultBalanceFactor
-	}
-	if c.Policy.Factor <= 1 || c.Policy.Factor > 100 {
-		return fieldErr("policy.factor", "%g must be above 1 (1.25 is usual)", c.Policy.Factor)
-	}
-	switch c.Sticky.Mode {
-	case "":
-		c.Sticky.Mode = "cookie"
-	case "cookie", "none":
+	return nil
+}
+
+var cookieNameRE = regexp.MustCompile(`^[!#$%&'*+\-.^_` + "`" + `|~0-9A-Za-z]{1,64}$`)
+
+func (s StickyConfig) validate() error {
+	switch s.Mode {
+	case "", "cookie", "none":
 	default:
-		return fieldErr("sticky.mode", "%q is not cookie or none", c.Sticky.Mode)
+		return fieldErr("sticky.mode", "%q is not cookie or none", s.Mode)
 	}
-	if c.Sticky.Cookie == "" {
-		c.Sticky.Cookie = DefaultCookieName
+	if s.Cookie != "" && !cookieNameRE.MatchString(s.Cookie) {
+		return fieldErr("sticky.cookie", "%q is not a valid cookie name", s.Cookie)
 	}
-	if !cookieNameRE.MatchString(c.Sticky.Cookie) {
-		return fieldErr("sticky.cookie", "%q is not a valid cookie name", c.Sticky.Cookie)
-	}
-	for i, s := range c.Sticky.Secrets {
-		if len(s) < MinSecretLen {
+	for i, secret := range s.Secrets {
+		if len(secret) < MinSecretLen {
 			return fieldErr(fmt.Sprintf("sticky.secrets[%d]", i), "shorter than %d bytes", MinSecretLen)
 		}
 	}
-	if c.Sticky.MaxAge < 0 {
+	if s.MaxAge < 0 {
 		return fieldErr("sticky.max_age", "must not be negative")
 	}
-	if c.Sticky.TTL == 0 {
-		c.Sticky.TTL = 24 * time.Hour
-		if c.Sticky.MaxAge > c.Sticky.TTL {
-			c.Sticky.TTL = c.Sticky.MaxAge
-		}
-	}
-	if c.Sticky.TTL < time.Second {
+	if s.TTL != 0 && s.TTL < time.Second {
 		return fieldErr("sticky.ttl", "must be at least 1s")
 	}
-	a := &c.Health.Active
+	return nil
+}
+
+func (h HealthConfig) validate() error {
+	a := h.Active
 	if a.Path != "" && !strings.HasPrefix(a.Path, "/") {
 		return fieldErr("health.active.path", "%q must start with /", a.Path)
 	}
-	setDur(&a.Interval, 5*time.Second)
-	setDur(&a.Timeout, 2*time.Second)
-	if a.Interval < 10*time.Millisecond {
+	if a.Interval != 0 && a.Interval < 10*time.Millisecond {
 		return fieldErr("health.active.interval", "must be at least 10ms")
 	}
 	if a.Status != 0 && (a.Status < 100 || a.Status > 599) {
 		return fieldErr("health.active.status", "%d is not an HTTP status", a.Status)
 	}
-	setInt(&a.Rise, 2)
-	setInt(&a.Fall, 3)
-	if a.Rise < 1 || a.Fall < 1 {
+	if a.Rise < 0 || a.Fall < 0 {
 		return fieldErr("health.active", "rise and fall must be at least 1")
 	}
-	p := &c.Health.Passive
-	setInt(&p.Failures, 5)
-	setDur(&p.Ejection, 30*time.Second)
-	setDur(&p.MaxEjection, max(5*time.Minute, p.Ejection))
-	setInt(&p.MaxEjectedPercent, 50)
-	if p.Failures < 1 {
+	p := h.Passive
+	if p.Failures < 0 {
 		return fieldErr("health.passive.failures", "must be at least 1")
 	}
-	if p.MaxEjection < p.Ejection {
+	if p.MaxEjection != 0 && p.MaxEjection < cmp.Or(p.Ejection, defaultEjection) {
 		return fieldErr("health.passive.max_ejection", "shorter than ejection")
 	}
 	if p.MaxEjectedPercent < 0 || p.MaxEjectedPercent > 100 {
 		return fieldErr("health.passive.max_ejected_percent", "%d is not a percentage", p.MaxEjectedPercent)
 	}
-	if c.Health.PanicThreshold == nil {
-		v := 50
-		c.Health.PanicThreshold = &v
+	if t := h.PanicThreshold; t != nil && (*t < 0 || *t > 100) {
+		return fieldErr("health.panic_threshold", "%d is not a percentage", *t)
 	}
-	if t := *c.Health.PanicThreshold; t < 0 || t > 100 {
-		return fieldErr("health.panic_threshold", "%d is not a percentage", t)
-	}
-	if c.Health.SlowStart < 0 {
+	if h.SlowStart < 0 {
 		return fieldErr("health.slow_start", "must not be negative")
 	}
-	if len(c.Retries.Methods) == 0 {
-		c.Retries.Methods = proxy.DefaultRetryMethods()
-	}
-	for i, m := range c.Retries.Methods {
+	return nil
+}
+
+var methodRE = regexp.MustCompile(`^[A-Z]{1,20}$`)
+
+func (r RetryConfig) validate() error {
+	for i, m := range r.Methods {
 		if !methodRE.MatchString(m) {
 			return fieldErr(fmt.Sprintf("retries.methods[%d]", i), "%q is not an HTTP method", m)
 		}
 	}
-	setInt(&c.Retries.BodyBytes, 64<<10)
+	return nil
+}
+
+// validateBounds checks that no timeout, window or limit is negative.
+func (c *Config) validateBounds() error {
 	for _, d := range []struct {
 		f string
 		v time.Duration
@@ -193,42 +212,21 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxBodyBytes < 0 || c.Limits.MaxConns < 0 {
 		return fieldErr("limits", "must not be negative")
 	}
-	setDur(&c.WebSocket.CloseWindow, 10*time.Second)
-	setDur(&c.Drain.Idle, 5*time.Minute)
-	setDur(&c.Drain.Deadline, time.Hour)
-	setDur(&c.Shutdown.Grace, 30*time.Second)
-	switch c.Log.Level {
-	case "":
-		c.Log.Level = "info"
-	case "debug", "info", "warn", "error":
-	default:
-		return fieldErr("log.level", "%q is not debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "":
-		c.Log.Format = "text"
-	case "text", "json":
-	default:
-		return fieldErr("log.format", "%q is not text or json", c.Log.Format)
-	}
 	return nil
 }
 
-var (
-	cookieNameRE = regexp.MustCompile(`^[!#$%&'*+\-.^_` + "`" + `|~0-9A-Za-z]{1,64}$`)
-	methodRE     = regexp.MustCompile(`^[A-Z]{1,20}$`)
-)
-
-func setDur(d *time.Duration, def time.Duration) {
-	if *d == 0 {
-		*d = def
+func (l LogConfig) validate() error {
+	switch l.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "%q is not debug, info, warn or error", l.Level)
 	}
-}
-
-func setInt(i *int, def int) {
-	if *i == 0 {
-		*i = def
+	switch l.Format {
+	case "", "text", "json":
+	default:
+		return fieldErr("log.format", "%q is not text or json", l.Format)
 	}
+	return nil
 }
 
 func isLoopbackHost(host string) bool {
@@ -288,14 +286,11 @@ func ParseBackendFlag(s string) (BackendConfig, error) {
 	var bc BackendConfig
 	if i := strings.IndexByte(s, '='); i >= 0 && !strings.ContainsAny(s[:i], ":/") {
 		bc.Name, s = s[:i], s[i+1:]
-		if !backendNameRE.MatchString(bc.Name) {
-			return bc, fmt.Errorf("name %q: use 1-64 letters, digits, '-', '_' or '.'", bc.Name)
-		}
-	}
-	if _, err := parseBackendURL(s); err != nil {
-		return bc, err
 	}
 	bc.URL = s
+	if err := bc.validate(""); err != nil {
+		return BackendConfig{}, err
+	}
 	return bc, nil
 }
 

@@ -77,6 +77,7 @@ func ParseConfigWith(file string, data []byte, override func(*Config)) (*Config,
 		}
 		return nil, err
 	}
+	cfg.ApplyDefaults()
 	return cfg, nil
 }
 

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -49,36 +48,29 @@ func (bl *Balancer) Undrain(name string) error {
 	return nil
 }
 
-// Add adds a backend at runtime. It is not written to the config file: a
-// reload replaces the backend set with the file's.
+// Add adds a backend at runtime; it is checked as a backend in the config
+// file is, and a name is chosen when bc has none. It is not written to the
+// config file: a reload replaces the backend set with the file's.
 func (bl *Balancer) Add(bc BackendConfig) (*Backend, error) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	v := bl.view.Load()
-	if bc.Weight == 0 {
-		bc.Weight = 1
-	}
 	if bc.Name == "" {
-		for i := len(v.backends) + 1; ; i++ {
-			if n := fmt.Sprintf("b%d", i); v.byName[n] == nil {
+		for i := len(v.backends); ; i++ {
+			if n := defaultBackendName(i); v.byName[n] == nil {
 				bc.Name = n
 				break
 			}
 		}
 	}
-	if !backendNameRE.MatchString(bc.Name) {
-		return nil, fieldErr("name", "%q: use 1-64 letters, digits, '-', '_' or '.'", bc.Name)
+	if err := bc.validate(""); err != nil {
+		return nil, err
 	}
 	if v.byName[bc.Name] != nil {
 		return nil, errExists
 	}
-	if bc.Weight < 0 || bc.Weight > 10000 {
-		return nil, fieldErr("weight", "%d is not between 1 and 10000", bc.Weight)
-	}
-	u, err := parseBackendURL(bc.URL)
-	if err != nil {
-		return nil, fieldErr("url", "%v", err)
-	}
+	setDefault(&bc.Weight, 1)
+	u, _ := parseBackendURL(bc.URL) // validated
 	b := bl.newBackend(bc.Name, u, bc.Weight)
 	nv := *v
 	nv.backends = append(slices.Clip(v.backends), b)

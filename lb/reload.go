@@ -5,7 +5,9 @@ import (
 	"time"
 )
 
-// Apply switches to cfg (a reload). Backends whose name and URL are
+// Apply switches to cfg (a reload), which it validates, fills in with
+// defaults (ApplyDefaults) and keeps, so cfg must not change afterwards.
+// Backends whose name and URL are
 // unchanged keep their state, in-flight requests and WebSockets; removed
 // ones finish their in-flight requests and their WebSockets get 1012 spread
 // over websocket.close_window. An invalid cfg is refused and nothing
@@ -21,6 +23,7 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		bl.m.reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
+	cfg.ApplyDefaults()
 	bl.mu.Lock()
 	old := bl.view.Load()
 	nv, err := bl.buildView(cfg, old)

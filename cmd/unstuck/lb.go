@@ -99,6 +99,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := c.Validate(); err != nil {
 			return nil, fmt.Errorf("flags: %w", err)
 		}
+		c.ApplyDefaults()
 		return c, nil
 	}
 	cfg, err := load()
