@@ -22,6 +22,12 @@ type Options struct {
 	// Tick is how often drain, ejection and slow start are re-evaluated
 	// [250ms]. Tests lower it.
 	Tick time.Duration
+	// Policy, when set, picks the backend for users no sticky cookie pins,
+	// in place of the built-in policy the config names (policy.name is
+	// then not used). Pick's key is what policy.key names, the client IP
+	// by default; policy.factor still bounds sticky spill. The same Policy
+	// serves across reloads; it must be safe for concurrent use.
+	Policy Policy
 }
 
 // Balancer is an HTTP and WebSocket load balancer: it decides which backend

@@ -202,15 +202,6 @@ type LogConfig struct {
 	Access bool   `yaml:"access"` // one line per request
 }
 
-// Policy names.
-const (
-	PolicyRoundRobin = "round-robin"
-	PolicyLeastConn  = "least-conn"
-	PolicyP2C        = "p2c"
-	PolicyRandom     = "random"
-	PolicyHash       = "hash"
-)
-
 // FieldError is a configuration error that names where it is.
 type FieldError struct {
 	File   string // config file, or "" for flags

@@ -24,9 +24,7 @@ func (c *Config) ApplyDefaults() {
 		setDefault(&b.Weight, 1)
 	}
 
-	setDefault(&c.Policy.Name, PolicyRoundRobin)
-	setDefault(&c.Policy.Key, "ip")
-	setDefault(&c.Policy.Factor, DefaultBalanceFactor)
+	c.Policy.applyDefaults()
 
 	s := &c.Sticky
 	setDefault(&s.Mode, "cookie")
@@ -58,6 +56,12 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Shutdown.Grace, 30*time.Second)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+}
+
+func (p *PolicyConfig) applyDefaults() {
+	setDefault(&p.Name, PolicyRoundRobin)
+	setDefault(&p.Key, "ip")
+	setDefault(&p.Factor, DefaultBalanceFactor)
 }
 
 // defaultBackendName names the i-th backend (from 0) when it has no name.

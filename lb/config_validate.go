@@ -105,11 +105,13 @@ func (b BackendConfig) validate(prefix string) error {
 	return nil
 }
 
+// validate checks the options every policy shares (key: what a keyed
+// policy hashes; factor: hash's bound and sticky spill's), then has the
+// named policy check its own by building it.
 func (p PolicyConfig) validate() error {
-	switch p.Name {
-	case "", PolicyRoundRobin, PolicyLeastConn, PolicyP2C, PolicyRandom, PolicyHash:
-	default:
-		return fieldErr("policy.name", "%q is not one of round-robin, least-conn, p2c, random, hash", p.Name)
+	kind, ok := policyKindOf(p.Name)
+	if !ok {
+		return fieldErr("policy.name", "%q is not one of %s", p.Name, strings.Join(PolicyNames(), ", "))
 	}
 	if p.Key != "" {
 		if _, err := parseHashKey(p.Key); err != nil {
@@ -120,7 +122,9 @@ func (p PolicyConfig) validate() error {
 	if p.Factor != 0 && !(p.Factor > 1 && p.Factor <= 100) {
 		return fieldErr("policy.factor", "%g must be above 1 (1.25 is usual)", p.Factor)
 	}
-	return nil
+	p.applyDefaults()
+	_, err := kind.build(p)
+	return err
 }
 
 var cookieNameRE = regexp.MustCompile(`^[!#$%&'*+\-.^_` + "`" + `|~0-9A-Za-z]{1,64}$`)

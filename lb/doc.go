@@ -8,9 +8,10 @@
 //     and a user id; see Signer) pins the user, unless its backend is gone,
 //     down, ejected, drained or, with sticky spill, draining or carrying more
 //     than c x its share of the in-flight load. Then the user is re-pinned.
-//  2. Otherwise the Policy picks among the backends that take new users:
-//     healthy, not ejected, not draining (all non-draining ones in panic
-//     mode, when too few are healthy).
+//  2. Otherwise the Policy (a built-in one the config names, or the
+//     embedder's, see Options.Policy) picks among the backends that take
+//     new users: healthy, not ejected, not draining (all non-draining ones
+//     in panic mode, when too few are healthy).
 //  3. A retry (the engine retries once when it may) avoids the backends
 //     already tried and re-pins the cookie.
 //

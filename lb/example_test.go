@@ -38,3 +38,32 @@ func Example() {
 	defer cancel()
 	_ = bl.Shutdown(ctx)
 }
+
+// fewestInFlight is an embedder's own policy: the backend serving the
+// fewest requests right now, whatever its weight.
+type fewestInFlight struct{}
+
+func (fewestInFlight) Pick(backends []*lb.Backend, _ []byte) *lb.Backend {
+	best := backends[0]
+	for _, b := range backends[1:] {
+		if b.InFlight() < best.InFlight() {
+			best = b
+		}
+	}
+	return best
+}
+
+// A program embedding the balancer brings its own Policy through Options:
+// it picks for users no sticky cookie pins, among the backends that are up
+// and not draining.
+func ExampleOptions_policy() {
+	cfg := &lb.Config{Backends: []lb.BackendConfig{
+		{Name: "app1", URL: "http://127.0.0.1:8081"},
+		{Name: "app2", URL: "http://127.0.0.1:8082"},
+	}}
+	bl, err := lb.New(cfg, lb.Options{Policy: fewestInFlight{}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bl.Close()
+}

@@ -7,11 +7,72 @@ import (
 )
 
 // Policy picks a backend for a request that no valid sticky cookie pins.
-// backends is never empty and holds only backends eligible for new users;
-// key is the request's hash key (see Hash) and empty for other policies.
-// A Policy must be safe for concurrent use.
+// backends is never empty and holds only backends eligible for new users.
+// key is what policy.key names (the client IP by default) for the hash
+// policy and for a Policy given in Options; it is nil for the others. A
+// Policy must be safe for concurrent use.
 type Policy interface {
 	Pick(backends []*Backend, key []byte) *Backend
+}
+
+// Policy names, as policy.name and --policy take them.
+const (
+	PolicyRoundRobin = "round-robin"
+	PolicyLeastConn  = "least-conn"
+	PolicyP2C        = "p2c"
+	PolicyRandom     = "random"
+	PolicyHash       = "hash"
+)
+
+// policyKind is a built-in policy: its name, whether Pick wants the
+// request's key, and how to build it from the policy section, checking
+// the options it reads (an error names the field).
+type policyKind struct {
+	name  string
+	keyed bool
+	build func(PolicyConfig) (Policy, error)
+}
+
+// policyKinds is the one list of built-in policies: config validation,
+// its error message and the balancer read it, so a new policy is a type
+// below and an entry here. An embedding program brings its own through
+// Options.Policy instead.
+var policyKinds = []policyKind{
+	{name: PolicyRoundRobin, build: func(PolicyConfig) (Policy, error) { return &RoundRobin{}, nil }},
+	{name: PolicyLeastConn, build: func(PolicyConfig) (Policy, error) { return &LeastConn{}, nil }},
+	{name: PolicyP2C, build: func(c PolicyConfig) (Policy, error) { return &P2C{Latency: c.Latency}, nil }},
+	{name: PolicyRandom, build: func(PolicyConfig) (Policy, error) { return Random{}, nil }},
+	{name: PolicyHash, keyed: true, build: func(c PolicyConfig) (Policy, error) {
+		k, err := parseHashKey(c.Key)
+		if err != nil {
+			return nil, fieldErr("policy.key", "%v", err)
+		}
+		return &Hash{Key: k, Factor: c.Factor}, nil
+	}},
+}
+
+// policyKindOf finds the built-in policy called name ("" is the default,
+// round-robin).
+func policyKindOf(name string) (policyKind, bool) {
+	if name == "" {
+		name = PolicyRoundRobin
+	}
+	for _, k := range policyKinds {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return policyKind{}, false
+}
+
+// PolicyNames returns the names of the built-in policies, as policy.name
+// takes them.
+func PolicyNames() []string {
+	names := make([]string, len(policyKinds))
+	for i, k := range policyKinds {
+		names[i] = k.name
+	}
+	return names
 }
 
 // Compile-time checks that every policy is a Policy.

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -61,7 +62,11 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		bl.log.Warn("config change needs a restart", "field", w)
 	}
 	bl.m.reloads.WithLabelValues("ok").Inc()
-	bl.log.Info("config applied", "backends", len(nv.backends), "policy", cfg.Policy.Name)
+	policy := cfg.Policy.Name
+	if bl.opts.Policy != nil {
+		policy = fmt.Sprintf("%T", bl.opts.Policy)
+	}
+	bl.log.Info("config applied", "backends", len(nv.backends), "policy", policy)
 	return warnings, nil
 }
 

@@ -179,7 +179,7 @@ func (bl *Balancer) pick(v *view, r requestView, now int64, tried []*proxy.Upstr
 		return nil
 	}
 	var key []byte
-	if v.hashed {
+	if v.keyed {
 		key = hashKey(v.hashKey, r)
 	}
 	chosen := v.policy.Pick(c, key)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,5 +541,67 @@ func TestCookieRefresh(t *testing.T) {
 		if got := needsRefresh(p, now, c.sc); got != c.want {
 			t.Errorf("max age %v, issued %v ago: refresh %v, want %v", c.sc.MaxAge, c.issued, got, c.want)
 		}
+	}
+}
+
+// byKey is an embedder's policy: a new user goes to the backend named by
+// the request's key when it is offered, else to the first one.
+type byKey struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (p *byKey) Pick(bs []*Backend, key []byte) *Backend {
+	p.mu.Lock()
+	p.keys = append(p.keys, string(key))
+	p.mu.Unlock()
+	for _, b := range bs {
+		if b.Name() == string(key) {
+			return b
+		}
+	}
+	return bs[0]
+}
+
+// A Policy given in Options picks for new users, with policy.key as its
+// key; stickiness, health and drain work around it as around a built-in
+// one, and it survives a reload that names another policy.
+func TestPolicyFromOptions(t *testing.T) {
+	p := &byKey{}
+	cfg := testConfig(func(c *Config) { c.Policy.Key = "header:X-Backend" })
+	bl, err := New(cfg, Options{Logger: quietLogger(), Policy: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	c := newClient("10.0.0.1")
+	c.req.headers = map[string]string{"X-Backend": "c"}
+	if b, _ := c.do(t, bl); b != "c" {
+		t.Fatalf("custom policy: went to %s, want c", b)
+	}
+	c.req.headers["X-Backend"] = "a"
+	if b, _ := c.do(t, bl); b != "c" {
+		t.Fatalf("the sticky cookie should pin to c; went to %s", b)
+	}
+	if err := bl.Drain("b"); err != nil {
+		t.Fatal(err)
+	}
+	nb := newClient("10.0.0.2")
+	nb.req.headers = map[string]string{"X-Backend": "b"}
+	if b, _ := nb.do(t, bl); b == "b" {
+		t.Fatal("a draining backend was offered to the policy")
+	}
+	if _, err := bl.Apply(testConfig(func(c *Config) { c.Policy = PolicyConfig{Name: PolicyLeastConn, Key: "header:X-Backend"} })); err != nil {
+		t.Fatal(err)
+	}
+	na := newClient("10.0.0.3")
+	na.req.headers = map[string]string{"X-Backend": "a"}
+	if b, _ := na.do(t, bl); b != "a" {
+		t.Fatalf("after reload: went to %s, want a (the custom policy)", b)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if strings.Join(p.keys, ",") != "c,b,a" {
+		t.Fatalf("keys given to Pick: %q", p.keys)
 	}
 }

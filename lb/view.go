@@ -12,8 +12,8 @@ type view struct {
 	backends   []*Backend
 	byName     map[string]*Backend
 	policy     Policy
-	hashKey    HashKey
-	hashed     bool
+	keyed      bool    // policy wants the request's key
+	hashKey    HashKey // what the key is
 	signer     *Signer
 	cookieName string
 }
@@ -23,22 +23,19 @@ type view struct {
 // state and WebSockets).
 func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 	v := &view{cfg: cfg, byName: map[string]*Backend{}}
-	switch cfg.Policy.Name {
-	case PolicyRoundRobin:
-		v.policy = &RoundRobin{}
-	case PolicyLeastConn:
-		v.policy = &LeastConn{}
-	case PolicyP2C:
-		v.policy = &P2C{Latency: cfg.Policy.Latency}
-	case PolicyRandom:
-		v.policy = Random{}
-	case PolicyHash:
-		k, _ := parseHashKey(cfg.Policy.Key)
-		v.policy = &Hash{Key: k, Factor: cfg.Policy.Factor}
-		v.hashKey, v.hashed = k, true
-	}
-	if old != nil && old.cfg.Policy == cfg.Policy {
-		v.policy = old.policy // keep round-robin position
+	v.hashKey, _ = parseHashKey(cfg.Policy.Key) // validated
+	kind, _ := policyKindOf(cfg.Policy.Name)    // validated
+	switch {
+	case bl.opts.Policy != nil:
+		v.policy, v.keyed = bl.opts.Policy, true
+	case old != nil && old.cfg.Policy == cfg.Policy:
+		v.policy, v.keyed = old.policy, old.keyed // keep round-robin position
+	default:
+		p, err := kind.build(cfg.Policy)
+		if err != nil {
+			return nil, err
+		}
+		v.policy, v.keyed = p, kind.keyed
 	}
 	if cfg.Sticky.Mode == "cookie" {
 		var secrets [][]byte

@@ -34,7 +34,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	admin := fs.String("admin", "127.0.0.1:9090", `admin API and /metrics address; "off" disables it`)
 	adminToken := fs.String("admin-token", "", "bearer token for the admin API (or UNSTUCK_ADMIN_TOKEN); required off loopback")
 	fs.Var(&backends, "backend", "backend `[NAME=]URL`, repeatable; unnamed ones are b1, b2, ... in order")
-	policy := fs.String("policy", "round-robin", "round-robin, least-conn, p2c, random or hash")
+	policy := fs.String("policy", lb.PolicyRoundRobin, strings.Join(lb.PolicyNames(), ", "))
 	sticky := fs.String("sticky", "cookie", "cookie or none")
 	fs.Var(&secrets, "secret", "sticky cookie secret, repeatable (first signs, all verify); else the config's, else UNSTUCK_SECRET (comma-separated)")
 	configPath := fs.String("config", "", "YAML config file (flags given override it)")
