@@ -255,6 +255,13 @@ func (b *Backend) updateWeight(now time.Time, window time.Duration) {
 	b.effWBits.Store(math.Float64bits(w))
 }
 
+// setWeight changes the configured weight (a reload) and recomputes the
+// slow-start weight at now.
+func (b *Backend) setWeight(weight int, now time.Time, window time.Duration) {
+	b.weightW.Store(math.Float64bits(float64(weight)))
+	b.updateWeight(now, window)
+}
+
 // startRamp begins slow start at from (now, or when an ejection ends).
 func (b *Backend) startRamp(from time.Time, window time.Duration) {
 	if window <= 0 {

@@ -62,9 +62,7 @@ type Balancer struct {
 	lns     map[net.Listener]struct{}
 	closing atomic.Bool // Shutdown or Close began (shutdown.go)
 
-	reloadMu   sync.Mutex // one Apply at a time
-	generated  bool       // the signing secret was generated, not configured
-	secretsCur [][]byte   // the sticky secrets in use
+	reloadMu sync.Mutex // one Apply at a time
 
 	lastPrune time.Time // maintain's last sweep of pinned-user maps
 }
@@ -93,7 +91,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	if err != nil {
 		return nil, err
 	}
-	bl.view.Store(v)
+	bl.install(v, nil)
 	for _, b := range v.backends {
 		bl.startHealth(b, cfg.Health.Active)
 	}
@@ -106,9 +104,10 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	return bl, nil
 }
 
+// newBackend makes a backend whose outcomes and tunnels come back to bl;
+// install gives it its metrics when it goes live.
 func (bl *Balancer) newBackend(name string, u *url.URL, weight int) *Backend {
 	b := newBackend(name, u, weight)
-	b.bm = bl.m.forBackend(name)
 	b.done = func(o proxy.Outcome) { bl.done(b, o) }
 	b.onTunnel = func(t *proxy.Tunnel) { bl.trackTunnel(b, t) }
 	return b

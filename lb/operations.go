@@ -77,9 +77,9 @@ func (bl *Balancer) Add(bc BackendConfig) (*Backend, error) {
 	nv.byName = cloneMap(v.byName)
 	nv.byName[b.name] = b
 	nv.cfg = withBackends(v.cfg, nv.backends)
-	bl.startHealth(b, v.cfg.Health.Active)
 	b.startRamp(time.Now(), v.cfg.Health.SlowStart)
-	bl.view.Store(&nv)
+	bl.install(&nv, v)
+	bl.startHealth(b, v.cfg.Health.Active)
 	bl.log.Info("backend added", "backend", b.name, "url", u.String())
 	return b, nil
 }
@@ -115,7 +115,7 @@ func (bl *Balancer) removeNow(b *Backend) {
 	nv.byName = cloneMap(v.byName)
 	delete(nv.byName, name)
 	nv.cfg = withBackends(v.cfg, nv.backends)
-	bl.view.Store(&nv)
+	bl.install(&nv, v)
 	bl.retire(b, v.cfg.WebSocket.CloseWindow)
 	bl.log.Info("backend removed", "backend", name)
 }

@@ -33,7 +33,7 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		bl.m.reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
-	bl.view.Store(nv)
+	bl.install(nv, old)
 	bl.mu.Unlock()
 	for _, b := range nv.backends {
 		ob := old.byName[b.name]

@@ -605,3 +605,47 @@ func TestPolicyFromOptions(t *testing.T) {
 		t.Fatalf("keys given to Pick: %q", p.keys)
 	}
 }
+
+// Building a view changes nothing, so a reload that fails half-way leaves
+// no trace; install is where it meets the running balancer.
+func TestBuildViewChangesNothingInstallDoes(t *testing.T) {
+	bl := newTestBalancer(t, testConfig(func(c *Config) { c.Sticky.Secrets = nil }))
+	old := bl.view.Load()
+	cfg := testConfig(func(c *Config) {
+		c.Sticky.Secrets = nil
+		c.Backends[0].Weight = 7
+		c.Backends = append(c.Backends, BackendConfig{Name: "d", URL: "http://127.0.0.1:4"})
+	})
+	cfg.ApplyDefaults()
+	series := func(backend string) bool {
+		mfs, err := bl.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "backend" && l.GetValue() == backend {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	nv, err := bl.buildView(cfg, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := old.byName["a"]
+	if bl.view.Load() != old || nv.byName["a"] != a || a.baseWeight() != 1 || series("d") {
+		t.Fatal("buildView changed the running balancer")
+	}
+	if !nv.generated || string(nv.secrets[0]) != string(old.secrets[0]) {
+		t.Fatal("the generated secret did not carry over")
+	}
+	bl.install(nv, old)
+	if bl.view.Load() != nv || a.baseWeight() != 7 || !series("d") {
+		t.Fatal("install did not apply the view")
+	}
+}

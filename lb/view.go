@@ -1,7 +1,7 @@
 package lb
 
 import (
-	"math"
+	"net/url"
 	"time"
 )
 
@@ -16,11 +16,17 @@ type view struct {
 	hashKey    HashKey // what the key is
 	signer     *Signer
 	cookieName string
+	// secrets sign and verify sticky cookies; generated says they were
+	// made up because the config has none. Both carry over a view
+	// without stickiness, so turning it off and on keeps cookies valid.
+	secrets   [][]byte
+	generated bool
 }
 
 // buildView makes the routing view for cfg, reusing the backends of old
 // whose name and URL are unchanged (with their counters, health, drain
-// state and WebSockets).
+// state and WebSockets). It changes nothing, not even the backends it
+// reuses: install makes the view live.
 func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 	v := &view{cfg: cfg, byName: map[string]*Backend{}}
 	v.hashKey, _ = parseHashKey(cfg.Policy.Key) // validated
@@ -37,24 +43,22 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 		}
 		v.policy, v.keyed = p, kind.keyed
 	}
+	if old != nil {
+		v.secrets, v.generated = old.secrets, old.generated
+	}
 	if cfg.Sticky.Mode == "cookie" {
-		var secrets [][]byte
-		for _, s := range cfg.Sticky.Secrets {
-			secrets = append(secrets, []byte(s))
-		}
-		if len(secrets) == 0 {
-			// Generate once; keep it across reloads (so cookies stay valid),
-			// but never fall back to secrets the config no longer lists.
-			if bl.secretsCur == nil || !bl.generated {
-				bl.secretsCur = [][]byte{[]byte(GenerateSecret())}
-				bl.generated = true
-				bl.log.Warn("no sticky secret configured: generated one; sticky cookies will not survive a restart and other balancers will not accept them. Set sticky.secrets, --secret or UNSTUCK_SECRET.")
+		switch {
+		case len(cfg.Sticky.Secrets) > 0:
+			v.secrets, v.generated = nil, false
+			for _, s := range cfg.Sticky.Secrets {
+				v.secrets = append(v.secrets, []byte(s))
 			}
-			secrets = bl.secretsCur
-		} else {
-			bl.secretsCur, bl.generated = secrets, false
+		case !v.generated:
+			// Generated once and kept across reloads, so cookies stay
+			// valid; never secrets the config no longer lists.
+			v.secrets, v.generated = [][]byte{[]byte(GenerateSecret())}, true
 		}
-		s, err := NewSigner(cfg.Sticky.Cookie, secrets)
+		s, err := NewSigner(cfg.Sticky.Cookie, v.secrets)
 		if err != nil {
 			return nil, err
 		}
@@ -62,14 +66,7 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 	}
 	for _, bc := range cfg.Backends {
 		u, _ := parseBackendURL(bc.URL) // validated
-		var b *Backend
-		if old != nil {
-			if ob := old.byName[bc.Name]; ob != nil && ob.url.String() == u.String() {
-				b = ob
-				b.weightW.Store(math.Float64bits(float64(bc.Weight)))
-				b.updateWeight(time.Now(), cfg.Health.SlowStart)
-			}
-		}
+		b := old.backend(bc.Name, u)
 		if b == nil {
 			b = bl.newBackend(bc.Name, u, bc.Weight)
 		}
@@ -77,6 +74,36 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 		v.byName[b.name] = b
 	}
 	return v, nil
+}
+
+// backend is v's backend named name if it has URL u; v may be nil.
+func (v *view) backend(name string, u *url.URL) *Backend {
+	if v == nil {
+		return nil
+	}
+	if b := v.byName[name]; b != nil && b.url.String() == u.String() {
+		return b
+	}
+	return nil
+}
+
+// install makes nv, built from old (nil at the start), the view routing
+// reads; callers hold bl.mu. Here the built view meets the running
+// balancer: new backends get their metrics, kept ones the weight nv's
+// config gives them, and a secret generated just now is warned about.
+func (bl *Balancer) install(nv, old *view) {
+	now := time.Now()
+	for i, b := range nv.backends {
+		if old.backend(b.name, b.url) == b {
+			b.setWeight(nv.cfg.Backends[i].Weight, now, nv.cfg.Health.SlowStart)
+		} else {
+			b.bm = bl.m.forBackend(b.name)
+		}
+	}
+	if nv.generated && (old == nil || !old.generated) {
+		bl.log.Warn("no sticky secret configured: generated one; sticky cookies will not survive a restart and other balancers will not accept them. Set sticky.secrets, --secret or UNSTUCK_SECRET.")
+	}
+	bl.view.Store(nv)
 }
 
 func cloneMap(m map[string]*Backend) map[string]*Backend {
