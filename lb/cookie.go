@@ -27,12 +27,13 @@ const maxCookieValue = 256
 // values being misread.
 const cookieVersion = "1"
 
-// pin is what a sticky cookie says: which backend, until when, and a random
-// user id (to count distinct pinned users, never to route).
-type pin struct {
-	backend string
-	expires time.Time
-	user    uint64
+// Pin is what a sticky cookie says: which backend serves the user, until
+// when the value is honoured, and a random user id (to count distinct
+// pinned users, never to route).
+type Pin struct {
+	Backend string    // the backend's name, as BackendConfig.Name
+	Expires time.Time // kept to the second
+	User    uint64
 }
 
 // Signer issues and verifies sticky cookie values. The value is
@@ -103,16 +104,16 @@ func (s *Signer) mac(i int, body []byte, out []byte) []byte {
 	return out
 }
 
-// Sign returns the cookie value for p.
-func (s *Signer) Sign(p pin) string {
-	b := make([]byte, 0, len(p.backend)+96)
+// Sign returns the cookie value for p, signed with the first secret.
+func (s *Signer) Sign(p Pin) string {
+	b := make([]byte, 0, len(p.Backend)+96)
 	b = append(b, cookieVersion...)
 	b = append(b, '.')
-	b = append(b, p.backend...)
+	b = append(b, p.Backend...)
 	b = append(b, '.')
-	b = strconv.AppendInt(b, p.expires.Unix(), 36)
+	b = strconv.AppendInt(b, p.Expires.Unix(), 36)
 	b = append(b, '.')
-	b = strconv.AppendUint(b, p.user, 36)
+	b = strconv.AppendUint(b, p.User, 36)
 	var m [sha256.Size]byte
 	s.mac(0, b, m[:0])
 	b = append(b, '.')
@@ -123,21 +124,21 @@ func (s *Signer) Sign(p pin) string {
 // Verify parses and checks a cookie value. It reports ok=false for anything
 // forged, expired (at now), truncated or malformed; it never panics and
 // never treats a bad value as an error worth more than a re-pick.
-func (s *Signer) Verify(value []byte, now time.Time) (p pin, ok bool) {
+func (s *Signer) Verify(value []byte, now time.Time) (p Pin, ok bool) {
 	if len(value) == 0 || len(value) > maxCookieValue {
-		return pin{}, false
+		return Pin{}, false
 	}
 	dot := bytes.LastIndexByte(value, '.')
 	if dot < 0 {
-		return pin{}, false
+		return Pin{}, false
 	}
 	body, sig := value[:dot], value[dot+1:]
 	var got [sha256.Size]byte
 	if base64.RawURLEncoding.DecodedLen(len(sig)) != sha256.Size {
-		return pin{}, false
+		return Pin{}, false
 	}
 	if n, err := base64.RawURLEncoding.Decode(got[:], sig); err != nil || n != sha256.Size {
-		return pin{}, false
+		return Pin{}, false
 	}
 	// Every secret is tried, with a constant-time comparison each, so
 	// timing tells neither which secret matched nor how much of a MAC did.
@@ -147,30 +148,30 @@ func (s *Signer) Verify(value []byte, now time.Time) (p pin, ok bool) {
 		match |= subtle.ConstantTimeCompare(s.mac(i, body, m[:0]), got[:])
 	}
 	if match != 1 {
-		return pin{}, false
+		return Pin{}, false
 	}
 	// body = 1.<name>.<exp>.<user>; the name may itself hold dots.
 	if len(body) < 2 || string(body[:2]) != cookieVersion+"." {
-		return pin{}, false
+		return Pin{}, false
 	}
 	body = body[2:]
 	i := bytes.LastIndexByte(body, '.')
 	if i < 0 {
-		return pin{}, false
+		return Pin{}, false
 	}
 	user, uok := parseBase36(body[i+1:])
 	body = body[:i]
 	j := bytes.LastIndexByte(body, '.')
 	if !uok || j <= 0 {
-		return pin{}, false
+		return Pin{}, false
 	}
 	exp, eok := parseBase36(body[j+1:])
 	if !eok || exp > 1<<40 {
-		return pin{}, false
+		return Pin{}, false
 	}
-	p = pin{backend: string(body[:j]), expires: time.Unix(int64(exp), 0), user: user}
-	if !now.Before(p.expires) {
-		return pin{}, false
+	p = Pin{Backend: string(body[:j]), Expires: time.Unix(int64(exp), 0), User: user}
+	if !now.Before(p.Expires) {
+		return Pin{}, false
 	}
 	return p, true
 }

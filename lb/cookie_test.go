@@ -27,13 +27,13 @@ const (
 func TestCookieRoundTrip(t *testing.T) {
 	s := mustSigner(t, "", secretA)
 	now := time.Unix(1_800_000_000, 0)
-	p := pin{backend: "app.1", expires: now.Add(time.Hour), user: 42}
+	p := Pin{Backend: "app.1", Expires: now.Add(time.Hour), User: 42}
 	v := s.Sign(p)
 	if strings.Contains(v, "127.0.0.1") || !strings.Contains(v, "app.1") {
 		t.Fatalf("value %q should name the backend, never an address", v)
 	}
 	got, ok := s.Verify([]byte(v), now)
-	if !ok || got.backend != "app.1" || got.user != 42 || !got.expires.Equal(p.expires) {
+	if !ok || got.Backend != "app.1" || got.User != 42 || !got.Expires.Equal(p.Expires) {
 		t.Fatalf("Verify(%q) = %+v, %v", v, got, ok)
 	}
 }
@@ -41,15 +41,15 @@ func TestCookieRoundTrip(t *testing.T) {
 func TestCookieRejectsForgedExpiredTruncatedGarbage(t *testing.T) {
 	s := mustSigner(t, "", secretA)
 	now := time.Unix(1_800_000_000, 0)
-	good := s.Sign(pin{backend: "b1", expires: now.Add(time.Hour), user: 7})
+	good := s.Sign(Pin{Backend: "b1", Expires: now.Add(time.Hour), User: 7})
 	if _, ok := s.Verify([]byte(good), now); !ok {
 		t.Fatal("good value rejected")
 	}
 	bad := map[string]string{
 		"other backend, same MAC": strings.Replace(good, ".b1.", ".b2.", 1),
 		"flipped MAC char":        good[:len(good)-1] + string(rune('A'+(good[len(good)-1]-'A'+1)%26)),
-		"other secret":            mustSigner(t, "", secretB).Sign(pin{backend: "b1", expires: now.Add(time.Hour), user: 7}),
-		"other cookie name":       mustSigner(t, "session", secretA).Sign(pin{backend: "b1", expires: now.Add(time.Hour), user: 7}),
+		"other secret":            mustSigner(t, "", secretB).Sign(Pin{Backend: "b1", Expires: now.Add(time.Hour), User: 7}),
+		"other cookie name":       mustSigner(t, "session", secretA).Sign(Pin{Backend: "b1", Expires: now.Add(time.Hour), User: 7}),
 		"empty":                   "",
 		"garbage":                 "hello world",
 		"dots":                    "....",
@@ -74,11 +74,11 @@ func TestCookieRejectsForgedExpiredTruncatedGarbage(t *testing.T) {
 
 func TestCookieSecretRotation(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	p := pin{backend: "b2", expires: now.Add(time.Hour), user: 9}
+	p := Pin{Backend: "b2", Expires: now.Add(time.Hour), User: 9}
 	old := mustSigner(t, "", secretA)
 	rotated := mustSigner(t, "", secretB, secretA) // new first, old still verifies
 	oldValue := old.Sign(p)
-	if got, ok := rotated.Verify([]byte(oldValue), now); !ok || got.backend != "b2" {
+	if got, ok := rotated.Verify([]byte(oldValue), now); !ok || got.Backend != "b2" {
 		t.Fatalf("rotated signer rejects a value signed with the old secret")
 	}
 	newValue := rotated.Sign(p)
@@ -123,8 +123,8 @@ func TestCookieHeaderAttributes(t *testing.T) {
 func FuzzCookieVerify(f *testing.F) {
 	s := mustSigner(f, "", secretA)
 	now := time.Unix(1_800_000_000, 0)
-	f.Add(s.Sign(pin{backend: "b1", expires: now.Add(time.Hour), user: 1}))
-	f.Add(s.Sign(pin{backend: "a.b.c", expires: now.Add(time.Minute), user: 1 << 60}))
+	f.Add(s.Sign(Pin{Backend: "b1", Expires: now.Add(time.Hour), User: 1}))
+	f.Add(s.Sign(Pin{Backend: "a.b.c", Expires: now.Add(time.Minute), User: 1 << 60}))
 	f.Add("1.b1.0.0.AAAA")
 	f.Add("")
 	f.Add("....")

@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -66,4 +67,23 @@ func ExampleOptions_policy() {
 		log.Fatal(err)
 	}
 	defer bl.Close()
+}
+
+// A program that shares the fleet's secret reads and writes sticky cookies
+// as every balancer does: here it pins a client to app2 and reads the
+// value back.
+func ExampleSigner() {
+	s, err := lb.NewSigner(lb.DefaultCookieName, [][]byte{[]byte("a-secret-shared-by-the-whole-fleet")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	value := s.Sign(lb.Pin{Backend: "app2", Expires: now.Add(24 * time.Hour), User: 42})
+	p, ok := s.Verify([]byte(value), now)
+	fmt.Println(p.Backend, p.Expires.Sub(now), ok)
+	_, ok = s.Verify([]byte(value), now.Add(25*time.Hour))
+	fmt.Println("a day later:", ok)
+	// Output:
+	// app2 24h0m0s true
+	// a day later: false
 }

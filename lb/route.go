@@ -28,13 +28,13 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 	nowT := time.Now()
 	now := nowT.UnixNano()
 	var chosen *Backend
-	var p pin
+	var p Pin
 	havePin, setCookie := false, false
 	if v.signer != nil {
 		if raw := r.Cookie(v.cookieName); len(raw) > 0 {
 			if pp, ok := v.signer.Verify(raw, nowT); ok {
 				p, havePin = pp, true
-				b := v.byName[p.backend]
+				b := v.byName[p.Backend]
 				if reason := bl.pinnedUnusable(v, b, now, attempt, tried); reason == "" {
 					chosen = b
 					setCookie = needsRefresh(p, nowT, &v.cfg.Sticky)
@@ -64,16 +64,16 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 	t := proxy.Target{Upstream: chosen.up, Done: chosen.done, OnTunnel: chosen.onTunnel}
 	if v.signer != nil {
 		if !havePin {
-			p.user = newUserID()
+			p.User = newUserID()
 		}
 		if setCookie {
-			p.backend = chosen.name
-			p.expires = nowT.Add(v.cfg.Sticky.TTL)
+			p.Backend = chosen.name
+			p.Expires = nowT.Add(v.cfg.Sticky.TTL)
 			t.SetCookie = cookieHeader(v.cookieName, v.signer.Sign(p), v.cfg.Sticky.MaxAge, r.Secure())
 		}
 		// Only users who came back with the cookie count as pinned users:
 		// clients that drop cookies (bots, curl) would each look new.
-		counted := p.user
+		counted := p.User
 		if !havePin {
 			counted = 0
 		}
@@ -88,11 +88,11 @@ func (bl *Balancer) route(r requestView, attempt int, tried []*proxy.Upstream) (
 // less than half its TTL is left, or, for a cookie with a Max-Age, when
 // the browser would drop it within half its Max-Age (so an active user's
 // cookie never lapses).
-func needsRefresh(p pin, now time.Time, sc *StickyConfig) bool {
-	if p.expires.Sub(now) < sc.TTL/2 {
+func needsRefresh(p Pin, now time.Time, sc *StickyConfig) bool {
+	if p.Expires.Sub(now) < sc.TTL/2 {
 		return true
 	}
-	issued := p.expires.Add(-sc.TTL)
+	issued := p.Expires.Add(-sc.TTL)
 	return sc.MaxAge > 0 && now.Sub(issued) > sc.MaxAge/2
 }
 

@@ -125,13 +125,13 @@ func TestStickyCookiePinsAndIsSetOnce(t *testing.T) {
 
 func TestBadCookieIsReplacedNeverAnError(t *testing.T) {
 	bl := newTestBalancer(t, testConfig(nil))
-	good := mustSigner(t, "", secretA).Sign(pin{backend: "b", expires: time.Now().Add(20 * time.Hour), user: 5})
+	good := mustSigner(t, "", secretA).Sign(Pin{Backend: "b", Expires: time.Now().Add(20 * time.Hour), User: 5})
 	for name, v := range map[string]string{
 		"forged":    strings.Replace(good, ".b.", ".c.", 1),
-		"expired":   mustSigner(t, "", secretA).Sign(pin{backend: "b", expires: time.Now().Add(-time.Second), user: 5}),
+		"expired":   mustSigner(t, "", secretA).Sign(Pin{Backend: "b", Expires: time.Now().Add(-time.Second), User: 5}),
 		"truncated": good[:len(good)-5],
 		"garbage":   "%%%not a cookie",
-		"other key": mustSigner(t, "", secretB).Sign(pin{backend: "b", expires: time.Now().Add(time.Hour), user: 5}),
+		"other key": mustSigner(t, "", secretB).Sign(Pin{Backend: "b", Expires: time.Now().Add(time.Hour), User: 5}),
 	} {
 		c := newClient("10.0.0.3")
 		c.req.cookies[DefaultCookieName] = v
@@ -150,7 +150,7 @@ func TestBadCookieIsReplacedNeverAnError(t *testing.T) {
 		t.Errorf("good cookie: went to %s, Set-Cookie %q", b, sc)
 	}
 	// A value past half its TTL is refreshed, to the same backend.
-	c.req.cookies[DefaultCookieName] = mustSigner(t, "", secretA).Sign(pin{backend: "b", expires: time.Now().Add(time.Hour), user: 5})
+	c.req.cookies[DefaultCookieName] = mustSigner(t, "", secretA).Sign(Pin{Backend: "b", Expires: time.Now().Add(time.Hour), User: 5})
 	if b, sc := c.do(t, bl); b != "b" || !strings.Contains(sc, ".b.") {
 		t.Errorf("aging cookie: went to %s, Set-Cookie %q", b, sc)
 	}
@@ -537,7 +537,7 @@ func TestCookieRefresh(t *testing.T) {
 		{persistent, 20 * time.Minute, false},
 		{persistent, 40 * time.Minute, true}, // the browser would drop it within 30m
 	} {
-		p := pin{backend: "a", expires: now.Add(-c.issued).Add(c.sc.TTL)}
+		p := Pin{Backend: "a", Expires: now.Add(-c.issued).Add(c.sc.TTL)}
 		if got := needsRefresh(p, now, c.sc); got != c.want {
 			t.Errorf("max age %v, issued %v ago: refresh %v, want %v", c.sc.MaxAge, c.issued, got, c.want)
 		}
