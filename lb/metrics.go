@@ -22,6 +22,7 @@ type metrics struct {
 	badCookies prometheus.Counter
 	noBackend  prometheus.Counter
 	reloads    *prometheus.CounterVec
+	all        []prometheus.Collector // everything registered
 }
 
 // backendMetrics caches a backend's children so the request path does not
@@ -81,8 +82,9 @@ func newMetrics(bl *Balancer) *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "unstuck_lb_reloads_total", Help: "Config reloads by result (ok, error).",
 	}, []string{"result"})
-	m.reg.MustRegister(m.requests, m.latency, m.ejections, m.repins, m.spills, m.drains,
-		m.checks, m.badCookies, m.noBackend, m.reloads, &stateCollector{bl: bl})
+	m.all = []prometheus.Collector{m.requests, m.latency, m.ejections, m.repins, m.spills, m.drains,
+		m.checks, m.badCookies, m.noBackend, m.reloads, &stateCollector{bl: bl}}
+	m.reg.MustRegister(m.all...)
 	return m
 }
 
