@@ -1,0 +1,50 @@
+// Package proxy is the HTTP/1.1 reverse-proxy engine under unstuck lb.
+//
+// It keeps net/http off the per-request path: a goroutine per client
+// connection with pooled buffers, a strict parser over byte slices, and a
+// LIFO pool of keep-alive upstream connections (one exchange at a time, one
+// retry when a reused idle connection turns out dead). Which upstream serves
+// a request is not its business: the Route hook decides, so package lb
+// owns policies, stickiness, health and drain, and this package owns
+// framing, timeouts, limits, retries and WebSocket tunnels.
+//
+// The entry points are in api.go: a caller accepts connections itself and
+// gives each to Server.ServeConn; the engine calls Server.Route once per
+// attempt of every request, and reports each attempt's end as an Outcome to
+// Target.Done. Request (request.go), Upstream (upstream.go) and Tunnel
+// (tunnel.go) are what Route reads, returns and keeps.
+//
+// Behaviour worth knowing:
+//   - Server fields are read once, at the first ServeConn; change them by
+//     starting a new Server.
+//   - The parser refuses, with a 4xx and a closed connection: both
+//     Content-Length and Transfer-Encoding, differing Content-Lengths, any
+//     Transfer-Encoding but a single "chunked" (501 for other codings),
+//     bad chunk framing, obs-fold, bare LF or CR, invalid field names or
+//     values, a missing, duplicate or invalid Host in HTTP/1.1, CONNECT;
+//     heads over MaxHeaderBytes (or 200 fields) answer 431.
+//   - Bodies are re-framed, never passed through: chunk extensions are
+//     dropped, trailers forwarded (minus framing and routing fields).
+//   - Expect: 100-continue is answered by the engine when it starts reading
+//     the body (as nginx does) and is not forwarded.
+//   - Retries: a failed dial is retried on another upstream for any
+//     request; a failure before any response byte is retried for the
+//     RetryMethods (GET, HEAD and OPTIONS unless configured) when the body
+//     (if any) was buffered whole (at most RetryBodyBytes); a timeout
+//     waiting for the head is never retried (504). Separately, a pooled connection found dead at once (nothing
+//     read) is replaced by a fresh dial to the same upstream, invisibly to
+//     Route, when the body is buffered.
+//   - HTTP/1.0 clients get Connection: close; a response without framing
+//     is sent chunked to HTTP/1.1 clients so their connection survives.
+//   - A request body too large to buffer streams upstream while the
+//     response is relayed (full duplex), always over a fresh upstream
+//     connection (it cannot be replayed if a pooled one turns out dead); an
+//     upstream that answers early (413, 401) has its answer relayed.
+//   - Timeouts between reads: ClientIdle bounds each wait for request body
+//     bytes, Upstream each wait for response body bytes (so a silent
+//     server-sent-events stream needs heartbeats more often than that).
+//     Timeouts of 5 s and more are armed from a coarse clock and may fire
+//     up to about 1.5 s early; shorter ones are exact.
+//   - Idle pooled upstream connections older than UpstreamIdle are closed
+//     when the pool is next used, not by a timer.
+package proxy
