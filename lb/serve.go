@@ -13,14 +13,13 @@ import (
 	"github.com/unstuck-dev/unstuck/internal/proxy"
 )
 
-// The proxy engine reads its settings once, so a reload that changes them
-// starts a new engine, a generation: the accept loops hand new connections
-// to it, and the old one is shut down gracefully (requests in flight
+// newGen makes an engine generation for cfg. The proxy engine reads its
+// settings once, so a reload that changes them starts a new generation:
+// Serve's accept loop (one per listener) gives new connections to its
+// ServeConn, and the old one is shut down gracefully (requests in flight
 // finish, idle keep-alive connections close so their clients reconnect to
 // the new one). WebSocket tunnels are the balancer's, not the engine's,
 // and outlive their generation.
-
-// newGen makes an engine for cfg.
 func (bl *Balancer) newGen(cfg *Config) *proxy.Server {
 	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
 	for _, s := range cfg.TrustedProxies {
