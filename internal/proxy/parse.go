@@ -369,13 +369,9 @@ func equalFold[T string | []byte](a []byte, b T) bool {
 		if x == y {
 			continue
 		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
+		// Bytes that differ match only as the two cases of a letter:
+		// equal with bit 0x20 set, and a letter then.
+		if l := x | 0x20; l != y|0x20 || l-'a' > 'z'-'a' {
 			return false
 		}
 	}
