@@ -194,27 +194,11 @@ func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.Recor
 				if e == nil || e.Operation() != jetstream.KeyValuePut {
 					continue
 				}
-				sendLatest(out, jobs.RecordValue{Data: e.Value(), Rev: e.Revision()})
+				jobs.SendLatest(out, jobs.RecordValue{Data: e.Value(), Rev: e.Revision()})
 			}
 		}
 	}()
 	return out, nil
-}
-
-// sendLatest replaces an unread value with v, so a slow reader gets the
-// newest value and the watcher never blocks.
-func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
-	for {
-		select {
-		case out <- v:
-			return
-		default:
-			select {
-			case <-out:
-			default:
-			}
-		}
-	}
 }
 
 // VisibilityTimeout is Config.VisibilityTimeout.

@@ -293,7 +293,7 @@ func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.Recor
 		defer close(out)
 		_ = b.c.Receive(ctx, b.c.B().Subscribe().Channel(b.statusKey(id)).Build(), func(m rueidis.PubSubMessage) {
 			if v, ok := parseNotice(m.Message); ok {
-				sendLatest(out, v)
+				jobs.SendLatest(out, v)
 			}
 		})
 	}()
@@ -312,20 +312,6 @@ func parseNotice(msg string) (jobs.RecordValue, bool) {
 		return jobs.RecordValue{}, false
 	}
 	return jobs.RecordValue{Data: []byte(data), Rev: rev}, true
-}
-
-func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
-	for {
-		select {
-		case out <- v:
-			return
-		default:
-			select {
-			case <-out:
-			default:
-			}
-		}
-	}
 }
 
 // VisibilityTimeout is Config.VisibilityTimeout.
