@@ -1,7 +1,9 @@
 package jobs_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log"
 	"net/http"
 	"time"
@@ -30,13 +32,41 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: 500 * time.Millisecond}.Handle)
+	m.Handle("lines", countLines)
 	go m.Run(ctx) // workers; cancel ctx to hand running jobs back
 
 	mux := http.NewServeMux()
-	mux.Handle("POST /upload", m.UploadHandler(jobs.TextStatsKind)) // 202 + Status JSON
-	mux.Handle("GET /jobs/{id}", m.StatusHandler())                 // Status JSON
-	mux.Handle("GET /jobs/{id}/events", m.EventsHandler())          // SSE: event "status"
-	mux.Handle("POST /jobs/{id}/cancel", m.CancelHandler())         // 202, or 409 if finished
+	mux.Handle("POST /upload", m.UploadHandler("lines"))    // 202 + Status JSON
+	mux.Handle("GET /jobs/{id}", m.StatusHandler())         // Status JSON
+	mux.Handle("GET /jobs/{id}/events", m.EventsHandler())  // SSE: event "status"
+	mux.Handle("POST /jobs/{id}/cancel", m.CancelHandler()) // 202, or 409 if finished
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
+}
+
+// countLines is a Handler: it reads the uploaded file, reports progress
+// as it goes, and returns the result that Status.Result will hold.
+func countLines(ctx context.Context, job *jobs.Job) (any, error) {
+	r, err := job.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var lines, read int64
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		lines += int64(bytes.Count(buf[:n], []byte("\n")))
+		read += int64(n)
+		if err == io.EOF {
+			return map[string]int64{"lines": lines}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if job.Size() > 0 {
+			if err := job.Progress(ctx, int(read*100/job.Size())); err != nil {
+				return nil, err
+			}
+		}
+	}
 }

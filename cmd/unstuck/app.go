@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/realtime"
@@ -133,7 +134,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 	if err != nil {
 		return err
 	}
-	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: f.jobDelay}.Handle); err != nil {
+	if err := jm.Handle(textstats.Kind, textstats.Job{StepDelay: f.jobDelay}.Handle); err != nil {
 		return err
 	}
 	s, err := shop.New(shop.Config{

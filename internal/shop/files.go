@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -43,7 +44,7 @@ func fileStatus(st jobs.Status) FileStatus {
 // cannot change once the response has started.
 func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 	rec := &bufferedResponse{header: http.Header{}}
-	s.cfg.Jobs.UploadHandler(jobs.TextStatsKind).ServeHTTP(rec, r)
+	s.cfg.Jobs.UploadHandler(textstats.Kind).ServeHTTP(rec, r)
 	var st jobs.Status
 	if rec.status == http.StatusAccepted && json.Unmarshal(rec.body.Bytes(), &st) == nil && st.ID != "" {
 		if _, err := session.Update(r.Context(), jobsKey, func(ids []string, _ bool) ([]string, error) {

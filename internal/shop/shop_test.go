@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
@@ -47,7 +48,7 @@ func newShop(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{}.Handle); err != nil {
+	if err := jm.Handle(textstats.Kind, textstats.Job{}.Handle); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = jm.Run(ctx) }()
