@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 // A hub on every instance, users authenticated by signed tokens, drained
@@ -21,7 +22,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	broker, err := realtime.NewRedisBroker(realtime.RedisConfig{Client: rdb})
+	broker, err := redisbroker.New(context.Background(), redisbroker.Options{Client: rdb})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
 	"github.com/unstuck-dev/unstuck/jobs/redisjobs"
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 	"github.com/unstuck-dev/unstuck/session"
 	"github.com/unstuck-dev/unstuck/session/dynamostore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
@@ -141,7 +143,7 @@ func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	}
 	p.Sessions = store
 	p.closers = append(p.closers, func() { _ = store.Close() })
-	broker, err := realtime.NewNATSBroker(ctx, realtime.NATSConfig{Conn: nc})
+	broker, err := natsbroker.New(ctx, natsbroker.Options{Conn: nc})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("realtime broker: %w", err)
@@ -182,7 +184,7 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	p.Sessions = store
 	// The backplane's subscriptions need a connection of their own kind;
 	// the broker shares the client, which rueidis multiplexes.
-	broker, err := realtime.NewRedisBroker(realtime.RedisConfig{Client: client})
+	broker, err := redisbroker.New(ctx, redisbroker.Options{Client: client})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("realtime broker: %w", err)

@@ -1,9 +1,20 @@
-package realtime
+// Package natsbroker is a realtime.Broker and realtime.PresenceStore on
+// NATS.
+//
+// History is one JetStream stream whose subjects are one per channel, so a
+// message's offset is its stream sequence: increasing per channel but not
+// contiguous. Publish therefore records the channel's previous sequence as
+// Prev, made atomic by JetStream's expected-last-subject-sequence check (a
+// concurrent publisher on another instance makes it retry). Live fan-out
+// is a core NATS message sent after the store, carrying offset and Prev.
+// Presence lives in a key-value bucket.
+package natsbroker
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,11 +25,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
-// NATSConfig configures a NATSBroker. The zero value (apart from Conn) is
-// usable.
-type NATSConfig struct {
+// Options configures a Broker. The zero value (apart from Conn) is usable.
+type Options struct {
 	// Conn is the NATS connection; the broker does not close it. Connect
 	// with nats.MaxReconnects(-1) so an outage is ridden out.
 	Conn *nats.Conn
@@ -41,15 +53,9 @@ type NATSConfig struct {
 	Timeout time.Duration
 }
 
-// NATSBroker is a Broker and PresenceStore over NATS. History is one
-// JetStream stream whose subjects are one per channel, so a message's
-// offset is its stream sequence: increasing per channel but not
-// contiguous. Publish therefore records the channel's previous sequence as
-// Prev, made atomic by JetStream's expected-last-subject-sequence check
-// (a concurrent publisher on another instance makes it retry). Live fan-out
-// is a core NATS message sent after the store, carrying offset and Prev.
-type NATSBroker struct {
-	cfg    NATSConfig
+// Broker is a realtime.Broker and realtime.PresenceStore over NATS.
+type Broker struct {
+	cfg    Options
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	epoch  atomic.Value // string: the stream's creation time
@@ -68,37 +74,37 @@ type NATSBroker struct {
 }
 
 var (
-	_ Broker        = (*NATSBroker)(nil)
-	_ PresenceStore = (*NATSBroker)(nil)
+	_ realtime.Broker        = (*Broker)(nil)
+	_ realtime.PresenceStore = (*Broker)(nil)
 )
 
-// NewNATSBroker creates or updates the history stream and returns the
-// broker; call Run (the Hub does).
-func NewNATSBroker(ctx context.Context, cfg NATSConfig) (*NATSBroker, error) {
+// New creates or updates the history stream and returns the broker; call
+// Run (the Hub does).
+func New(ctx context.Context, cfg Options) (*Broker, error) {
 	if cfg.Conn == nil {
-		return nil, errors.New("realtime: NATSConfig.Conn is required")
+		return nil, errors.New("natsbroker: Options.Conn is required")
 	}
-	cfg.Stream = orDefault(cfg.Stream, "REALTIME")
-	cfg.Prefix = orDefault(cfg.Prefix, "rt")
-	cfg.HistorySize = orDefault(cfg.HistorySize, 100)
-	cfg.HistoryTTL = orDefault(cfg.HistoryTTL, 5*time.Minute)
-	cfg.Replicas = orDefault(cfg.Replicas, 1)
-	cfg.PresenceBucket = orDefault(cfg.PresenceBucket, "realtime_presence")
-	cfg.Timeout = orDefault(cfg.Timeout, 5*time.Second)
+	cfg.Stream = cmp.Or(cfg.Stream, "REALTIME")
+	cfg.Prefix = cmp.Or(cfg.Prefix, "rt")
+	cfg.HistorySize = cmp.Or(cfg.HistorySize, 100)
+	cfg.HistoryTTL = cmp.Or(cfg.HistoryTTL, 5*time.Minute)
+	cfg.Replicas = cmp.Or(cfg.Replicas, 1)
+	cfg.PresenceBucket = cmp.Or(cfg.PresenceBucket, "realtime_presence")
+	cfg.Timeout = cmp.Or(cfg.Timeout, 5*time.Second)
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
-		return nil, fmt.Errorf("realtime: jetstream: %w", err)
+		return nil, fmt.Errorf("natsbroker: jetstream: %w", err)
 	}
-	b := &NATSBroker{cfg: cfg, js: js, msgs: make(chan *nats.Msg, 8192),
+	b := &Broker{cfg: cfg, js: js, msgs: make(chan *nats.Msg, 8192),
 		subs: map[string]*nats.Subscription{}, last: map[string]uint64{},
-		instance: randomID(), written: map[string]struct{}{}}
+		instance: rand.Text(), written: map[string]struct{}{}}
 	if err := b.ensureStream(ctx); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-func (b *NATSBroker) ensureStream(ctx context.Context) error {
+func (b *Broker) ensureStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	storage := jetstream.FileStorage
@@ -116,23 +122,23 @@ func (b *NATSBroker) ensureStream(ctx context.Context) error {
 		AllowDirect:       true,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: jetstream stream %s: %v", ErrBackplaneUnavailable, b.cfg.Stream, err)
+		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)
 	}
 	b.stream = s
 	b.epoch.Store(strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36))
 	return nil
 }
 
-func (b *NATSBroker) token(ch string) string {
+func (b *Broker) token(ch string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(ch))
 }
-func (b *NATSBroker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b.token(ch) }
-func (b *NATSBroker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
-func (b *NATSBroker) currentEpoch() string         { return b.epoch.Load().(string) }
+func (b *Broker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b.token(ch) }
+func (b *Broker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
+func (b *Broker) currentEpoch() string         { return b.epoch.Load().(string) }
 
 const prevHeader = "Rt-Prev"
 
-func (b *NATSBroker) lastSeq(ctx context.Context, subj string) (uint64, error) {
+func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
 	m, err := b.stream.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
@@ -143,12 +149,12 @@ func (b *NATSBroker) lastSeq(ctx context.Context, subj string) (uint64, error) {
 	return m.Sequence, nil
 }
 
-// Publish implements Broker.
-func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
+// Publish implements realtime.Broker.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (realtime.Publication, error) {
 	// Fail fast while disconnected: nats.go would buffer the message and
 	// the publisher would wait the whole timeout for an ack.
 	if err := b.Healthy(); err != nil {
-		return Publication{}, err
+		return realtime.Publication{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
@@ -165,7 +171,7 @@ func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (
 		if !cached {
 			var err error
 			if prev, err = b.lastSeq(ctx, subj); err != nil {
-				return Publication{}, err
+				return realtime.Publication{}, err
 			}
 		}
 		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
@@ -181,7 +187,7 @@ func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (
 			b.mu.Lock()
 			delete(b.last, subj)
 			b.mu.Unlock()
-			return Publication{}, b.wrap("publish", err)
+			return realtime.Publication{}, b.wrap("publish", err)
 		}
 		b.mu.Lock()
 		b.last[subj] = ack.Sequence
@@ -189,7 +195,7 @@ func (b *NATSBroker) Publish(ctx context.Context, channel string, data []byte) (
 			clear(b.last)
 		}
 		b.mu.Unlock()
-		p := Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}
+		p := realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}
 		live := make([]byte, 0, 48+len(data))
 		live = strconv.AppendUint(live, p.Offset, 10)
 		live = append(live, ' ')
@@ -214,21 +220,21 @@ func fnv32(s string) uint32 {
 	return h
 }
 
-// History implements Broker. It walks the channel's subject with direct
+// History implements realtime.Broker. It walks the channel's subject with direct
 // gets, one per message: gaps are short, and a full replay is bounded by
 // limit.
-func (b *NATSBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+func (b *Broker) History(ctx context.Context, channel string, since uint64, limit int) (realtime.History, error) {
 	if err := b.Healthy(); err != nil {
-		return History{}, err
+		return realtime.History{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	subj := b.histSubject(channel)
 	top, err := b.lastSeq(ctx, subj)
 	if err != nil {
-		return History{}, err
+		return realtime.History{}, err
 	}
-	h := History{Top: Position{Offset: top, Epoch: b.currentEpoch()}}
+	h := realtime.History{Top: realtime.Position{Offset: top, Epoch: b.currentEpoch()}}
 	if since == top {
 		h.Complete = true
 		return h, nil
@@ -243,13 +249,13 @@ func (b *NATSBroker) History(ctx context.Context, channel string, since uint64, 
 			break
 		}
 		if err != nil {
-			return History{}, b.wrap("history", err)
+			return realtime.History{}, b.wrap("history", err)
 		}
 		prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
 		if len(h.Publications) == 0 && prev != since {
 			return h, nil // trimmed: the message after `since` is gone
 		}
-		h.Publications = append(h.Publications, Publication{Offset: m.Sequence, Prev: prev, Epoch: h.Top.Epoch, Data: m.Data})
+		h.Publications = append(h.Publications, realtime.Publication{Offset: m.Sequence, Prev: prev, Epoch: h.Top.Epoch, Data: m.Data})
 		if m.Sequence >= top {
 			h.Complete = true
 			break
@@ -259,9 +265,9 @@ func (b *NATSBroker) History(ctx context.Context, channel string, since uint64, 
 	return h, nil
 }
 
-// Subscribe implements Broker. Flushing makes the server hold the interest
+// Subscribe implements realtime.Broker. Flushing makes the server hold the interest
 // before the hub reads the channel's top, so nothing falls in between.
-func (b *NATSBroker) Subscribe(ctx context.Context, channel string) error {
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	sub, err := b.cfg.Conn.ChanSubscribe(b.liveSubject(channel), b.msgs)
 	if err != nil {
 		return b.wrap("subscribe", err)
@@ -281,8 +287,8 @@ func (b *NATSBroker) Subscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// Unsubscribe implements Broker.
-func (b *NATSBroker) Unsubscribe(_ context.Context, channel string) error {
+// Unsubscribe implements realtime.Broker.
+func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
 	b.mu.Lock()
 	sub := b.subs[channel]
 	delete(b.subs, channel)
@@ -296,18 +302,18 @@ func (b *NATSBroker) Unsubscribe(_ context.Context, channel string) error {
 	return nil
 }
 
-// Healthy implements Broker.
-func (b *NATSBroker) Healthy() error {
+// Healthy implements realtime.Broker.
+func (b *Broker) Healthy() error {
 	if s := b.cfg.Conn.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("%w: nats connection %v", ErrBackplaneUnavailable, s)
+		return fmt.Errorf("%w: nats connection %v", realtime.ErrBackplaneUnavailable, s)
 	}
 	return nil
 }
 
-// Run implements Broker. nats.go restores subscriptions itself on
+// Run implements realtime.Broker. nats.go restores subscriptions itself on
 // reconnect; Run then re-reads the stream's epoch (a stream recreated
 // empty has a new one) and tells the hub to fill the gap.
-func (b *NATSBroker) Run(ctx context.Context, h BrokerHandler) error {
+func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 	status := b.cfg.Conn.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
 	defer b.cfg.Conn.RemoveStatusListener(status)
 	live := b.cfg.Prefix + ".l."
@@ -344,150 +350,18 @@ func (b *NATSBroker) Run(ctx context.Context, h BrokerHandler) error {
 			if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil {
 				continue
 			}
-			h.HandlePublication(string(name), Publication{Offset: off, Prev: prev, Epoch: epoch, Data: []byte(data)})
+			h.HandlePublication(string(name), realtime.Publication{Offset: off, Prev: prev, Epoch: epoch, Data: []byte(data)})
 		}
 	}
 }
 
-func (b *NATSBroker) wrap(op string, err error) error {
+func (b *Broker) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return fmt.Errorf("realtime: nats %s: %w", op, err)
+		return fmt.Errorf("natsbroker: %s: %w", op, err)
 	}
-	return fmt.Errorf("%w: nats %s: %v", ErrBackplaneUnavailable, op, err)
-}
-
-// Presence in NATS: a key per present client, "c.<channel>.<client>",
-// written once on join with the instance that holds it, and a key per
-// instance, "i.<instance>", holding its heartbeat's expiry. Heartbeats
-// rewrite only the instance key: rewriting every entry would make the
-// bucket's key listing (a snapshot that skips keys superseded while it
-// runs) miss live entries. A reader drops entries whose instance's
-// heartbeat lapsed, and purges them, so a dead instance's entries vanish
-// within the TTL.
-func (b *NATSBroker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
-	b.kvMu.Lock()
-	defer b.kvMu.Unlock()
-	if b.kv != nil {
-		return b.kv, nil
-	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: b.cfg.PresenceBucket, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		return nil, b.wrap("presence bucket", err)
-	}
-	b.kv = kv
-	return kv, nil
-}
-
-type natsPresence struct {
-	User     string `json:"u"`
-	Instance string `json:"i"`
-}
-
-func (b *NATSBroker) presenceKey(channel, client string) string {
-	return "c." + b.token(channel) + "." + client
-}
-
-// SetPresence implements PresenceStore.
-func (b *NATSBroker) SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	kv, err := b.presenceKV(ctx)
-	if err != nil {
-		return err
-	}
-	exp := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)
-	if _, err := kv.Put(ctx, "i."+b.instance, []byte(exp)); err != nil {
-		return b.wrap("presence", err)
-	}
-	for _, e := range entries {
-		key := b.presenceKey(channel, e.Client)
-		b.kvMu.Lock()
-		_, done := b.written[key]
-		b.kvMu.Unlock()
-		if done {
-			continue
-		}
-		v, _ := json.Marshal(natsPresence{User: e.User, Instance: b.instance})
-		if _, err := kv.Put(ctx, key, v); err != nil {
-			return b.wrap("presence", err)
-		}
-		b.kvMu.Lock()
-		b.written[key] = struct{}{}
-		b.kvMu.Unlock()
-	}
-	return nil
-}
-
-// RemovePresence implements PresenceStore.
-func (b *NATSBroker) RemovePresence(ctx context.Context, channel string, clients []string) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	kv, err := b.presenceKV(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range clients {
-		key := b.presenceKey(channel, c)
-		b.kvMu.Lock()
-		delete(b.written, key)
-		b.kvMu.Unlock()
-		if err := kv.Purge(ctx, key); err != nil {
-			return b.wrap("presence", err)
-		}
-	}
-	return nil
-}
-
-// Presence implements PresenceStore.
-func (b *NATSBroker) Presence(ctx context.Context, channel string) ([]PresenceEntry, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	kv, err := b.presenceKV(ctx)
-	if err != nil {
-		return nil, err
-	}
-	prefix := "c." + b.token(channel) + "."
-	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
-	if err != nil {
-		return nil, b.wrap("presence", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	now := time.Now().UnixMilli()
-	alive := map[string]int64{}
-	out := []PresenceEntry{}
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, b.wrap("presence", err)
-		}
-		var p natsPresence
-		if json.Unmarshal(e.Value(), &p) != nil {
-			continue
-		}
-		exp, seen := alive[p.Instance]
-		if !seen {
-			if ie, err := kv.Get(ctx, "i."+p.Instance); err == nil {
-				exp, _ = strconv.ParseInt(string(ie.Value()), 10, 64)
-			}
-			alive[p.Instance] = exp
-		}
-		if exp <= now {
-			_ = kv.Purge(ctx, k) // its instance died; best effort
-			continue
-		}
-		out = append(out, PresenceEntry{Client: strings.TrimPrefix(k, prefix), User: p.User, Expires: exp})
-	}
-	return out, nil
+	return fmt.Errorf("%w: nats %s: %v", realtime.ErrBackplaneUnavailable, op, err)
 }
