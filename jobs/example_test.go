@@ -8,9 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
 )
@@ -19,15 +16,11 @@ import (
 // runs workers. Every instance runs the same code against the same NATS.
 func Example() {
 	ctx := context.Background()
-	nc, err := nats.Connect(nats.DefaultURL)
+	backend, err := natsjobs.New(ctx, natsjobs.Options{URL: "nats://127.0.0.1:4222", VisibilityTimeout: 30 * time.Second})
 	if err != nil {
 		log.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	backend, err := natsjobs.New(ctx, js, natsjobs.Config{VisibilityTimeout: 30 * time.Second})
-	if err != nil {
-		log.Fatal(err)
-	}
+	defer backend.Close()
 	m, err := jobs.New(jobs.Config{Backend: backend, MaxPayloadBytes: 10 << 20})
 	if err != nil {
 		log.Fatal(err)

@@ -13,8 +13,7 @@
 //
 // # Mounting
 //
-//	rdb, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
-//	broker, _ := redisbroker.New(ctx, redisbroker.Options{Client: rdb})
+//	broker, _ := redisbroker.New(ctx, redisbroker.Options{URL: "redis://127.0.0.1:6379"})
 //	hub, _ := realtime.New(realtime.Config{
 //		Broker:       broker,
 //		Authenticate: tokens.Authenticate, // or the app's session lookup

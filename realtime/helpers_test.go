@@ -62,7 +62,7 @@ func natsConn(t testing.TB, url string) *nats.Conn {
 
 func newNATSBrokerT(t testing.TB, url string) *natsbroker.Broker {
 	t.Helper()
-	b, err := natsbroker.New(context.Background(), natsbroker.Options{Conn: natsConn(t, url), Timeout: 2 * time.Second})
+	b, err := natsbroker.New(context.Background(), natsbroker.Options{Client: natsConn(t, url), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@
 // A Manager wraps handlers; handlers read and write the session through
 // the request's context:
 //
-//	store, err := redisstore.New(redisstore.Options{URL: "redis://127.0.0.1:6379", NearCache: true})
+//	store, err := redisstore.New(ctx, redisstore.Options{URL: "redis://127.0.0.1:6379", NearCache: true})
 //	...
 //	sessions, err := session.New(session.Config{Store: store, IdleTimeout: 30 * time.Minute})
 //	...

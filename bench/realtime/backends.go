@@ -89,7 +89,7 @@ func startBackend(name string) (func() (realtime.Broker, error), func(), error) 
 				return nil, err
 			}
 			conns = append(conns, nc)
-			return natsbroker.New(context.Background(), natsbroker.Options{Conn: nc})
+			return natsbroker.New(context.Background(), natsbroker.Options{Client: nc})
 		}
 		return mk, func() {
 			for _, c := range conns {

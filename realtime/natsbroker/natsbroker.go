@@ -26,14 +26,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
 
-// Options configures a Broker. The zero value (apart from Conn) is usable.
+// Options configures a Broker: give URL or Client, not both. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Conn is the NATS connection; the broker does not close it. Connect
-	// with nats.MaxReconnects(-1) so an outage is ridden out.
-	Conn *nats.Conn
+	// URL names the NATS server, nats://[USER:PASSWORD@]HOST:PORT. The
+	// broker opens its own connection, which reconnects after an outage,
+	// and Close closes it.
+	URL string
+	// Client is a NATS connection that the caller keeps owning: Close
+	// leaves it open. Connect with nats.MaxReconnects(-1) so an outage
+	// is ridden out.
+	Client *nats.Conn
 	// Stream names the JetStream stream holding history; "REALTIME" if
 	// empty. Prefix starts its subjects; "rt" if empty.
 	Stream string
@@ -44,8 +51,8 @@ type Options struct {
 	HistoryTTL  time.Duration
 	// Replicas of the stream and presence bucket in a cluster; 1 if 0.
 	Replicas int
-	// MemoryStorage keeps history in memory rather than on disk.
-	MemoryStorage bool
+	// Memory keeps history in memory rather than on disk.
+	Memory bool
 	// PresenceBucket names the key-value bucket of presence entries;
 	// "realtime_presence" if empty.
 	PresenceBucket string
@@ -56,6 +63,7 @@ type Options struct {
 // Broker is a realtime.Broker and realtime.PresenceStore over NATS.
 type Broker struct {
 	cfg    Options
+	own    bool // Close closes cfg.Client
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	epoch  atomic.Value // string: the stream's creation time
@@ -78,11 +86,12 @@ var (
 	_ realtime.PresenceStore = (*Broker)(nil)
 )
 
-// New creates or updates the history stream and returns the broker; call
-// Run (the Hub does).
+// New creates or updates the history stream on cfg.Client, or on a
+// connection of its own to cfg.URL, and returns the broker; call Run (the
+// Hub does).
 func New(ctx context.Context, cfg Options) (*Broker, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("natsbroker: Options.Conn is required")
+	if err := connect.Either(cfg.URL, cfg.Client != nil); err != nil {
+		return nil, fmt.Errorf("natsbroker: %w", err)
 	}
 	cfg.Stream = cmp.Or(cfg.Stream, "REALTIME")
 	cfg.Prefix = cmp.Or(cfg.Prefix, "rt")
@@ -91,24 +100,43 @@ func New(ctx context.Context, cfg Options) (*Broker, error) {
 	cfg.Replicas = cmp.Or(cfg.Replicas, 1)
 	cfg.PresenceBucket = cmp.Or(cfg.PresenceBucket, "realtime_presence")
 	cfg.Timeout = cmp.Or(cfg.Timeout, 5*time.Second)
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("natsbroker: jetstream: %w", err)
+	own := false
+	if cfg.URL != "" {
+		nc, err := connect.NATS(ctx, cfg.URL, "unstuck realtime broker")
+		if err != nil {
+			return nil, fmt.Errorf("natsbroker: %w", err)
+		}
+		cfg.Client, own = nc, true
 	}
-	b := &Broker{cfg: cfg, js: js, msgs: make(chan *nats.Msg, 8192),
+	b := &Broker{cfg: cfg, own: own, msgs: make(chan *nats.Msg, 8192),
 		subs: map[string]*nats.Subscription{}, last: map[string]uint64{},
 		instance: rand.Text(), written: map[string]struct{}{}}
-	if err := b.ensureStream(ctx); err != nil {
-		return nil, err
+	js, err := jetstream.New(cfg.Client)
+	if err == nil {
+		b.js = js
+		err = b.ensureStream(ctx)
+	}
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("natsbroker: %w", err)
 	}
 	return b, nil
+}
+
+// Close closes the connection the broker opened from Options.URL; a
+// connection given as Options.Client stays open. Stop Run first.
+func (b *Broker) Close() error {
+	if b.own {
+		b.cfg.Client.Close()
+	}
+	return nil
 }
 
 func (b *Broker) ensureStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	storage := jetstream.FileStorage
-	if b.cfg.MemoryStorage {
+	if b.cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
 	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -206,7 +234,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 		live = append(live, data...)
 		// Stored is what counts: a lost live copy is a gap receivers fill
 		// from history.
-		_ = b.cfg.Conn.Publish(b.liveSubject(channel), live)
+		_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
 		return p, nil
 	}
 }
@@ -268,13 +296,13 @@ func (b *Broker) History(ctx context.Context, channel string, since uint64, limi
 // Subscribe implements realtime.Broker. Flushing makes the server hold the interest
 // before the hub reads the channel's top, so nothing falls in between.
 func (b *Broker) Subscribe(ctx context.Context, channel string) error {
-	sub, err := b.cfg.Conn.ChanSubscribe(b.liveSubject(channel), b.msgs)
+	sub, err := b.cfg.Client.ChanSubscribe(b.liveSubject(channel), b.msgs)
 	if err != nil {
 		return b.wrap("subscribe", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	if err := b.cfg.Conn.FlushWithContext(ctx); err != nil {
+	if err := b.cfg.Client.FlushWithContext(ctx); err != nil {
 		_ = sub.Unsubscribe()
 		return b.wrap("subscribe", err)
 	}
@@ -304,7 +332,7 @@ func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
 
 // Healthy implements realtime.Broker.
 func (b *Broker) Healthy() error {
-	if s := b.cfg.Conn.Status(); s != nats.CONNECTED {
+	if s := b.cfg.Client.Status(); s != nats.CONNECTED {
 		return fmt.Errorf("%w: nats connection %v", realtime.ErrBackplaneUnavailable, s)
 	}
 	return nil
@@ -314,8 +342,8 @@ func (b *Broker) Healthy() error {
 // reconnect; Run then re-reads the stream's epoch (a stream recreated
 // empty has a new one) and tells the hub to fill the gap.
 func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
-	status := b.cfg.Conn.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
-	defer b.cfg.Conn.RemoveStatusListener(status)
+	status := b.cfg.Client.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
+	defer b.cfg.Client.RemoveStatusListener(status)
 	live := b.cfg.Prefix + ".l."
 	for {
 		select {

@@ -22,14 +22,21 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
 
-// Options configures a Broker. The zero value (apart from Client) is
-// usable.
+// Options configures a Broker: give URL or Client, not both. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Client is the rueidis client; the broker does not close it. It also
-	// dedicates one connection to Pub/Sub.
+	// URL names the Redis server or Cluster:
+	// redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS,
+	// ?addr=HOST:PORT for more cluster seeds. The broker opens its own
+	// client, and Close closes it.
+	URL string
+	// Client is a ready rueidis client that the caller keeps owning:
+	// Close leaves it open. The broker dedicates one of its connections
+	// to Pub/Sub.
 	Client rueidis.Client
 	// Prefix starts every key and Pub/Sub channel; "rt" if empty.
 	Prefix string
@@ -48,6 +55,7 @@ type Options struct {
 // Broker is a realtime.Broker and realtime.PresenceStore over Redis.
 type Broker struct {
 	cfg     Options
+	own     bool // Close closes cfg.Client
 	healthy atomic.Bool
 
 	mu       sync.Mutex
@@ -60,10 +68,11 @@ var (
 	_ realtime.PresenceStore = (*Broker)(nil)
 )
 
-// New checks cfg and returns a broker; call Run (the Hub does).
-func New(_ context.Context, cfg Options) (*Broker, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("redisbroker: Options.Client is required")
+// New returns a broker on cfg.Client, or on a client of its own
+// connected to cfg.URL (checked within ctx); call Run (the Hub does).
+func New(ctx context.Context, cfg Options) (*Broker, error) {
+	if err := connect.Either(cfg.URL, cfg.Client != nil); err != nil {
+		return nil, fmt.Errorf("redisbroker: %w", err)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rt"
@@ -81,7 +90,24 @@ func New(_ context.Context, cfg Options) (*Broker, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	return &Broker{cfg: cfg, channels: map[string]struct{}{}}, nil
+	b := &Broker{cfg: cfg, channels: map[string]struct{}{}}
+	if cfg.URL != "" {
+		c, err := connect.Redis(ctx, cfg.URL, connect.RedisOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("redisbroker: %w", err)
+		}
+		b.cfg.Client, b.own = c, true
+	}
+	return b, nil
+}
+
+// Close closes the client the broker opened from Options.URL; a client
+// given as Options.Client stays open. Stop Run first.
+func (b *Broker) Close() error {
+	if b.own {
+		b.cfg.Client.Close()
+	}
+	return nil
 }
 
 func (b *Broker) metaKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:m" }

@@ -81,7 +81,7 @@
 //
 // # Example
 //
-//	store, err := dynamostore.Open(ctx, "dynamodb://sessions?region=eu-west-1")
+//	store, err := dynamostore.New(ctx, dynamostore.Options{URL: "dynamodb://sessions?region=eu-west-1"})
 //	if err != nil {
 //		log.Fatal(err)
 //	}
@@ -93,7 +93,7 @@
 //	if err := dynamostore.CreateTable(ctx, client, "sessions"); err != nil {
 //		log.Fatal(err)
 //	}
-//	store, err := dynamostore.New(dynamostore.Options{Client: client, Table: "sessions"})
+//	store, err := dynamostore.New(ctx, dynamostore.Options{Client: client, Table: "sessions"})
 package dynamostore
 
 import (
@@ -113,6 +113,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
 
@@ -124,12 +125,19 @@ type API interface {
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
-// Options configures a Store. Client and Table are required.
+// Options configures a Store: give URL, or Client and Table. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Client talks to DynamoDB, usually a *dynamodb.Client.
+	// URL names the table as a store URL (see ParseURL):
+	// dynamodb://TABLE?region=R&endpoint=URL&create=true. The Store
+	// builds its own client from the AWS default configuration and, with
+	// create=true, creates the table first.
+	URL string
+	// Client talks to DynamoDB, usually a *dynamodb.Client that the
+	// caller keeps owning.
 	Client API
-	// Table is the table's name; CreateTable makes it with the right
-	// key schema and TTL.
+	// Table is the table's name, with Client (a URL names its own);
+	// CreateTable makes it with the right key schema and TTL.
 	Table string
 	// UserIndexTTL is how long a user index entry lives when the binding
 	// carries no absolute deadline. Default 31 days.
@@ -139,7 +147,9 @@ type Options struct {
 }
 
 // Store is a session.Store on DynamoDB. It holds no goroutines or
-// connections of its own; it is safe for concurrent use.
+// connections of its own, so it has no Close: even the client it builds
+// from a URL talks HTTP, whose idle connections close by themselves. It is
+// safe for concurrent use.
 type Store struct {
 	c       API
 	table   *string
@@ -150,18 +160,42 @@ type Store struct {
 
 var _ session.Store = (*Store)(nil)
 
-// New returns a Store on an existing table.
-func New(o Options) (*Store, error) {
-	if o.Client == nil {
-		return nil, errors.New("dynamostore: Options.Client is required")
-	}
-	if err := checkTable(o.Table); err != nil {
+// New returns a Store on an existing table through o.Client, or on the
+// table o.URL names through a client of its own. With create=true in the
+// URL it creates the table first; a server without TTL support (ErrNoTTL)
+// is accepted then, as the Store checks deadlines itself.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if err := connect.Either(o.URL, o.Client != nil); err != nil {
 		return nil, fmt.Errorf("dynamostore: %w", err)
 	}
-	if o.UserIndexTTL <= 0 {
-		o.UserIndexTTL = 31 * 24 * time.Hour
+	s := &Store{c: o.Client, name: o.Table, idxTTL: o.UserIndexTTL, backoff: o.Backoff.withDefaults()}
+	if o.URL != "" {
+		if o.Table != "" {
+			return nil, errors.New("dynamostore: Options.Table: the URL names the table (dynamodb://TABLE); set Table only with Client")
+		}
+		loc, err := ParseURL(o.URL)
+		if err != nil {
+			return nil, err
+		}
+		client, err := loc.client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if loc.Create {
+			if err := CreateTable(ctx, client, loc.Table); err != nil && !errors.Is(err, ErrNoTTL) {
+				return nil, err
+			}
+		}
+		s.c, s.name = client, loc.Table
 	}
-	return &Store{c: o.Client, table: aws.String(o.Table), name: o.Table, idxTTL: o.UserIndexTTL, backoff: o.Backoff.withDefaults()}, nil
+	if err := checkTable(s.name); err != nil {
+		return nil, fmt.Errorf("dynamostore: Options.Table: %w", err)
+	}
+	s.table = aws.String(s.name)
+	if s.idxTTL <= 0 {
+		s.idxTTL = 31 * 24 * time.Hour
+	}
+	return s, nil
 }
 
 // Table is the name of the Store's table.
