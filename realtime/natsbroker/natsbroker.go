@@ -345,6 +345,11 @@ func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 	status := b.cfg.Client.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
 	defer b.cfg.Client.RemoveStatusListener(status)
 	live := b.cfg.Prefix + ".l."
+	// delivered is the last position Run handed on per channel. Two
+	// instances publishing at once send their live copies on different
+	// connections, so a copy can arrive after a later one; it is dropped,
+	// a skip the hub fills from history, never a reorder.
+	delivered := map[string]realtime.Position{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -363,6 +368,7 @@ func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 			clear(b.written) // a restarted server may have lost them
 			b.kv = nil
 			b.kvMu.Unlock()
+			clear(delivered) // the stream may be new, its offsets restarted
 			h.Reconnected()
 		case m := <-b.msgs:
 			tok, ok := strings.CutPrefix(m.Subject, live)
@@ -378,7 +384,15 @@ func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 			if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil {
 				continue
 			}
-			h.HandlePublication(string(name), realtime.Publication{Offset: off, Prev: prev, Epoch: epoch, Data: []byte(data)})
+			ch := string(name)
+			if last, ok := delivered[ch]; ok && last.Epoch == epoch && off <= last.Offset {
+				continue
+			}
+			if len(delivered) > 100_000 { // bounded; forgetting costs at most a reorder the hub drops
+				clear(delivered)
+			}
+			delivered[ch] = realtime.Position{Offset: off, Epoch: epoch}
+			h.HandlePublication(ch, realtime.Publication{Offset: off, Prev: prev, Epoch: epoch, Data: []byte(data)})
 		}
 	}
 }
