@@ -106,13 +106,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		Lifetime:     24 * time.Hour,
 		StoreTimeout: 2 * time.Second,
 		Logger:       log,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			w.Header().Set("Retry-After", "1")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"error":"session store unavailable, try again"}`+"\n")
-			log.Warn("session store unavailable", "path", r.URL.Path, "err", err)
-		},
+		ErrorHandler: shop.StoreUnavailable(log),
 	})
 	if err != nil {
 		return err

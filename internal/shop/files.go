@@ -52,8 +52,10 @@ func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 			ids = append([]string{st.ID}, ids...)
 			return ids[:min(len(ids), maxJobsListed)], nil
 		}); err != nil {
-			// The job exists whatever happens here; not listing it on the
-			// upload page is no reason to fail the upload.
+			// The job exists whatever happens here. Not listing it on the
+			// upload page is no reason to fail the upload, but a store
+			// that could not answer fails the response anyway: the
+			// session middleware answers with its ErrorHandler.
 			s.log.Warn("could not list upload in session", "job", st.ID, "err", err)
 		}
 	}

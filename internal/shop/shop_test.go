@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +24,18 @@ import (
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/redisstore"
 )
 
 // newShop runs one shop instance over a real in-process NATS.
 func newShop(t *testing.T) *httptest.Server {
+	return newShopWith(t, nil, session.Config{})
+}
+
+// newShopWith runs one shop instance over a real in-process NATS, with
+// its sessions in store instead when store is given, and the session
+// settings of cfg.
+func newShopWith(t *testing.T, store session.Store, cfg session.Config) *httptest.Server {
 	t.Helper()
 	n := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,7 +45,11 @@ func newShop(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(parts.Close)
-	sessions, err := session.New(session.Config{Store: parts.Sessions})
+	cfg.Store = parts.Sessions
+	if store != nil {
+		cfg.Store = store
+	}
+	sessions, err := session.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +294,68 @@ func TestShopUpload(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), `data-job="`+id+`"`) {
 		t.Fatalf("upload page does not list job %s", id)
+	}
+}
+
+// TestShopStoreDownIsTheErrorHandlersAnswer: when the session store cannot
+// answer, every handler leaves the answer to the session middleware's
+// ErrorHandler, the shop's StoreUnavailable: one 503 with Retry-After and
+// its JSON body, once, whatever the handler was doing.
+func TestShopStoreDownIsTheErrorHandlersAnswer(t *testing.T) {
+	r := testenv.Redis(t)
+	store, err := redisstore.New(t.Context(), redisstore.Options{URL: r.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var calls atomic.Int64
+	answer := shop.StoreUnavailable(slog.New(slog.DiscardHandler))
+	srv := newShopWith(t, store, session.Config{
+		StoreTimeout: time.Second,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			calls.Add(1)
+			answer(w, r, err)
+		},
+	})
+	c := client()
+	if st, _ := call(t, c, "POST", srv.URL+"/api/login", map[string]any{"user": "alice"}); st != 200 {
+		t.Fatalf("login: %d", st)
+	}
+	r.Kill()
+
+	form := url.Values{"sku": {"mug"}, "text": {"hi"}}.Encode()
+	requests := []struct{ method, path, body string }{
+		{"GET", "/api/me", ""},
+		{"GET", "/api/cart", ""},
+		{"POST", "/api/cart/items", `{"sku":"mug"}`},
+		{"DELETE", "/api/cart/items/mug", ""},
+		{"POST", "/api/chat/messages", `{"text":"hi"}`},
+		{"GET", "/api/files/some-job", ""},
+		{"POST", "/api/logout", ""},
+		{"GET", "/cart", ""},
+		{"POST", "/cart/add", form},
+		{"POST", "/chat", form},
+	}
+	for i, rq := range requests {
+		req, _ := http.NewRequest(rq.method, srv.URL+rq.path, strings.NewReader(rq.body))
+		req.Header.Set("Content-Type", "application/json")
+		if strings.HasPrefix(rq.body, "sku=") {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" ||
+			resp.Header.Get("Content-Type") != "application/json" ||
+			string(body) != `{"error":"session store unavailable, try again"}`+"\n" {
+			t.Errorf("%s %s with the store down: %d Retry-After %q %q %q, want the ErrorHandler's 503",
+				rq.method, rq.path, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), body)
+		}
+		if n := calls.Load(); n != int64(i+1) {
+			t.Fatalf("%s %s: ErrorHandler called %d times for %d requests", rq.method, rq.path, n, i+1)
+		}
 	}
 }
