@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
 	"github.com/unstuck-dev/unstuck/internal/shop"
 	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
@@ -357,5 +360,80 @@ func TestShopStoreDownIsTheErrorHandlersAnswer(t *testing.T) {
 		if n := calls.Load(); n != int64(i+1) {
 			t.Fatalf("%s %s: ErrorHandler called %d times for %d requests", rq.method, rq.path, n, i+1)
 		}
+	}
+}
+
+// TestChatOverWebSocketAsDocumented follows the README's steps for an API
+// client of the chat: log in for a Session-Token, open /ws with it,
+// subscribe to chat:lobby, and get a posted message in the documented
+// shape.
+func TestChatOverWebSocketAsDocumented(t *testing.T) {
+	srv := newShop(t)
+	post := func(path, token, body string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Session-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	resp, _ := post("/api/login", "new", `{"user":"alice"}`)
+	token := resp.Header.Get("Session-Token")
+	if resp.StatusCode != 200 || token == "" {
+		t.Fatalf("login: %d, Session-Token %q", resp.StatusCode, token)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	if _, _, err := websocket.Dial(ctx, wsURL, nil); err == nil {
+		t.Fatal("/ws accepted a client without a session")
+	}
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Session-Token": {token}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	type frame struct {
+		Type, Channel, User string
+		Offset              uint64
+		Data                json.RawMessage
+	}
+	next := func(want string) frame {
+		t.Helper()
+		for {
+			var f frame
+			if err := wsjson.Read(ctx, ws, &f); err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if f.Type == want {
+				return f
+			}
+		}
+	}
+	if f := next("connected"); f.User != "alice" {
+		t.Fatalf("connected as %q, want alice", f.User)
+	}
+	if err := wsjson.Write(ctx, ws, map[string]any{"type": "subscribe", "id": 1, "channel": shop.ChatChannel, "presence": true}); err != nil {
+		t.Fatal(err)
+	}
+	next("subscribed")
+
+	resp, posted := post("/api/chat/messages", token, `{"text":"hi"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("post: %d %v", resp.StatusCode, posted)
+	}
+	f := next("message")
+	var m shop.ChatMessage
+	if err := json.Unmarshal(f.Data, &m); err != nil || f.Channel != "chat:lobby" {
+		t.Fatalf("message frame %+v: %v", f, err)
+	}
+	if m.User != "alice" || m.Text != "hi" || m.Instance != "app-test" || m.Time == 0 || float64(f.Offset) != posted["offset"] {
+		t.Fatalf("chat message %+v at offset %d; posted %v", m, f.Offset, posted)
 	}
 }
