@@ -40,9 +40,9 @@ type RedisOptions struct {
 
 // Redis opens a client to the Redis server or Cluster that rawURL names
 // (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS, ?addr=HOST:PORT
-// for more cluster seeds) and checks within ctx that it answers, so that a
-// wrong address fails now and names the address rather than on the first
-// user's request.
+// for more cluster seeds). rueidis dials and authenticates at once, here
+// bounded by ctx, so a wrong address or password fails now and names the
+// address rather than on the first user's request.
 func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, error) {
 	opt, err := rueidis.ParseURL(rawURL)
 	if err != nil {
@@ -55,14 +55,15 @@ func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, 
 			opt.CacheSizeEachConn = 32 << 20
 		}
 	}
-	// Detect a dead connection in bounded time.
-	opt.ConnWriteTimeout = 3 * time.Second
+	if opt.ConnWriteTimeout == 0 { // ?write_timeout= in the URL wins
+		// Detect a dead connection in bounded time.
+		opt.ConnWriteTimeout = 3 * time.Second
+	}
+	if d, ok := ctx.Deadline(); ok && opt.Dialer.Timeout == 0 {
+		opt.Dialer.Timeout = max(min(5*time.Second, time.Until(d)), time.Millisecond) // 5 s is rueidis's own
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", Redact(rawURL), err)
-	}
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
-		c.Close()
 		return nil, fmt.Errorf("connect to %s: %w", Redact(rawURL), err)
 	}
 	return c, nil
