@@ -73,6 +73,24 @@ type RecordValue struct {
 	Rev  uint64
 }
 
+// SendLatest sends v on out, a WatchRecord channel with a buffer of one,
+// replacing a value the reader has not taken yet: a slow reader gets the
+// newest value, and the watcher feeding out never blocks on it. Only one
+// goroutine may send on out.
+func SendLatest(out chan RecordValue, v RecordValue) {
+	for {
+		select {
+		case out <- v:
+			return
+		default:
+			select {
+			case <-out:
+			default:
+			}
+		}
+	}
+}
+
 // Queue is a durable, at-least-once queue of job IDs per kind.
 //
 // Guarantees: an enqueued id is handed to one claimer at a time. A claimed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -16,7 +17,7 @@ func TestRedisCluster(t *testing.T) {
 	s := (&store{name: "redis", addr: cluster.Addrs()[0], nodes: cluster.Addrs()}).fresh()
 	web := newManager(t, s, jobs.Config{})
 	worker := newManager(t, s, jobs.Config{Concurrency: 2})
-	worker.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 4}.Handle)
+	worker.Handle(textstats.Kind, textstats.Job{Steps: 4}.Handle)
 	blocked := make(chan struct{}, 1)
 	worker.Handle("wait", func(ctx context.Context, j *jobs.Job) (any, error) {
 		blocked <- struct{}{}
@@ -25,7 +26,7 @@ func TestRedisCluster(t *testing.T) {
 	})
 
 	text := sampleText(1000)
-	st := submit(t, web, jobs.TextStatsKind, text)
+	st := submit(t, web, textstats.Kind, text)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	updates, err := web.Watch(ctx, st.ID)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -45,7 +46,7 @@ func TestHelperWorker(t *testing.T) {
 		os.Exit(2)
 	}
 	// Slow enough that the parent can kill it between checkpoints.
-	m.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 20, StepDelay: 200 * time.Millisecond}.Handle)
+	m.Handle(textstats.Kind, textstats.Job{Steps: 20, StepDelay: 200 * time.Millisecond}.Handle)
 	_ = m.Run(context.Background()) // until SIGKILL
 	os.Exit(3)
 }
@@ -59,7 +60,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 			s := s.fresh()
 			web := newManager(t, s, jobs.Config{})
 			text := sampleText(4000)
-			st := submit(t, web, jobs.TextStatsKind, text)
+			st := submit(t, web, textstats.Kind, text)
 
 			child := startWorkerProcess(t, s, "doomed")
 			testenv.Eventually(t, 30*time.Second, func() error {
@@ -83,7 +84,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 			}
 
 			survivor := newManager(t, s, jobs.Config{Worker: "survivor"})
-			survivor.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 20}.Handle)
+			survivor.Handle(textstats.Kind, textstats.Job{Steps: 20}.Handle)
 			run(t, survivor)
 			done := waitState(t, web, st.ID, jobs.Done)
 			got := decodeStats(t, done)
@@ -163,7 +164,7 @@ func TestCancelWhileWorkerDead(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			s := s.fresh()
 			web := newManager(t, s, jobs.Config{})
-			st := submit(t, web, jobs.TextStatsKind, sampleText(4000))
+			st := submit(t, web, textstats.Kind, sampleText(4000))
 			child := startWorkerProcess(t, s, "doomed")
 			testenv.Eventually(t, 30*time.Second, func() error {
 				cur, err := web.Status(context.Background(), st.ID)
@@ -179,7 +180,7 @@ func TestCancelWhileWorkerDead(t *testing.T) {
 			}
 			survivor := newManager(t, s, jobs.Config{Worker: "survivor"})
 			ran := make(chan struct{}, 1)
-			survivor.Handle(jobs.TextStatsKind, func(ctx context.Context, j *jobs.Job) (any, error) {
+			survivor.Handle(textstats.Kind, func(ctx context.Context, j *jobs.Job) (any, error) {
 				ran <- struct{}{}
 				return nil, nil
 			})

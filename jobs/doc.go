@@ -52,8 +52,4 @@
 // IDs are 128 random bits, so knowing one is the capability to read or
 // cancel that job; wrap the handlers in the app's own authentication to
 // tie jobs to users.
-//
-// TextStats is a real job for demos: SHA-256 and line, word and byte
-// counts of a text file in steps, with checkpoints and an optional delay
-// per step so that a person can kill an instance mid-job.
 package jobs

@@ -70,32 +70,17 @@ func connectBackend(name, addr, prefix string, vis time.Duration) (jobs.Backend,
 	defer cancel()
 	switch name {
 	case "nats":
-		nc, err := nats.Connect(addr, nats.MaxReconnects(-1))
+		b, err := natsjobs.New(ctx, natsjobs.Options{URL: addr, Name: prefix, VisibilityTimeout: vis})
 		if err != nil {
 			return nil, nil, err
 		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-		b, err := natsjobs.New(ctx, js, natsjobs.Config{Name: prefix, VisibilityTimeout: vis})
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-		return b, nc.Close, nil
+		return b, func() { _ = b.Close() }, nil
 	case "redis":
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+		b, err := redisjobs.New(ctx, redisjobs.Options{URL: "redis://" + addr, Prefix: prefix, VisibilityTimeout: vis, ChunkSize: 4096})
 		if err != nil {
 			return nil, nil, err
 		}
-		b, err := redisjobs.New(c, redisjobs.Config{Prefix: prefix, VisibilityTimeout: vis, ChunkSize: 4096})
-		if err != nil {
-			c.Close()
-			return nil, nil, err
-		}
-		return b, c.Close, nil
+		return b, func() { _ = b.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown backend %q", name)
 }

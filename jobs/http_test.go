@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 
 	"github.com/unstuck-dev/unstuck/jobs"
@@ -60,7 +61,7 @@ func TestUploadRejectsBadInput(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			s := s.fresh()
 			m := newManager(t, s, jobs.Config{MaxPayloadBytes: 1000})
-			srv := httptest.NewServer(mux(m, jobs.TextStatsKind))
+			srv := httptest.NewServer(mux(m, textstats.Kind))
 			defer srv.Close()
 
 			big, bigType := multipartBody(t, "file", strings.Repeat("a", 5000))
@@ -318,8 +319,8 @@ func TestDirPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newManager(t, s, jobs.Config{Payloads: payloads, MaxPayloadBytes: 100_000})
-	m.Handle(jobs.TextStatsKind, jobs.TextStats{}.Handle)
-	srv := httptest.NewServer(mux(m, jobs.TextStatsKind))
+	m.Handle(textstats.Kind, textstats.Job{}.Handle)
+	srv := httptest.NewServer(mux(m, textstats.Kind))
 	defer srv.Close()
 
 	big, bigType := multipartBody(t, "file", strings.Repeat("a", 100_001))
@@ -334,7 +335,7 @@ func TestDirPayloads(t *testing.T) {
 	assertDirEmpty(t, dir)
 
 	text := sampleText(300)
-	st := submit(t, m, jobs.TextStatsKind, text)
+	st := submit(t, m, textstats.Kind, text)
 	assertDirFiles(t, dir, 1)
 	run(t, m)
 	done := waitState(t, m, st.ID, jobs.Done)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -27,9 +28,9 @@ func sampleText(lines int) string {
 	return b.String()
 }
 
-func wantStats(text string) jobs.TextStatsResult {
+func wantStats(text string) textstats.Result {
 	sum := sha256.Sum256([]byte(text))
-	return jobs.TextStatsResult{
+	return textstats.Result{
 		SHA256: hex.EncodeToString(sum[:]),
 		Lines:  int64(strings.Count(text, "\n")),
 		Words:  int64(len(strings.Fields(text))),
@@ -37,9 +38,9 @@ func wantStats(text string) jobs.TextStatsResult {
 	}
 }
 
-func decodeStats(t testing.TB, st jobs.Status) jobs.TextStatsResult {
+func decodeStats(t testing.TB, st jobs.Status) textstats.Result {
 	t.Helper()
-	var r jobs.TextStatsResult
+	var r textstats.Result
 	if err := json.Unmarshal(st.Result, &r); err != nil {
 		t.Fatalf("result %s: %v", st.Result, err)
 	}
@@ -54,11 +55,11 @@ func TestJobLifecycle(t *testing.T) {
 			s := s.fresh()
 			web := newManager(t, s, jobs.Config{})
 			worker := newManager(t, s, jobs.Config{Worker: "w2"})
-			if err := worker.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 5}.Handle); err != nil {
+			if err := worker.Handle(textstats.Kind, textstats.Job{Steps: 5}.Handle); err != nil {
 				t.Fatal(err)
 			}
 			text := sampleText(500)
-			st := submit(t, web, jobs.TextStatsKind, text)
+			st := submit(t, web, textstats.Kind, text)
 			if st.State != jobs.Queued || st.Size != int64(len(text)) || st.Filename != "in.txt" {
 				t.Fatalf("submitted status = %+v", st)
 			}
@@ -370,8 +371,8 @@ func TestPanicFailsAttempt(t *testing.T) {
 func TestTextStatsRefusesBinary(t *testing.T) {
 	s := stores(t)[0].fresh()
 	m := newManager(t, s, jobs.Config{})
-	m.Handle(jobs.TextStatsKind, jobs.TextStats{Steps: 3}.Handle)
-	st := submit(t, m, jobs.TextStatsKind, "PNG\x00\x01\x02 header")
+	m.Handle(textstats.Kind, textstats.Job{Steps: 3}.Handle)
+	st := submit(t, m, textstats.Kind, "PNG\x00\x01\x02 header")
 	run(t, m)
 	failed := waitState(t, m, st.ID, jobs.Failed)
 	if failed.Error != "not a text file: NUL byte at offset 3" || failed.Attempt != 1 {

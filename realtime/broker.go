@@ -52,8 +52,9 @@ type History struct {
 //   - Offsets: Publish assigns Offset and Prev atomically with appending to
 //     history, so the history and the live stream agree.
 //   - Live delivery is at most once: a message may be missed (a dropped
-//     backplane connection), never duplicated by the broker. The hub finds
-//     misses by Prev and fills them from History.
+//     backplane connection, or a live copy overtaken by a later one that
+//     another instance published at the same moment), never duplicated by
+//     the broker. The hub finds misses by Prev and fills them from History.
 //   - History is bounded by size and age; History reports Complete=false
 //     when it cannot cover the gap asked for, and the epoch changes whenever
 //     history was lost as a whole.

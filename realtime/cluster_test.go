@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -8,19 +8,21 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 // On Redis Cluster a channel's keys share a slot through the {channel}
 // hash tag, and Pub/Sub reaches every node's subscribers.
 func TestRedisClusterFanoutAndResume(t *testing.T) {
 	cl := testenv.RedisCluster(t, 3)
-	mk := func() Broker {
+	mk := func() realtime.Broker {
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: cl.Addrs(), DisableCache: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		b, err := NewRedisBroker(RedisConfig{Client: c, Timeout: 2 * time.Second})
+		b, err := redisbroker.New(context.Background(), redisbroker.Options{Client: c, Timeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,17 +3,17 @@
 //
 // A socket lives on one instance while it is open; nothing else needs to.
 // Every instance mounts a Hub. Messages travel between instances over a
-// Broker (Redis or NATS), which also keeps each channel's recent history
-// with an offset per message and an epoch per channel. A client that
-// reconnects, to any instance, sends its last offset and epoch and gets
-// what it missed, or an explicit recovered:false when history no longer
-// covers the gap, so the app knows to reload instead of silently showing
-// stale state.
+// Broker (redisbroker or natsbroker; brokertest checks any other against
+// the guarantees documented on Broker), which also keeps each channel's
+// recent history with an offset per message and an epoch per channel. A
+// client that reconnects, to any instance, sends its last offset and epoch
+// and gets what it missed, or an explicit recovered:false when history no
+// longer covers the gap, so the app knows to reload instead of silently
+// showing stale state.
 //
 // # Mounting
 //
-//	rdb, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
-//	broker, _ := realtime.NewRedisBroker(realtime.RedisConfig{Client: rdb})
+//	broker, _ := redisbroker.New(ctx, redisbroker.Options{URL: "redis://127.0.0.1:6379"})
 //	hub, _ := realtime.New(realtime.Config{
 //		Broker:       broker,
 //		Authenticate: tokens.Authenticate, // or the app's session lookup

@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
 // drainResult is what one simulated browser saw.
@@ -62,11 +63,11 @@ func drainClient(ctx context.Context, urlA, urlB string, ready chan<- struct{}, 
 	_ = ws.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":1,"channel":"d"}`))
 	sub, err := readUntil(ctx, ws, func(f frame) bool { return f.ID == 1 })
 	ready <- struct{}{}
-	if err != nil || sub.Type != FrameSubscribed {
+	if err != nil || sub.Type != realtime.FrameSubscribed {
 		res.err = fmt.Errorf("subscribe: %v %+v", err, sub)
 		return
 	}
-	res.hint, err = readUntil(ctx, ws, func(f frame) bool { return f.Type == FrameDisconnect })
+	res.hint, err = readUntil(ctx, ws, func(f frame) bool { return f.Type == realtime.FrameDisconnect })
 	if err != nil {
 		res.err = fmt.Errorf("waiting for disconnect: %w", err)
 		return
@@ -95,7 +96,7 @@ func drainClient(ctx context.Context, urlA, urlB string, ready chan<- struct{}, 
 		return
 	}
 	res.recovered = r.Recovered != nil && *r.Recovered
-	m, err := readUntil(ctx, ws2, func(f frame) bool { return f.Type == FrameMessage })
+	m, err := readUntil(ctx, ws2, func(f frame) bool { return f.Type == realtime.FrameMessage })
 	res.gotAfter = err == nil && string(m.Data) == `"after"`
 }
 
@@ -106,11 +107,11 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 	const n = 1000
 	const window = 2 * time.Second
 	r := testenv.Redis(t)
-	mk := func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }
+	mk := func() realtime.Broker { return newRedisBrokerT(t, r.Addr()) }
 	var mu sync.Mutex
 	var connects []time.Time
-	a := startHub(t, mk(), func(c *Config) { c.DrainWindow = window; c.ReconnectDelay = 200 * time.Millisecond })
-	b := startHub(t, mk(), func(c *Config) {
+	a := startHub(t, mk(), func(c *realtime.Config) { c.DrainWindow = window; c.ReconnectDelay = 200 * time.Millisecond })
+	b := startHub(t, mk(), func(c *realtime.Config) {
 		c.OnConnect = func(string) { mu.Lock(); connects = append(connects, time.Now()); mu.Unlock() }
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -9,22 +9,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 // A hub on every instance, users authenticated by signed tokens, drained
 // on SIGTERM.
 func Example() {
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6380"}})
+	broker, err := redisbroker.New(context.Background(), redisbroker.Options{URL: "redis://127.0.0.1:6380"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	broker, err := realtime.NewRedisBroker(realtime.RedisConfig{Client: rdb})
-	if err != nil {
-		log.Fatal(err)
-	}
+	defer broker.Close()
 	tokens := realtime.TokenAuth{Secret: []byte(os.Getenv("REALTIME_SECRET"))}
 	hub, err := realtime.New(realtime.Config{Broker: broker, Authenticate: tokens.Authenticate})
 	if err != nil {

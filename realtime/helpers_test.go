@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 // queryUser authenticates tests by ?user=, so tests can name users freely;
@@ -25,7 +28,7 @@ func queryUser(r *http.Request) (string, error) {
 	if u := r.URL.Query().Get("user"); u != "" {
 		return u, nil
 	}
-	return "", ErrUnauthenticated
+	return "", realtime.ErrUnauthenticated
 }
 
 func redisClient(t testing.TB, addr string) rueidis.Client {
@@ -38,13 +41,9 @@ func redisClient(t testing.TB, addr string) rueidis.Client {
 	return c
 }
 
-func newRedisBrokerT(t testing.TB, addr string, mut func(*RedisConfig)) *RedisBroker {
+func newRedisBrokerT(t testing.TB, addr string) *redisbroker.Broker {
 	t.Helper()
-	cfg := RedisConfig{Client: redisClient(t, addr), Timeout: 2 * time.Second}
-	if mut != nil {
-		mut(&cfg)
-	}
-	b, err := NewRedisBroker(cfg)
+	b, err := redisbroker.New(context.Background(), redisbroker.Options{Client: redisClient(t, addr), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +60,9 @@ func natsConn(t testing.TB, url string) *nats.Conn {
 	return nc
 }
 
-func newNATSBrokerT(t testing.TB, url string, mut func(*NATSConfig)) *NATSBroker {
+func newNATSBrokerT(t testing.TB, url string) *natsbroker.Broker {
 	t.Helper()
-	cfg := NATSConfig{Conn: natsConn(t, url), Timeout: 2 * time.Second}
-	if mut != nil {
-		mut(&cfg)
-	}
-	b, err := NewNATSBroker(context.Background(), cfg)
+	b, err := natsbroker.New(context.Background(), natsbroker.Options{Client: natsConn(t, url), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +70,7 @@ func newNATSBrokerT(t testing.TB, url string, mut func(*NATSConfig)) *NATSBroker
 }
 
 type testHub struct {
-	*Hub
+	*realtime.Hub
 	srv *httptest.Server
 }
 
@@ -83,13 +78,13 @@ func (th testHub) wsURL(user string) string {
 	return "ws" + strings.TrimPrefix(th.srv.URL, "http") + "/ws?user=" + user
 }
 
-func startHub(t testing.TB, b Broker, mut func(*Config)) testHub {
+func startHub(t testing.TB, b realtime.Broker, mut func(*realtime.Config)) testHub {
 	t.Helper()
-	cfg := Config{Broker: b, Authenticate: queryUser}
+	cfg := realtime.Config{Broker: b, Authenticate: queryUser}
 	if mut != nil {
 		mut(&cfg)
 	}
-	h, err := New(cfg)
+	h, err := realtime.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,21 +99,21 @@ func startHub(t testing.TB, b Broker, mut func(*Config)) testHub {
 
 // frame is any server frame, decoded loosely.
 type frame struct {
-	Type      string          `json:"type"`
-	ID        uint64          `json:"id"`
-	Channel   string          `json:"channel"`
-	Offset    *uint64         `json:"offset"`
-	Epoch     string          `json:"epoch"`
-	Recovered *bool           `json:"recovered"`
-	Data      json.RawMessage `json:"data"`
-	Code      any             `json:"code"`
-	Message   string          `json:"message"`
-	Client    string          `json:"client"`
-	User      string          `json:"user"`
-	Clients   []PresenceEntry `json:"clients"`
-	Reconnect *bool           `json:"reconnect"`
-	RetryMS   int64           `json:"retry_ms"`
-	Local     bool            `json:"local"`
+	Type      string                   `json:"type"`
+	ID        uint64                   `json:"id"`
+	Channel   string                   `json:"channel"`
+	Offset    *uint64                  `json:"offset"`
+	Epoch     string                   `json:"epoch"`
+	Recovered *bool                    `json:"recovered"`
+	Data      json.RawMessage          `json:"data"`
+	Code      any                      `json:"code"`
+	Message   string                   `json:"message"`
+	Client    string                   `json:"client"`
+	User      string                   `json:"user"`
+	Clients   []realtime.PresenceEntry `json:"clients"`
+	Reconnect *bool                    `json:"reconnect"`
+	RetryMS   int64                    `json:"retry_ms"`
+	Local     bool                     `json:"local"`
 }
 
 // tclient is a protocol-level test client.
@@ -153,7 +148,7 @@ func tryDial(t testing.TB, url string) (*tclient, error) {
 	c := &tclient{t: t, ws: ws, frames: make(chan frame, 4096), done: make(chan struct{})}
 	go c.readLoop()
 	t.Cleanup(func() { ws.CloseNow() })
-	c.hello = c.expect(func(f frame) bool { return f.Type == FrameConnected })
+	c.hello = c.expect(func(f frame) bool { return f.Type == realtime.FrameConnected })
 	return c, nil
 }
 
@@ -247,7 +242,7 @@ func (c *tclient) reply(v any) frame {
 func (c *tclient) subscribe(ch string) frame {
 	c.t.Helper()
 	f := c.reply(map[string]any{"type": "subscribe", "channel": ch})
-	if f.Type != FrameSubscribed {
+	if f.Type != realtime.FrameSubscribed {
 		c.t.Fatalf("subscribe %s: %+v", ch, f)
 	}
 	return f
@@ -255,7 +250,7 @@ func (c *tclient) subscribe(ch string) frame {
 
 func (c *tclient) message(ch string) frame {
 	c.t.Helper()
-	return c.expect(func(f frame) bool { return f.Type == FrameMessage && f.Channel == ch })
+	return c.expect(func(f frame) bool { return f.Type == realtime.FrameMessage && f.Channel == ch })
 }
 
 // waitClosed returns the close code the server sent.

@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -11,22 +11,23 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
 // forEachBackend runs test once over a private Redis and once over a
 // private NATS; mk makes one broker per hub on the shared backplane.
-func forEachBackend(t *testing.T, test func(t *testing.T, mk func() Broker)) {
+func forEachBackend(t *testing.T, test func(t *testing.T, mk func() realtime.Broker)) {
 	t.Run("redis", func(t *testing.T) {
 		r := testenv.Redis(t)
-		test(t, func() Broker { return newRedisBrokerT(t, r.Addr(), nil) })
+		test(t, func() realtime.Broker { return newRedisBrokerT(t, r.Addr()) })
 	})
 	t.Run("nats", func(t *testing.T) {
 		n := testenv.NATS(t)
-		test(t, func() Broker { return newNATSBrokerT(t, n.URL(), nil) })
+		test(t, func() realtime.Broker { return newNATSBrokerT(t, n.URL()) })
 	})
 }
 
-func threeHubs(t *testing.T, mk func() Broker, mut func(*Config)) []testHub {
+func threeHubs(t *testing.T, mk func() realtime.Broker, mut func(*realtime.Config)) []testHub {
 	hubs := make([]testHub, 3)
 	for i := range hubs {
 		hubs[i] = startHub(t, mk(), mut)
@@ -46,7 +47,7 @@ func dataN(t *testing.T, f frame) int {
 }
 
 func TestFanoutAcrossHubs(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, mk func() Broker) {
+	forEachBackend(t, func(t *testing.T, mk func() realtime.Broker) {
 		hubs := threeHubs(t, mk, nil)
 		var clients []*tclient
 		for i, h := range hubs {
@@ -60,7 +61,7 @@ func TestFanoutAcrossHubs(t *testing.T) {
 		for i := range n {
 			if i%2 == 0 {
 				r := pub.reply(map[string]any{"type": "publish", "channel": "room", "data": data(i)})
-				if r.Type != FramePublished || r.Offset == nil {
+				if r.Type != realtime.FramePublished || r.Offset == nil {
 					t.Fatalf("publish reply %+v", r)
 				}
 			} else if _, err := hubs[2].Publish(context.Background(), "room", data(i)); err != nil {
@@ -84,17 +85,17 @@ func TestFanoutAcrossHubs(t *testing.T) {
 }
 
 func TestUserDeliveryReachesEveryConnection(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, mk func() Broker) {
+	forEachBackend(t, func(t *testing.T, mk func() realtime.Broker) {
 		hubs := threeHubs(t, mk, nil)
 		a1 := dial(t, hubs[1].wsURL("alice"))
 		a2 := dial(t, hubs[2].wsURL("alice"))
 		a1.subscribe("$user:alice")
 		a2.subscribe("$user:alice")
 		bob := dial(t, hubs[1].wsURL("bob"))
-		if f := bob.reply(map[string]any{"type": "subscribe", "channel": "$user:alice"}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+		if f := bob.reply(map[string]any{"type": "subscribe", "channel": "$user:alice"}); f.Type != realtime.FrameError || f.Code != realtime.ErrCodeForbidden {
 			t.Fatalf("bob subscribed to alice's channel: %+v", f)
 		}
-		if f := bob.reply(map[string]any{"type": "publish", "channel": "$user:alice", "data": 1}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+		if f := bob.reply(map[string]any{"type": "publish", "channel": "$user:alice", "data": 1}); f.Type != realtime.FrameError || f.Code != realtime.ErrCodeForbidden {
 			t.Fatalf("a client published to a user channel: %+v", f)
 		}
 		if _, err := hubs[0].PublishToUser(context.Background(), "alice", json.RawMessage(`{"hello":"alice"}`)); err != nil {
@@ -111,8 +112,8 @@ func TestUserDeliveryReachesEveryConnection(t *testing.T) {
 // A client that reconnects to another instance gets what it missed, or is
 // told explicitly that it cannot.
 func TestResumeOnAnotherHub(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, mk func() Broker) {
-		hubs := threeHubs(t, mk, func(c *Config) { c.HistoryLimit = 10 })
+	forEachBackend(t, func(t *testing.T, mk func() realtime.Broker) {
+		hubs := threeHubs(t, mk, func(c *realtime.Config) { c.HistoryLimit = 10 })
 		ctx := context.Background()
 		c := dial(t, hubs[0].wsURL("u"))
 		sub := c.subscribe("feed")
@@ -142,7 +143,7 @@ func TestResumeOnAnotherHub(t *testing.T) {
 			}
 		}
 		r := c2.expect(func(f frame) bool { return f.ID == id })
-		if r.Type != FrameSubscribed || r.Recovered == nil || !*r.Recovered {
+		if r.Type != realtime.FrameSubscribed || r.Recovered == nil || !*r.Recovered {
 			t.Fatalf("want recovered:true, got %+v", r)
 		}
 		// Live messages follow the replay without a hole or a repeat.
@@ -168,7 +169,7 @@ func TestResumeOnAnotherHub(t *testing.T) {
 				}
 			}
 			r := c3.reply(cmd)
-			if r.Type != FrameSubscribed || r.Recovered == nil || *r.Recovered {
+			if r.Type != realtime.FrameSubscribed || r.Recovered == nil || *r.Recovered {
 				t.Fatalf("%s: want recovered:false, got %+v", name, r)
 			}
 			select {
@@ -184,15 +185,15 @@ func TestResumeOnAnotherHub(t *testing.T) {
 // flaky backplane link would; the hub must notice by offsets and refill
 // from history.
 type lossyBroker struct {
-	Broker
+	realtime.Broker
 }
 
 type lossyHandler struct {
-	BrokerHandler
+	realtime.BrokerHandler
 	n int
 }
 
-func (l *lossyHandler) HandlePublication(ch string, p Publication) {
+func (l *lossyHandler) HandlePublication(ch string, p realtime.Publication) {
 	l.n++
 	if l.n%3 == 0 {
 		return
@@ -200,14 +201,14 @@ func (l *lossyHandler) HandlePublication(ch string, p Publication) {
 	l.BrokerHandler.HandlePublication(ch, p)
 }
 
-func (l lossyBroker) Run(ctx context.Context, h BrokerHandler) error {
+func (l lossyBroker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 	return l.Broker.Run(ctx, &lossyHandler{BrokerHandler: h})
 }
 
 func TestGapInLiveStreamIsFilledFromHistory(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, mk func() Broker) {
+	forEachBackend(t, func(t *testing.T, mk func() realtime.Broker) {
 		src := startHub(t, mk(), nil)
-		lossy := startHub(t, lossyBroker{mk()}, func(c *Config) { c.PositionCheck = 20 * time.Millisecond })
+		lossy := startHub(t, lossyBroker{mk()}, func(c *realtime.Config) { c.PositionCheck = 20 * time.Millisecond })
 		c := dial(t, lossy.wsURL("u"))
 		c.subscribe("g")
 		const n = 30
@@ -229,7 +230,7 @@ func TestGapInLiveStreamIsFilledFromHistory(t *testing.T) {
 
 func TestHandshakeNeedsAuthentication(t *testing.T) {
 	r := testenv.Redis(t)
-	h := startHub(t, newRedisBrokerT(t, r.Addr(), nil), nil)
+	h := startHub(t, newRedisBrokerT(t, r.Addr()), nil)
 	resp, err := http.Get(h.srv.URL + "/ws")
 	if err != nil {
 		t.Fatal(err)
@@ -240,8 +241,8 @@ func TestHandshakeNeedsAuthentication(t *testing.T) {
 	}
 	// With TokenAuth: a valid token connects as its user, a forged one
 	// is refused before the upgrade.
-	auth := TokenAuth{Secret: []byte(strings.Repeat("k", 32))}
-	ht := startHub(t, newRedisBrokerT(t, r.Addr(), nil), func(c *Config) { c.Authenticate = auth.Authenticate })
+	auth := realtime.TokenAuth{Secret: []byte(strings.Repeat("k", 32))}
+	ht := startHub(t, newRedisBrokerT(t, r.Addr()), func(c *realtime.Config) { c.Authenticate = auth.Authenticate })
 	tok, err := auth.Issue("carol", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -253,14 +254,14 @@ func TestHandshakeNeedsAuthentication(t *testing.T) {
 	if _, err := tryDial(t, base+tok+"x"); err == nil {
 		t.Fatal("a forged token connected")
 	}
-	if _, err := New(Config{Broker: newRedisBrokerT(t, r.Addr(), nil)}); err == nil {
+	if _, err := realtime.New(realtime.Config{Broker: newRedisBrokerT(t, r.Addr())}); err == nil {
 		t.Fatal("a hub without Authenticate was created")
 	}
 }
 
 func TestClientJSIsServed(t *testing.T) {
 	r := testenv.Redis(t)
-	h := startHub(t, newRedisBrokerT(t, r.Addr(), nil), nil)
+	h := startHub(t, newRedisBrokerT(t, r.Addr()), nil)
 	resp, err := http.Get(h.srv.URL + "/realtime/realtime.js")
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +286,9 @@ func TestClientJSIsServed(t *testing.T) {
 
 func TestAuthorizeHook(t *testing.T) {
 	r := testenv.Redis(t)
-	h := startHub(t, newRedisBrokerT(t, r.Addr(), nil), func(c *Config) {
-		c.Authorize = func(_ context.Context, user string, op Op, ch string) error {
-			if op == OpPublish && strings.HasPrefix(ch, "ro:") && user != "admin" {
+	h := startHub(t, newRedisBrokerT(t, r.Addr()), func(c *realtime.Config) {
+		c.Authorize = func(_ context.Context, user string, op realtime.Op, ch string) error {
+			if op == realtime.OpPublish && strings.HasPrefix(ch, "ro:") && user != "admin" {
 				return fmt.Errorf("%s is read-only", ch)
 			}
 			return nil
@@ -295,18 +296,18 @@ func TestAuthorizeHook(t *testing.T) {
 	})
 	u := dial(t, h.wsURL("u"))
 	u.subscribe("ro:news")
-	if f := u.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+	if f := u.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != realtime.FrameError || f.Code != realtime.ErrCodeForbidden {
 		t.Fatalf("read-only publish allowed: %+v", f)
 	}
 	admin := dial(t, h.wsURL("admin"))
-	if f := admin.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != FramePublished {
+	if f := admin.reply(map[string]any{"type": "publish", "channel": "ro:news", "data": 1}); f.Type != realtime.FramePublished {
 		t.Fatalf("admin publish refused: %+v", f)
 	}
 	if f := u.message("ro:news"); string(f.Data) != "1" {
 		t.Fatalf("got %s", f.Data)
 	}
 	// The built-in rule holds even with a permissive hook.
-	if f := u.reply(map[string]any{"type": "subscribe", "channel": "$user:admin"}); f.Type != FrameError || f.Code != ErrCodeForbidden {
+	if f := u.reply(map[string]any{"type": "subscribe", "channel": "$user:admin"}); f.Type != realtime.FrameError || f.Code != realtime.ErrCodeForbidden {
 		t.Fatalf("subscribed to another user's channel: %+v", f)
 	}
 }

@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
 // TestJSClient runs the embedded client under Node against real hubs:
@@ -21,8 +22,11 @@ func TestJSClient(t *testing.T) {
 		t.Skip("node not on PATH (install nodejs >= 20, e.g. `apt-get install -y nodejs`): the JavaScript client is not exercised")
 	}
 	r := testenv.Redis(t)
-	mk := func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }
-	a := startHub(t, mk(), func(c *Config) { c.DrainWindow = 200 * time.Millisecond; c.ReconnectDelay = 100 * time.Millisecond })
+	mk := func() realtime.Broker { return newRedisBrokerT(t, r.Addr()) }
+	a := startHub(t, mk(), func(c *realtime.Config) {
+		c.DrainWindow = 200 * time.Millisecond
+		c.ReconnectDelay = 100 * time.Millisecond
+	})
 	b := startHub(t, mk(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -63,7 +67,7 @@ func TestJSClient(t *testing.T) {
 		// The client subscribes to its user channel on connect; publish
 		// until that subscription exists.
 		testenv.Eventually(t, 20*time.Second, func() error {
-			if b.lookup("$user:jsuser") == nil {
+			if b.LocalSubscribers("$user:jsuser") == 0 {
 				return context.DeadlineExceeded
 			}
 			_, err := b.PublishToUser(ctx, "jsuser", []byte(`{"hello":1}`))

@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -11,15 +11,16 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
-func redisHub(t *testing.T, mut func(*Config)) testHub {
+func redisHub(t *testing.T, mut func(*realtime.Config)) testHub {
 	r := testenv.Redis(t)
-	return startHub(t, newRedisBrokerT(t, r.Addr(), nil), mut)
+	return startHub(t, newRedisBrokerT(t, r.Addr()), mut)
 }
 
 func TestOversizedFrameClosesWith1009(t *testing.T) {
-	h := redisHub(t, func(c *Config) { c.Limits.MessageSize = 1024 })
+	h := redisHub(t, func(c *realtime.Config) { c.Limits.MessageSize = 1024 })
 	c := dial(t, h.wsURL("u"))
 	c.send(map[string]any{"type": "publish", "channel": "c", "data": strings.Repeat("x", 2000)})
 	if code := c.waitClosed(); code != websocket.StatusMessageTooBig {
@@ -31,7 +32,7 @@ func TestOversizedFrameClosesWith1009(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	h := redisHub(t, func(c *Config) { c.Limits.Rate = 0.001; c.Limits.Burst = 3 }) // no refill within the test
+	h := redisHub(t, func(c *realtime.Config) { c.Limits.Rate = 0.001; c.Limits.Burst = 3 }) // no refill within the test
 	c := dial(t, h.wsURL("u"))
 	for range 20 {
 		// The hub may close mid-way: that is the behaviour under test.
@@ -44,17 +45,17 @@ func TestRateLimit(t *testing.T) {
 			break
 		}
 		switch {
-		case f.Type == FramePong:
+		case f.Type == realtime.FramePong:
 			pongs++
-		case f.Type == FrameError && f.Code == ErrCodeRateLimited:
+		case f.Type == realtime.FrameError && f.Code == realtime.ErrCodeRateLimited:
 			if f.ID != 1 {
 				t.Fatalf("rate_limited error without the command's id: %+v", f)
 			}
 			limited++
 		}
 	}
-	if code := c.waitClosed(); code != CloseRateLimited {
-		t.Fatalf("close code %d, want %d", code, CloseRateLimited)
+	if code := c.waitClosed(); code != realtime.CloseRateLimited {
+		t.Fatalf("close code %d, want %d", code, realtime.CloseRateLimited)
 	}
 	if pongs != 3 || limited == 0 {
 		t.Fatalf("%d pongs and %d rate_limited errors for 20 pings at burst 3", pongs, limited)
@@ -65,7 +66,7 @@ func TestRateLimit(t *testing.T) {
 // queue overflows; a reading client on the same channel gets everything
 // and publishing never waits for the slow one.
 func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
-	h := redisHub(t, func(c *Config) { c.Limits.SendQueue = 16 })
+	h := redisHub(t, func(c *realtime.Config) { c.Limits.SendQueue = 16 })
 	fast := dial(t, h.wsURL("fast"))
 	fast.subscribe("fire")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -80,13 +81,7 @@ func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		ch := h.lookup("fire")
-		if ch == nil {
-			return errors.New("no channel")
-		}
-		ch.mu.Lock()
-		defer ch.mu.Unlock()
-		if len(ch.subs) != 2 {
+		if h.LocalSubscribers("fire") != 2 {
 			return errors.New("slow client not subscribed yet")
 		}
 		return nil
@@ -120,8 +115,8 @@ func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
 			break
 		}
 	}
-	if code != CloseSlowConsumer {
-		t.Fatalf("slow client closed with %d, want %d", code, CloseSlowConsumer)
+	if code != realtime.CloseSlowConsumer {
+		t.Fatalf("slow client closed with %d, want %d", code, realtime.CloseSlowConsumer)
 	}
 	// The fast client is still served.
 	if _, err := h.Publish(ctx, "fire", []byte(`"after"`)); err != nil {
@@ -133,7 +128,7 @@ func TestSlowConsumerIsDroppedWithoutBlockingOthers(t *testing.T) {
 }
 
 func TestMaxConnections(t *testing.T) {
-	h := redisHub(t, func(c *Config) { c.Limits.MaxConnections = 2 })
+	h := redisHub(t, func(c *realtime.Config) { c.Limits.MaxConnections = 2 })
 	dial(t, h.wsURL("a"))
 	dial(t, h.wsURL("b"))
 	if _, err := tryDial(t, h.wsURL("c")); err == nil {
@@ -152,11 +147,11 @@ func TestFullResubscribePassesDefaultLimits(t *testing.T) {
 	}
 	for range n {
 		f := c.expect(func(f frame) bool { return f.ID != 0 })
-		if f.Type != FrameSubscribed {
+		if f.Type != realtime.FrameSubscribed {
 			t.Fatalf("subscribe refused: %+v", f)
 		}
 	}
-	if f := c.reply(map[string]any{"type": "subscribe", "channel": "one-too-many"}); f.Type != FrameError {
+	if f := c.reply(map[string]any{"type": "subscribe", "channel": "one-too-many"}); f.Type != realtime.FrameError {
 		t.Fatalf("subscription %d accepted over MaxSubscriptions: %+v", n+1, f)
 	}
 }

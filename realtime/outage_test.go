@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
 func healthStatus(t *testing.T, h testHub) int {
@@ -25,7 +26,7 @@ func healthStatus(t *testing.T, h testHub) int {
 // missed meanwhile from history (kept by AOF), with no gap or repeat.
 func TestRedisOutageAndRecovery(t *testing.T) {
 	r := testenv.Redis(t, testenv.RedisOptions{AOF: true})
-	hubs := threeHubs(t, func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }, nil)
+	hubs := threeHubs(t, func() realtime.Broker { return newRedisBrokerT(t, r.Addr()) }, nil)
 	ctx := context.Background()
 	c0 := dial(t, hubs[0].wsURL("a"))
 	c1 := dial(t, hubs[1].wsURL("b"))
@@ -53,7 +54,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	// subscriber, flagged as not in history; the publisher learns it.
 	w := dial(t, hubs[0].wsURL("w"))
 	rep := w.reply(map[string]any{"type": "publish", "channel": "news", "data": data(-1)})
-	if rep.Type != FrameError || rep.Code != ErrCodeUnavailable || !rep.Local {
+	if rep.Type != realtime.FrameError || rep.Code != realtime.ErrCodeUnavailable || !rep.Local {
 		t.Fatalf("publish during outage: %+v", rep)
 	}
 	if f := c0.message("news"); f.Offset != nil || dataN(t, f) != -1 {
@@ -76,10 +77,10 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		last := *first.Offset
 		for i := 1; i <= 5; i++ {
 			f := c.expect(func(f frame) bool {
-				if f.Type == FrameSubscribed && f.ID == 0 {
+				if f.Type == realtime.FrameSubscribed && f.ID == 0 {
 					t.Fatalf("history survived but the hub reset: %+v", f)
 				}
-				return f.Type == FrameMessage && f.Offset != nil
+				return f.Type == realtime.FrameMessage && f.Offset != nil
 			})
 			if dataN(t, f) != i || *f.Offset != last+1 || f.Epoch != sub.Epoch {
 				t.Fatalf("after outage got n=%d offset=%d epoch=%s, want n=%d offset=%d epoch=%s", dataN(t, f), *f.Offset, f.Epoch, i, last+1, sub.Epoch)
@@ -93,7 +94,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 // recovered:false with the new epoch, then live delivery resumes.
 func TestBackplaneDataLossResetsEpoch(t *testing.T) {
 	r := testenv.Redis(t)
-	hubs := threeHubs(t, func() Broker { return newRedisBrokerT(t, r.Addr(), nil) }, nil)
+	hubs := threeHubs(t, func() realtime.Broker { return newRedisBrokerT(t, r.Addr()) }, nil)
 	c := dial(t, hubs[0].wsURL("a"))
 	sub := c.subscribe("news")
 	r.Kill()
@@ -109,7 +110,7 @@ func TestBackplaneDataLossResetsEpoch(t *testing.T) {
 		_, err := hubs[1].Publish(context.Background(), "news", data(1))
 		return err
 	})
-	reset := c.expect(func(f frame) bool { return f.Type == FrameSubscribed && f.ID == 0 })
+	reset := c.expect(func(f frame) bool { return f.Type == realtime.FrameSubscribed && f.ID == 0 })
 	if reset.Recovered == nil || *reset.Recovered || reset.Epoch == sub.Epoch {
 		t.Fatalf("want recovered:false with a new epoch, got %+v (old epoch %s)", reset, sub.Epoch)
 	}
@@ -118,7 +119,7 @@ func TestBackplaneDataLossResetsEpoch(t *testing.T) {
 // NATS restarting: the client library resubscribes, the hub refills.
 func TestNATSOutageAndRecovery(t *testing.T) {
 	n := testenv.NATS(t)
-	hubs := threeHubs(t, func() Broker { return newNATSBrokerT(t, n.URL(), nil) }, nil)
+	hubs := threeHubs(t, func() realtime.Broker { return newNATSBrokerT(t, n.URL()) }, nil)
 	c := dial(t, hubs[0].wsURL("a"))
 	c.subscribe("news")
 	n.Shutdown()
@@ -129,7 +130,7 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 		return nil
 	})
 	// Publishing while NATS is down fails at once, delivered locally only.
-	if _, err := hubs[0].Publish(context.Background(), "news", data(0)); !errors.Is(err, ErrBackplaneUnavailable) {
+	if _, err := hubs[0].Publish(context.Background(), "news", data(0)); !errors.Is(err, realtime.ErrBackplaneUnavailable) {
 		t.Fatalf("publish during outage: %v", err)
 	}
 	if f := c.message("news"); f.Offset != nil {

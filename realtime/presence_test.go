@@ -1,4 +1,4 @@
-package realtime
+package realtime_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
 // presentUsers asks through the hub API: polling through a client would
@@ -40,20 +41,20 @@ func wantUsers(t *testing.T, h testHub, ch string, want ...string) {
 }
 
 func TestPresenceAcrossHubsAndDeadInstance(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, mk func() Broker) {
+	forEachBackend(t, func(t *testing.T, mk func() realtime.Broker) {
 		const ttl = 3 * time.Second
-		hubs := threeHubs(t, mk, func(c *Config) { c.PresenceTTL = ttl })
+		hubs := threeHubs(t, mk, func(c *realtime.Config) { c.PresenceTTL = ttl })
 		a := dial(t, hubs[0].wsURL("alice"))
 		b := dial(t, hubs[1].wsURL("bob"))
 		obs := dial(t, hubs[2].wsURL("observer"))
 		for _, c := range []*tclient{a, b} {
-			if f := c.reply(map[string]any{"type": "subscribe", "channel": "room", "presence": true}); f.Type != FrameSubscribed {
+			if f := c.reply(map[string]any{"type": "subscribe", "channel": "room", "presence": true}); f.Type != realtime.FrameSubscribed {
 				t.Fatalf("subscribe: %+v", f)
 			}
 		}
 		// The protocol's presence command sees both.
 		f := obs.reply(map[string]any{"type": "presence", "channel": "room"})
-		if f.Type != FramePresence || len(f.Clients) != 2 {
+		if f.Type != realtime.FramePresence || len(f.Clients) != 2 {
 			t.Fatalf("presence reply %+v", f)
 		}
 		wantUsers(t, hubs[2], "room", "alice", "bob")
@@ -69,7 +70,7 @@ func TestPresenceAcrossHubsAndDeadInstance(t *testing.T) {
 			<-tick.C
 		}
 		// Leaving removes the entry at once.
-		if f := b.reply(map[string]any{"type": "unsubscribe", "channel": "room"}); f.Type != FrameUnsubscribed {
+		if f := b.reply(map[string]any{"type": "unsubscribe", "channel": "room"}); f.Type != realtime.FrameUnsubscribed {
 			t.Fatalf("unsubscribe: %+v", f)
 		}
 		wantUsers(t, hubs[2], "room", "alice")

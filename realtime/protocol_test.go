@@ -98,7 +98,11 @@ func FuzzDecodeCommand(f *testing.F) {
 
 func TestEncodeMessageIsJSON(t *testing.T) {
 	b := encodeMessage("$user:a", Publication{Offset: 42, Epoch: "ep", Data: []byte(`{"k":"v\u2028"}`)})
-	var f frame
+	var f struct {
+		Type, Channel, Epoch string
+		Offset               *uint64
+		Data                 json.RawMessage
+	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}

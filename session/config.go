@@ -61,8 +61,9 @@ type Config struct {
 	// OnExpire is called when a session expires: at once for stores that
 	// report expiry (ExpiryNotifier: memstore), otherwise when a request
 	// presents a session that has expired while the store still held it.
-	// Redis and NATS drop expired records by TTL without a reliable event,
-	// so there a session never presented again ends without OnExpire.
+	// Redis, NATS and DynamoDB drop expired records by TTL without a
+	// reliable event, so there a session never presented again ends
+	// without OnExpire.
 	OnExpire func(ctx context.Context, e Event)
 
 	// Logger receives events that do not fail a request, such as a write

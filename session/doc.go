@@ -5,7 +5,7 @@
 // A Manager wraps handlers; handlers read and write the session through
 // the request's context:
 //
-//	store, err := redisstore.New(redisstore.Options{URL: "redis://127.0.0.1:6379", NearCache: true})
+//	store, err := redisstore.New(ctx, redisstore.Options{URL: "redis://127.0.0.1:6379", NearCache: true})
 //	...
 //	sessions, err := session.New(session.Config{Store: store, IdleTimeout: 30 * time.Minute})
 //	...
@@ -59,7 +59,10 @@
 // one Lua script per write, optional near cache through client-side
 // caching); natsstore uses a JetStream key-value bucket (revisions for
 // compare-and-swap, per-message TTL, optional near cache kept fresh by a
-// watch).
+// watch); dynamostore uses an Amazon DynamoDB table (one item per session
+// written per key by UpdateExpression, conditions for compare-and-swap,
+// TTL, an index item per user). All but memstore are built alike:
+// New(ctx, Options) with either Options.URL or a ready Options.Client.
 //
 // With a near cache, a client always sees its own writes on every instance
 // (the cookie carries the session version, see FreshLoader); changes made

@@ -8,9 +8,9 @@ import (
 )
 
 // Store keeps session records. Implementations live in sub-packages
-// (memstore, redisstore, natsstore); sessiontest.Run checks that a Store
-// keeps every guarantee documented here, so a third-party store can prove
-// itself with one line.
+// (memstore, redisstore, natsstore, dynamostore); sessiontest.Run checks
+// that a Store keeps every guarantee documented here, so a third-party
+// store can prove itself with one line.
 //
 // The model is per key: a Record is a set of independently written values,
 // and a Change names only the keys a request changed, so two requests that
@@ -21,11 +21,11 @@ import (
 // ids are opaque strings that the Manager derives from tokens (a hex SHA-256
 // digest, 64 characters of [0-9a-f]); a Store never sees a token.
 //
-// The shape suits stores with conditional writes: a DynamoDB store maps a
+// The shape suits stores with conditional writes: dynamostore maps a
 // session to one item, Values to a map attribute updated per key
-// (SET/REMOVE of values.#k), Change.Expect and Create to a
-// ConditionExpression, Version to an ADD on a number attribute, and the
-// expiry to a TTL attribute.
+// (SET/REMOVE of v.#k), Change.Expect and Create to a ConditionExpression,
+// Version to an ADD on a number attribute, and the expiry to a TTL
+// attribute.
 type Store interface {
 	// Load returns the live record stored under id, or (nil, nil) when
 	// there is none: never created, deleted (tombstoned) or expired. Not

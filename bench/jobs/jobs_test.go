@@ -14,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/rueidis"
-
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
@@ -35,28 +31,19 @@ func BenchmarkJobs(b *testing.B) {
 		open func(b *testing.B) jobs.Backend
 	}{
 		{"nats", func(b *testing.B) jobs.Backend {
-			nc, err := nats.Connect(natsSrv.URL())
+			be, err := natsjobs.New(context.Background(), natsjobs.Options{URL: natsSrv.URL(), Name: fmt.Sprintf("bench%d", seq.Add(1))})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(nc.Close)
-			js, _ := jetstream.New(nc)
-			be, err := natsjobs.New(context.Background(), js, natsjobs.Config{Name: fmt.Sprintf("bench%d", seq.Add(1))})
-			if err != nil {
-				b.Fatal(err)
-			}
+			b.Cleanup(func() { _ = be.Close() })
 			return be
 		}},
 		{"redis", func(b *testing.B) jobs.Backend {
-			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisSrv.Addr()}, DisableCache: true})
+			be, err := redisjobs.New(context.Background(), redisjobs.Options{URL: redisSrv.URL(), Prefix: fmt.Sprintf("bench%d", seq.Add(1))})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(c.Close)
-			be, err := redisjobs.New(c, redisjobs.Config{Prefix: fmt.Sprintf("bench%d", seq.Add(1))})
-			if err != nil {
-				b.Fatal(err)
-			}
+			b.Cleanup(func() { _ = be.Close() })
 			return be
 		}},
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 func freePort() (int, error) {
@@ -59,7 +61,7 @@ func startBackend(name string) (func() (realtime.Broker, error), func(), error) 
 				return nil, err
 			}
 			clients = append(clients, c)
-			return realtime.NewRedisBroker(realtime.RedisConfig{Client: c})
+			return redisbroker.New(context.Background(), redisbroker.Options{Client: c})
 		}
 		return mk, func() {
 			for _, c := range clients {
@@ -87,7 +89,7 @@ func startBackend(name string) (func() (realtime.Broker, error), func(), error) 
 				return nil, err
 			}
 			conns = append(conns, nc)
-			return realtime.NewNATSBroker(context.Background(), realtime.NATSConfig{Conn: nc})
+			return natsbroker.New(context.Background(), natsbroker.Options{Client: nc})
 		}
 		return mk, func() {
 			for _, c := range conns {

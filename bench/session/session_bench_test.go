@@ -171,7 +171,7 @@ func setup(b *testing.B) []system {
 		}
 		b.Cleanup(c.Close)
 		var n atomic.Int64
-		st, err := rstore.New(rstore.Options{Client: countingClient{Client: c, n: &n}, NearCache: near})
+		st, err := rstore.New(ctx, rstore.Options{Client: countingClient{Client: c, n: &n}, NearCache: near})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func setup(b *testing.B) []system {
 			b.Fatal(err)
 		}
 		b.Cleanup(nc.Close)
-		st, err := natsstore.New(ctx, natsstore.Options{Conn: nc, Bucket: "bench" + strconv.FormatBool(near), NearCache: near})
+		st, err := natsstore.New(ctx, natsstore.Options{Client: nc, Bucket: "bench" + strconv.FormatBool(near), NearCache: near})
 		if err != nil {
 			b.Fatal(err)
 		}

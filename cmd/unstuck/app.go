@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/realtime"
@@ -105,13 +106,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		Lifetime:     24 * time.Hour,
 		StoreTimeout: 2 * time.Second,
 		Logger:       log,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			w.Header().Set("Retry-After", "1")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"error":"session store unavailable, try again"}`+"\n")
-			log.Warn("session store unavailable", "path", r.URL.Path, "err", err)
-		},
+		ErrorHandler: shop.StoreUnavailable(log),
 	})
 	if err != nil {
 		return err
@@ -133,7 +128,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 	if err != nil {
 		return err
 	}
-	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: f.jobDelay}.Handle); err != nil {
+	if err := jm.Handle(textstats.Kind, textstats.Job{StepDelay: f.jobDelay}.Handle); err != nil {
 		return err
 	}
 	s, err := shop.New(shop.Config{

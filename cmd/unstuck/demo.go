@@ -17,6 +17,7 @@ import (
 
 	"github.com/unstuck-dev/unstuck/internal/demo"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/lb"
 	"github.com/unstuck-dev/unstuck/lb/dashboard"
 )
@@ -181,7 +182,7 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	go func() { defer wg.Done(); errc <- bl.Serve(shopL) }()
 	go func() { defer wg.Done(); errc <- adminSrv.Serve(adminL) }()
 
-	fmt.Fprintf(stdout, "unstuck demo: %d instances, %s mode, store %s\n", len(started), f.mode, f.store)
+	fmt.Fprintf(stdout, "unstuck demo: %d instances, %s mode: %s\n", len(started), f.mode, f.whereStateLives())
 	fmt.Fprintf(stdout, "  shop:      http://%s/\n", displayAddr(shopL.Addr()))
 	fmt.Fprintf(stdout, "  dashboard: http://%s/\n", displayAddr(adminL.Addr()))
 	fmt.Fprintln(stdout, "Press Ctrl-C to stop everything.")
@@ -198,6 +199,28 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	_ = adminSrv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return nil
+}
+
+// whereStateLives says where the demo keeps sessions, chat and jobs, as
+// the banner prints it: in sticky mode sessions are in each instance's
+// memory whatever --store names.
+func (f *demoFlags) whereStateLives() string {
+	store := "the embedded NATS"
+	if f.store != "nats" && f.store != "memory" {
+		store = connect.Redact(f.store)
+	}
+	backplane := store
+	if kind, _ := storeurl.Kind(f.store); kind == "dynamodb" || kind == "memory" {
+		backplane = "the embedded NATS" // they hold sessions only
+	}
+	switch {
+	case f.mode == "sticky":
+		return "sessions in each instance's memory (sticky cookie), chat and jobs in " + backplane
+	case backplane != store:
+		return "sessions in " + store + ", chat and jobs in " + backplane
+	default:
+		return "sessions, chat and jobs in " + store
+	}
 }
 
 // startInstances starts n instances at once, so the demo is ready in the

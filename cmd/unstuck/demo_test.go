@@ -258,6 +258,10 @@ func TestDemoStoreModeSurvivesCrash(t *testing.T) {
 
 func TestDemoStickyModeLosesCrashedUsers(t *testing.T) {
 	d := startDemo(t, "--mode", "sticky", "--job-delay", "0s")
+	// The banner says where sessions really are: not in the store.
+	if want := "sticky mode: sessions in each instance's memory (sticky cookie), chat and jobs in the embedded NATS"; !strings.Contains(d.out.String(), want) {
+		t.Errorf("demo banner does not say %q:\n%s", want, d.out.String())
+	}
 	u := newUser(t)
 	served := loginAndFill(t, d, u)
 	// Sticky: every request went to one instance.
@@ -292,6 +296,24 @@ func TestDemoCtrlCLeavesNoProcess(t *testing.T) {
 	for _, in := range list {
 		if syscall.Kill(in.PID, 0) == nil {
 			t.Errorf("instance %s (pid %d) still running after the demo stopped", in.Name, in.PID)
+		}
+	}
+}
+
+// TestDemoBannerSaysWhereStateLives: what the demo prints matches where
+// each mode and store keeps sessions, chat and jobs.
+func TestDemoBannerSaysWhereStateLives(t *testing.T) {
+	for _, tc := range []struct{ mode, store, want string }{
+		{"store", "nats", "sessions, chat and jobs in the embedded NATS"},
+		{"sticky", "nats", "sessions in each instance's memory (sticky cookie), chat and jobs in the embedded NATS"},
+		{"sticky", "memory", "sessions in each instance's memory (sticky cookie), chat and jobs in the embedded NATS"},
+		{"store", "redis://:pw@127.0.0.1:6379", "sessions, chat and jobs in redis://***@127.0.0.1:6379"},
+		{"sticky", "redis://127.0.0.1:6379", "sessions in each instance's memory (sticky cookie), chat and jobs in redis://127.0.0.1:6379"},
+		{"store", "dynamodb://sessions?region=eu-west-1", "sessions in dynamodb://sessions?region=eu-west-1, chat and jobs in the embedded NATS"},
+	} {
+		f := demoFlags{mode: tc.mode, store: tc.store}
+		if got := f.whereStateLives(); got != tc.want {
+			t.Errorf("--mode %s --store %s: %q, want %q", tc.mode, tc.store, got, tc.want)
 		}
 	}
 }

@@ -87,14 +87,11 @@ func (c *Control) list(w http.ResponseWriter, r *http.Request) {
 }
 
 // instances merges the balancer's view into the fleet's: a running process
-// that the balancer drains is "draining", not "up".
+// that the balancer drains is "draining", not "up". Only an instance that
+// serves (up or draining) shows a rate: the last sample of one that just
+// went down is stale, and it serves nothing now.
 func (c *Control) instances() []InstanceInfo {
 	list := c.Fleet.List()
-	c.mu.Lock()
-	for i := range list {
-		list[i].RPS = c.rates[list[i].Name]
-	}
-	c.mu.Unlock()
 	for i := range list {
 		if list[i].State != StateUp || c.Balancer == nil {
 			continue
@@ -102,6 +99,13 @@ func (c *Control) instances() []InstanceInfo {
 		switch st, _ := c.Balancer.BackendState(list[i].Name); st {
 		case "draining", "drained", "ejected", "down":
 			list[i].State = State(st)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range list {
+		if list[i].State == StateUp || list[i].State == "draining" {
+			list[i].RPS = c.rates[list[i].Name]
 		}
 	}
 	return list

@@ -115,4 +115,17 @@ func TestControlRates(t *testing.T) {
 	if got := c.instances()[0].RPS; got != 125 {
 		t.Fatalf("rps = %v, want 125 (250 requests in 2s)", got)
 	}
+	// Down, it serves nothing: no rate from before the crash, even before
+	// the next sample.
+	lb.set("app-1", "ejected")
+	if in := c.instances()[0]; in.State != "ejected" || in.RPS != 0 {
+		t.Fatalf("ejected by the balancer: %+v, want rps 0", in)
+	}
+	lb.set("app-1", "up")
+	if err := c.Fleet.Crash("app-1"); err != nil {
+		t.Fatal(err)
+	}
+	if in := c.instances()[0]; in.State != StateDown || in.RPS != 0 {
+		t.Fatalf("crashed: %+v, want rps 0", in)
+	}
 }

@@ -34,7 +34,8 @@ type InstanceInfo struct {
 	Addr  string `json:"addr"`
 	State State  `json:"state"`
 	PID   int    `json:"pid,omitempty"`
-	// RPS is the requests per second the balancer sent it lately.
+	// RPS is the requests per second the balancer sent it over the last
+	// second; 0 unless it serves (up or draining).
 	RPS float64 `json:"rps"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -148,18 +149,33 @@ func (s *Shop) apiCartDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sessionFailed answers an error from the session API: the client's
-// mistakes are 4xx; anything else means the store could not answer, and the
-// session middleware replaces this answer with its 503 and Retry-After.
+// sessionFailed answers an error from the session API that is the
+// client's to fix (4xx). A store that could not answer is not the
+// handler's to answer: it writes nothing, and the session middleware sends
+// its ErrorHandler's answer (StoreUnavailable) instead, once.
 func (s *Shop) sessionFailed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errUnknownSKU), errors.Is(err, errBadQty), errors.Is(err, errQtyLimit):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, session.ErrValueTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, session.ErrGone):
+		writeError(w, http.StatusConflict, "your session ended meanwhile (logged out elsewhere): reload")
+	case errors.Is(err, session.ErrUnavailable):
+		// The middleware answers.
 	default:
-		s.log.Warn("session store call failed", "instance", s.cfg.Instance, "err", err)
+		s.log.Error("session call failed", "instance", s.cfg.Instance, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// StoreUnavailable is the shop's session.Config.ErrorHandler: the one
+// answer to a request whose session could not be loaded or saved, a 503
+// with Retry-After and the JSON error shape of every shop API error.
+func StoreUnavailable(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "session store unavailable: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "session store unavailable, try again")
+		log.Warn("session store unavailable", "path", r.URL.Path, "err", err)
 	}
 }

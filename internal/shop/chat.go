@@ -2,6 +2,7 @@ package shop
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,19 +34,29 @@ func validChat(text string) (string, bool) {
 	return text, text != "" && utf8.ValidString(text) && utf8.RuneCountInString(text) <= maxChatText
 }
 
+// chatError is a chat post the shop refuses or fails itself: the
+// client's mistake (4xx) or the chat backplane's outage (503).
+type chatError struct {
+	status int
+	msg    string
+}
+
+func (e chatError) Error() string { return e.msg }
+
 // postChat publishes a message from the logged-in user; the offset the
 // backplane assigned comes back so the poster can order it with the rest.
-func (s *Shop) postChat(r *http.Request, text string) (ChatMessage, int, string) {
+// It fails with a chatError, or with the session's error.
+func (s *Shop) postChat(r *http.Request, text string) (ChatMessage, error) {
 	user, err := session.User(r.Context())
 	if err != nil {
-		return ChatMessage{}, http.StatusServiceUnavailable, "session store unavailable"
+		return ChatMessage{}, err
 	}
 	if user == "" {
-		return ChatMessage{}, http.StatusUnauthorized, "log in to chat"
+		return ChatMessage{}, chatError{http.StatusUnauthorized, "log in to chat"}
 	}
 	text, ok := validChat(text)
 	if !ok {
-		return ChatMessage{}, http.StatusBadRequest, "text must be 1 to 500 characters of UTF-8"
+		return ChatMessage{}, chatError{http.StatusBadRequest, "text must be 1 to 500 characters of UTF-8"}
 	}
 	msg := ChatMessage{User: user, Text: text, Instance: s.cfg.Instance, Time: time.Now().UnixMilli()}
 	data, _ := json.Marshal(msg)
@@ -54,10 +65,10 @@ func (s *Shop) postChat(r *http.Request, text string) (ChatMessage, int, string)
 	pub, err := s.cfg.Hub.Publish(ctx, ChatChannel, data)
 	if err != nil {
 		s.log.Warn("chat publish failed", "err", err)
-		return ChatMessage{}, http.StatusServiceUnavailable, "chat backplane unavailable: " + err.Error()
+		return ChatMessage{}, chatError{http.StatusServiceUnavailable, "chat backplane unavailable: " + err.Error()}
 	}
 	msg.Offset = pub.Offset
-	return msg, http.StatusCreated, ""
+	return msg, nil
 }
 
 func (s *Shop) apiChatPost(w http.ResponseWriter, r *http.Request) {
@@ -67,15 +78,19 @@ func (s *Shop) apiChatPost(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &in) {
 		return
 	}
-	msg, status, errMsg := s.postChat(r, in.Text)
-	if errMsg != "" {
-		if status == http.StatusServiceUnavailable {
+	msg, err := s.postChat(r, in.Text)
+	var ce chatError
+	switch {
+	case errors.As(err, &ce):
+		if ce.status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
-		writeError(w, status, errMsg)
-		return
+		writeError(w, ce.status, ce.msg)
+	case err != nil:
+		s.sessionFailed(w, err)
+	default:
+		writeJSON(w, http.StatusCreated, msg)
 	}
-	writeJSON(w, status, msg)
 }
 
 // apiChatList answers GET /api/chat/messages?since=OFFSET with the messages

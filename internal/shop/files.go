@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -43,7 +44,7 @@ func fileStatus(st jobs.Status) FileStatus {
 // cannot change once the response has started.
 func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 	rec := &bufferedResponse{header: http.Header{}}
-	s.cfg.Jobs.UploadHandler(jobs.TextStatsKind).ServeHTTP(rec, r)
+	s.cfg.Jobs.UploadHandler(textstats.Kind).ServeHTTP(rec, r)
 	var st jobs.Status
 	if rec.status == http.StatusAccepted && json.Unmarshal(rec.body.Bytes(), &st) == nil && st.ID != "" {
 		if _, err := session.Update(r.Context(), jobsKey, func(ids []string, _ bool) ([]string, error) {
@@ -51,8 +52,10 @@ func (s *Shop) apiUpload(w http.ResponseWriter, r *http.Request) {
 			ids = append([]string{st.ID}, ids...)
 			return ids[:min(len(ids), maxJobsListed)], nil
 		}); err != nil {
-			// The job exists whatever happens here; not listing it on the
-			// upload page is no reason to fail the upload.
+			// The job exists whatever happens here. Not listing it on the
+			// upload page is no reason to fail the upload, but a store
+			// that could not answer fails the response anyway: the
+			// session middleware answers with its ErrorHandler.
 			s.log.Warn("could not list upload in session", "job", st.ID, "err", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,7 +31,7 @@ type pageData struct {
 }
 
 // page loads what the layout shows on every page (user, cart count); a
-// store failure is answered by the session middleware's 503.
+// store failure is answered by the session middleware's ErrorHandler.
 func (s *Shop) page(r *http.Request, name, title string) (*pageData, error) {
 	user, err := session.User(r.Context())
 	if err != nil {
@@ -49,7 +50,7 @@ func (s *Shop) page(r *http.Request, name, title string) (*pageData, error) {
 }
 
 // pageHandler serves the named page: the layout's data, then fill (if any)
-// adds the page's own; a store failure is answered by sessionFailed.
+// adds the page's own; an error goes to sessionFailed.
 func (s *Shop) pageHandler(name, title string, fill func(r *http.Request, d *pageData) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, err := s.page(r, name, title)
@@ -136,7 +137,7 @@ func (s *Shop) cartRemoveForm(w http.ResponseWriter, r *http.Request) {
 }
 
 // formDone redirects after a cart form: the client's mistakes come back as
-// a message, store failures as the middleware's 503.
+// a message; anything else goes to sessionFailed.
 func (s *Shop) formDone(w http.ResponseWriter, r *http.Request, to, okMsg string, err error) {
 	switch err {
 	case nil:
@@ -151,17 +152,19 @@ func (s *Shop) formDone(w http.ResponseWriter, r *http.Request, to, okMsg string
 // chatForm is the no-JavaScript way to post to the chat.
 func (s *Shop) chatForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
-	_, status, errMsg := s.postChat(r, r.PostFormValue("text"))
-	if errMsg != "" && status != http.StatusServiceUnavailable {
-		redirect(w, r, "/chat", errMsg, true)
-		return
-	}
-	if errMsg != "" {
+	_, err := s.postChat(r, r.PostFormValue("text"))
+	var ce chatError
+	switch {
+	case errors.As(err, &ce) && ce.status < 500:
+		redirect(w, r, "/chat", ce.msg, true)
+	case errors.As(err, &ce):
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, errMsg, status)
-		return
+		http.Error(w, ce.msg, ce.status)
+	case err != nil:
+		s.sessionFailed(w, err)
+	default:
+		redirect(w, r, "/chat", "", false)
 	}
-	redirect(w, r, "/chat", "", false)
 }
 
 func fillHome(_ *http.Request, d *pageData) error {

@@ -6,25 +6,39 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
 	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/redisstore"
 )
 
 // newShop runs one shop instance over a real in-process NATS.
 func newShop(t *testing.T) *httptest.Server {
+	return newShopWith(t, nil, session.Config{})
+}
+
+// newShopWith runs one shop instance over a real in-process NATS, with
+// its sessions in store instead when store is given, and the session
+// settings of cfg.
+func newShopWith(t *testing.T, store session.Store, cfg session.Config) *httptest.Server {
 	t.Helper()
 	n := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,7 +48,11 @@ func newShop(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(parts.Close)
-	sessions, err := session.New(session.Config{Store: parts.Sessions})
+	cfg.Store = parts.Sessions
+	if store != nil {
+		cfg.Store = store
+	}
+	sessions, err := session.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +65,7 @@ func newShop(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{}.Handle); err != nil {
+	if err := jm.Handle(textstats.Kind, textstats.Job{}.Handle); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = jm.Run(ctx) }()
@@ -279,5 +297,143 @@ func TestShopUpload(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), `data-job="`+id+`"`) {
 		t.Fatalf("upload page does not list job %s", id)
+	}
+}
+
+// TestShopStoreDownIsTheErrorHandlersAnswer: when the session store cannot
+// answer, every handler leaves the answer to the session middleware's
+// ErrorHandler, the shop's StoreUnavailable: one 503 with Retry-After and
+// its JSON body, once, whatever the handler was doing.
+func TestShopStoreDownIsTheErrorHandlersAnswer(t *testing.T) {
+	r := testenv.Redis(t)
+	store, err := redisstore.New(t.Context(), redisstore.Options{URL: r.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var calls atomic.Int64
+	answer := shop.StoreUnavailable(slog.New(slog.DiscardHandler))
+	srv := newShopWith(t, store, session.Config{
+		StoreTimeout: time.Second,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			calls.Add(1)
+			answer(w, r, err)
+		},
+	})
+	c := client()
+	if st, _ := call(t, c, "POST", srv.URL+"/api/login", map[string]any{"user": "alice"}); st != 200 {
+		t.Fatalf("login: %d", st)
+	}
+	r.Kill()
+
+	form := url.Values{"sku": {"mug"}, "text": {"hi"}}.Encode()
+	requests := []struct{ method, path, body string }{
+		{"GET", "/api/me", ""},
+		{"GET", "/api/cart", ""},
+		{"POST", "/api/cart/items", `{"sku":"mug"}`},
+		{"DELETE", "/api/cart/items/mug", ""},
+		{"POST", "/api/chat/messages", `{"text":"hi"}`},
+		{"GET", "/api/files/some-job", ""},
+		{"POST", "/api/logout", ""},
+		{"GET", "/cart", ""},
+		{"POST", "/cart/add", form},
+		{"POST", "/chat", form},
+	}
+	for i, rq := range requests {
+		req, _ := http.NewRequest(rq.method, srv.URL+rq.path, strings.NewReader(rq.body))
+		req.Header.Set("Content-Type", "application/json")
+		if strings.HasPrefix(rq.body, "sku=") {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" ||
+			resp.Header.Get("Content-Type") != "application/json" ||
+			string(body) != `{"error":"session store unavailable, try again"}`+"\n" {
+			t.Errorf("%s %s with the store down: %d Retry-After %q %q %q, want the ErrorHandler's 503",
+				rq.method, rq.path, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), body)
+		}
+		if n := calls.Load(); n != int64(i+1) {
+			t.Fatalf("%s %s: ErrorHandler called %d times for %d requests", rq.method, rq.path, n, i+1)
+		}
+	}
+}
+
+// TestChatOverWebSocketAsDocumented follows the README's steps for an API
+// client of the chat: log in for a Session-Token, open /ws with it,
+// subscribe to chat:lobby, and get a posted message in the documented
+// shape.
+func TestChatOverWebSocketAsDocumented(t *testing.T) {
+	srv := newShop(t)
+	post := func(path, token, body string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Session-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	resp, _ := post("/api/login", "new", `{"user":"alice"}`)
+	token := resp.Header.Get("Session-Token")
+	if resp.StatusCode != 200 || token == "" {
+		t.Fatalf("login: %d, Session-Token %q", resp.StatusCode, token)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	if _, _, err := websocket.Dial(ctx, wsURL, nil); err == nil {
+		t.Fatal("/ws accepted a client without a session")
+	}
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Session-Token": {token}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	type frame struct {
+		Type, Channel, User string
+		Offset              uint64
+		Data                json.RawMessage
+	}
+	next := func(want string) frame {
+		t.Helper()
+		for {
+			var f frame
+			if err := wsjson.Read(ctx, ws, &f); err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if f.Type == want {
+				return f
+			}
+		}
+	}
+	if f := next("connected"); f.User != "alice" {
+		t.Fatalf("connected as %q, want alice", f.User)
+	}
+	if err := wsjson.Write(ctx, ws, map[string]any{"type": "subscribe", "id": 1, "channel": shop.ChatChannel, "presence": true}); err != nil {
+		t.Fatal(err)
+	}
+	next("subscribed")
+
+	resp, posted := post("/api/chat/messages", token, `{"text":"hi"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("post: %d %v", resp.StatusCode, posted)
+	}
+	f := next("message")
+	var m shop.ChatMessage
+	if err := json.Unmarshal(f.Data, &m); err != nil || f.Channel != "chat:lobby" {
+		t.Fatalf("message frame %+v: %v", f, err)
+	}
+	if m.User != "alice" || m.Text != "hi" || m.Instance != "app-test" || m.Time == 0 || float64(f.Offset) != posted["offset"] {
+		t.Fatalf("chat message %+v at offset %d; posted %v", m, f.Offset, posted)
 	}
 }

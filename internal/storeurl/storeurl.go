@@ -1,26 +1,34 @@
-// Package storeurl opens, from one store URL, the shared parts an app
-// instance needs: the session store, the realtime backplane and the jobs
-// backend. It is how `unstuck app` and `demo` accept --store
-// nats://HOST:PORT, redis://HOST:PORT, rediss://HOST:PORT,
-// dynamodb://TABLE?region=R&endpoint=URL or memory. DynamoDB and memory
-// hold sessions only; chat and jobs then need a backplane URL of their own.
+// Package storeurl is the one place that turns a store URL into the shared
+// parts an app instance needs: the session store, the realtime backplane
+// (broker and presence) and the jobs backend. It is how `unstuck app` and
+// `demo` accept --store nats://HOST:PORT, redis://HOST:PORT,
+// rediss://HOST:PORT, dynamodb://TABLE?region=R&endpoint=URL or memory.
+// DynamoDB and memory hold sessions only; chat and jobs then need a
+// backplane URL of their own.
+//
+// Open connects once per URL and hands that one client to every part (as
+// its Options.Client), so an instance holds one Redis client or NATS
+// connection, not three. How a redis:// or nats:// URL becomes a client
+// lives in the connect subpackage, which every part also uses when a
+// library user gives it a URL (Options.URL) instead. A new scheme goes in
+// three places side by side: Kind recognises it, connect dials it, Open
+// builds the parts on it.
 package storeurl
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/rueidis"
-
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
 	"github.com/unstuck-dev/unstuck/jobs/redisjobs"
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 	"github.com/unstuck-dev/unstuck/session"
 	"github.com/unstuck-dev/unstuck/session/dynamostore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
@@ -120,87 +128,75 @@ func (p *Parts) Close() {
 	p.closers = nil
 }
 
+// closing has Close close part (before what was opened earlier) and
+// returns it.
+func closing[T io.Closer](p *Parts, part T) T {
+	p.closers = append(p.closers, func() { _ = part.Close() })
+	return part
+}
+
+// openNATS shares one connection between the three parts, which do not
+// own it: Close closes it after them.
 func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
-	// Ride out outages: reconnect forever, and buffer what is published
-	// meanwhile only briefly (the session layer fails clearly instead).
-	nc, err := nats.Connect(raw, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		nats.Name("unstuck"), nats.Timeout(3*time.Second))
+	nc, err := connect.NATS(ctx, raw, "unstuck")
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", raw, err)
-	}
-	p := &Parts{Kind: "nats", closers: []func(){nc.Close}}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		p.Close()
 		return nil, err
 	}
-	store, err := natsstore.New(ctx, natsstore.Options{Conn: nc, NearCache: opts.NearCache})
+	p := &Parts{Kind: "nats", closers: []func(){nc.Close}}
+	store, err := natsstore.New(ctx, natsstore.Options{Client: nc, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	p.Sessions = store
-	p.closers = append(p.closers, func() { _ = store.Close() })
-	broker, err := realtime.NewNATSBroker(ctx, realtime.NATSConfig{Conn: nc})
+	p.Sessions = closing(p, store)
+	broker, err := natsbroker.New(ctx, natsbroker.Options{Client: nc})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("realtime broker: %w", err)
 	}
-	p.Broker, p.Presence = broker, broker
-	backend, err := natsjobs.New(ctx, js, natsjobs.Config{VisibilityTimeout: opts.VisibilityTimeout})
+	p.Broker, p.Presence = closing(p, broker), broker
+	backend, err := natsjobs.New(ctx, natsjobs.Options{Client: nc, VisibilityTimeout: opts.VisibilityTimeout})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("jobs backend: %w", err)
 	}
-	p.Jobs = backend
+	p.Jobs = closing(p, backend)
 	return p, nil
 }
 
+// openRedis shares one client between the three parts, which rueidis
+// multiplexes (the broker dedicates a connection to Pub/Sub).
 func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
-	co, err := rueidis.ParseURL(raw)
+	client, err := connect.Redis(ctx, raw, connect.RedisOptions{NearCache: opts.NearCache})
 	if err != nil {
-		return nil, fmt.Errorf("store URL %q: %w", raw, err)
-	}
-	co.DisableCache = !opts.NearCache
-	co.ConnWriteTimeout = 3 * time.Second
-	client, err := rueidis.NewClient(co)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redact(raw), err)
+		return nil, err
 	}
 	p := &Parts{Kind: "redis", closers: []func(){client.Close}}
-	// rueidis connects lazily; ask once so a wrong address fails now, with
-	// the address in the error, not on the first user's request.
-	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("connect to %s: %w", redact(raw), err)
-	}
-	store, err := redisstore.New(redisstore.Options{Client: client, NearCache: opts.NearCache})
+	store, err := redisstore.New(ctx, redisstore.Options{Client: client, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	p.Sessions = store
-	// The backplane's subscriptions need a connection of their own kind;
-	// the broker shares the client, which rueidis multiplexes.
-	broker, err := realtime.NewRedisBroker(realtime.RedisConfig{Client: client})
+	p.Sessions = closing(p, store)
+	broker, err := redisbroker.New(ctx, redisbroker.Options{Client: client})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("realtime broker: %w", err)
 	}
-	p.Broker, p.Presence = broker, broker
-	backend, err := redisjobs.New(client, redisjobs.Config{VisibilityTimeout: opts.VisibilityTimeout})
+	p.Broker, p.Presence = closing(p, broker), broker
+	backend, err := redisjobs.New(ctx, redisjobs.Options{Client: client, VisibilityTimeout: opts.VisibilityTimeout})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("jobs backend: %w", err)
 	}
-	p.Jobs = backend
+	p.Jobs = closing(p, backend)
 	return p, nil
 }
 
-// openDynamo opens a DynamoDB session store (see dynamostore.Open for the
-// URL's fields).
+// openDynamo opens a DynamoDB session store (see dynamostore.ParseURL for
+// the URL's fields).
 func openDynamo(ctx context.Context, raw string) (*Parts, error) {
-	store, err := dynamostore.Open(ctx, raw)
+	store, err := dynamostore.New(ctx, dynamostore.Options{URL: raw})
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
@@ -211,16 +207,7 @@ func openDynamo(ctx context.Context, raw string) (*Parts, error) {
 // process, so it cannot carry chat or jobs between instances, and the
 // caller says so if it needs them.
 func openMemory(Options) (*Parts, error) {
-	store := memstore.New(memstore.Options{})
-	p := &Parts{Kind: "memory", Sessions: store, closers: []func(){func() { _ = store.Close() }}}
+	p := &Parts{Kind: "memory"}
+	p.Sessions = closing(p, memstore.New(memstore.Options{}))
 	return p, nil
-}
-
-// redact hides a password in a URL for error messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return strings.Replace(raw, u.User.String()+"@", "***@", 1)
 }

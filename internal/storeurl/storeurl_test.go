@@ -57,7 +57,9 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		dead:                            "connect to",
 		"dynamodb://":                   "dynamodb",
 		"dynamodb://t?endpoint=ftp://x": "endpoint",
-		strings.Replace(dead, "//", "//:secretpw@", 1): "connect to",
+		strings.Replace(dead, "//", "//:secretpw@", 1):                                         "connect to",
+		strings.Replace(strings.Replace(dead, "redis", "nats", 1), "//", "//ann:secretpw@", 1): "connect to",
+		strings.Replace(strings.Replace(dead, "redis", "nats", 1), "//", "//secretpw@", 1):     "connect to", // a NATS token
 	} {
 		_, err := storeurl.Open(ctx, raw, storeurl.Options{})
 		if err == nil {

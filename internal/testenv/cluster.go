@@ -64,6 +64,21 @@ func (c *RedisClusterEnv) Addrs() []string {
 	return addrs
 }
 
+// URL names the cluster as a store URL: the first node, with the others
+// as further seeds.
+func (c *RedisClusterEnv) URL() string {
+	addrs := c.Addrs()
+	u := "redis://" + addrs[0]
+	for i, a := range addrs[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + a
+	}
+	return u
+}
+
 // WaitHealthy waits until every node reports cluster_state:ok, as after
 // creation or after a killed node was restarted.
 func (c *RedisClusterEnv) WaitHealthy(t testing.TB) {

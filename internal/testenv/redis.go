@@ -79,6 +79,9 @@ func (s *RedisServer) startOnFreePort() {
 // Addr is the server's host:port.
 func (s *RedisServer) Addr() string { return loopbackAddr(s.port) }
 
+// URL names the server as a store URL, redis://HOST:PORT.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr() }
+
 // Port is the server's TCP port.
 func (s *RedisServer) Port() int { return s.port }
 

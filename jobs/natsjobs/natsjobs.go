@@ -3,9 +3,8 @@
 // compare-and-set), and the queue in a work-queue stream whose durable pull
 // consumers redeliver a job when its worker stops acknowledging it.
 //
-//	nc, _ := nats.Connect(url)
-//	js, _ := jetstream.New(nc)
-//	backend, err := natsjobs.New(ctx, js, natsjobs.Config{})
+//	backend, err := natsjobs.New(ctx, natsjobs.Options{URL: "nats://127.0.0.1:4222"})
+//	defer backend.Close()
 //	m, err := jobs.New(jobs.Config{Backend: backend})
 package natsjobs
 
@@ -21,11 +20,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
 
-// Config configures the backend. The zero value is usable.
-type Config struct {
+// Options configures the backend: give URL or Client, not both. Every
+// other field's zero value is a sensible default.
+type Options struct {
+	// URL names the NATS server, nats://[USER:PASSWORD@]HOST:PORT. The
+	// backend opens its own connection, which reconnects after an
+	// outage, and Close closes it.
+	URL string
+	// Client is a NATS connection that the caller keeps owning: Close
+	// leaves it open.
+	Client *nats.Conn
+
 	// Name prefixes the stream, buckets and subjects, so that several
 	// independent job systems can share one NATS account. Default "jobs".
 	// Letters, digits, - and _ only.
@@ -33,7 +42,7 @@ type Config struct {
 	// VisibilityTimeout is the consumers' AckWait: a claimed job whose
 	// worker neither finishes nor heartbeats within it goes to another
 	// worker. Default 30s. Every instance must use the same value: the
-	// consumer is shared, and each instance writes its config.
+	// consumer is shared, and each instance writes its configuration.
 	VisibilityTimeout time.Duration
 	// Retention is how long a job record (and, as a safety net, a
 	// payload) is kept after its last change. Default 7 days.
@@ -44,8 +53,10 @@ type Config struct {
 
 // Backend implements jobs.Backend over JetStream.
 type Backend struct {
+	nc      *nats.Conn
+	own     bool // Close closes nc
 	js      jetstream.JetStream
-	cfg     Config
+	cfg     Options
 	kv      jetstream.KeyValue
 	obs     jetstream.ObjectStore
 	objects jetstream.Stream // the Object Store's own stream
@@ -58,13 +69,17 @@ type Backend struct {
 
 var _ jobs.Backend = (*Backend)(nil)
 
-// New creates (or updates to cfg) the stream and buckets.
-func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Backend, error) {
+// New creates (or updates to cfg) the stream and buckets on cfg.Client,
+// or on a connection of its own to cfg.URL.
+func New(ctx context.Context, cfg Options) (*Backend, error) {
+	if err := connect.Either(cfg.URL, cfg.Client != nil); err != nil {
+		return nil, fmt.Errorf("natsjobs: %w", err)
+	}
 	if cfg.Name == "" {
 		cfg.Name = "jobs"
 	}
 	if !validName(cfg.Name) {
-		return nil, fmt.Errorf("natsjobs: Config.Name %q: use letters, digits, - and _", cfg.Name)
+		return nil, fmt.Errorf("natsjobs: Options.Name %q: use letters, digits, - and _", cfg.Name)
 	}
 	if cfg.VisibilityTimeout <= 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -75,39 +90,69 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Backend, err
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	b := &Backend{js: js, cfg: cfg, subject: cfg.Name + ".queue", consumers: map[string]jetstream.Consumer{}}
+	b := &Backend{nc: cfg.Client, cfg: cfg, subject: cfg.Name + ".queue", consumers: map[string]jetstream.Consumer{}}
+	if cfg.URL != "" {
+		nc, err := connect.NATS(ctx, cfg.URL, "unstuck jobs")
+		if err != nil {
+			return nil, fmt.Errorf("natsjobs: %w", err)
+		}
+		b.nc, b.own = nc, true
+	}
+	if err := b.setUp(ctx); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close closes the connection the backend opened from Options.URL; a
+// connection given as Options.Client stays open. Stop the jobs.Manager
+// first.
+func (b *Backend) Close() error {
+	if b.own {
+		b.nc.Close()
+	}
+	return nil
+}
+
+// setUp creates or updates the stream and buckets.
+func (b *Backend) setUp(ctx context.Context) error {
+	cfg := b.cfg
 	var err error
-	b.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if b.js, err = jetstream.New(b.nc); err != nil {
+		return fmt.Errorf("natsjobs: %w", err)
+	}
+	b.kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: cfg.Name + "_status", Description: "job status records",
 		History: 1, TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: status bucket: %w", err)
+		return fmt.Errorf("natsjobs: status bucket: %w", err)
 	}
-	b.obs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	b.obs, err = b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: cfg.Name + "_payloads", Description: "job payloads",
 		TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: payload bucket: %w", err)
+		return fmt.Errorf("natsjobs: payload bucket: %w", err)
 	}
 	// The Object Store keeps a deleted object's metadata as a tombstone;
 	// DeletePayload purges it through the bucket's stream so that finished
 	// jobs leave nothing behind.
-	b.objects, err = js.Stream(ctx, "OBJ_"+cfg.Name+"_payloads")
+	b.objects, err = b.js.Stream(ctx, "OBJ_"+cfg.Name+"_payloads")
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: payload stream: %w", err)
+		return fmt.Errorf("natsjobs: payload stream: %w", err)
 	}
-	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	b.stream, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: cfg.Name + "_queue", Description: "job queue",
 		Subjects:  []string{b.subject + ".>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 		Replicas: cfg.Replicas, MaxAge: cfg.Retention,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: queue stream: %w", err)
+		return fmt.Errorf("natsjobs: queue stream: %w", err)
 	}
-	return b, nil
+	return nil
 }
 
 // ObjectStore is the payload bucket, for inspection and tests.
@@ -194,30 +239,14 @@ func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.Recor
 				if e == nil || e.Operation() != jetstream.KeyValuePut {
 					continue
 				}
-				sendLatest(out, jobs.RecordValue{Data: e.Value(), Rev: e.Revision()})
+				jobs.SendLatest(out, jobs.RecordValue{Data: e.Value(), Rev: e.Revision()})
 			}
 		}
 	}()
 	return out, nil
 }
 
-// sendLatest replaces an unread value with v, so a slow reader gets the
-// newest value and the watcher never blocks.
-func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
-	for {
-		select {
-		case out <- v:
-			return
-		default:
-			select {
-			case <-out:
-			default:
-			}
-		}
-	}
-}
-
-// VisibilityTimeout is Config.VisibilityTimeout.
+// VisibilityTimeout is Options.VisibilityTimeout.
 func (b *Backend) VisibilityTimeout() time.Duration { return b.cfg.VisibilityTimeout }
 
 // Enqueue publishes the job ID on the kind's subject.

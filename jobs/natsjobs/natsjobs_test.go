@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/jobs/jobstest"
@@ -19,33 +16,22 @@ import (
 func TestConformance(t *testing.T) {
 	srv := testenv.NATS(t)
 	jobstest.Run(t, func(t *testing.T) jobs.Backend {
-		nc, err := nats.Connect(srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
 		// One namespace per test, shared by the test's clients.
 		sum := sha256.Sum256([]byte(t.Name()))
-		b, err := natsjobs.New(context.Background(), js, natsjobs.Config{
-			Name: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second,
+		b, err := natsjobs.New(context.Background(), natsjobs.Options{
+			URL: srv.URL(), Name: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = b.Close() })
 		return b
 	})
 }
 
 func TestConfigValidation(t *testing.T) {
 	srv := testenv.NATS(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := natsjobs.New(context.Background(), js, natsjobs.Config{Name: "a.b"}); err == nil {
+	if _, err := natsjobs.New(context.Background(), natsjobs.Options{URL: srv.URL(), Name: "a.b"}); err == nil {
 		t.Fatal("a name with a dot was accepted")
 	}
 }

@@ -7,8 +7,8 @@
 // Keys carry hash tags ({id}, {kind}) so that every script touches one
 // slot, which keeps the backend usable on Redis Cluster.
 //
-//	client, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
-//	backend, err := redisjobs.New(client, redisjobs.Config{})
+//	backend, err := redisjobs.New(ctx, redisjobs.Options{URL: "redis://127.0.0.1:6379"})
+//	defer backend.Close()
 //	m, err := jobs.New(jobs.Config{Backend: backend})
 package redisjobs
 
@@ -24,11 +24,22 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
 
-// Config configures the backend. The zero value is usable.
-type Config struct {
+// Options configures the backend: give URL or Client, not both. Every
+// other field's zero value is a sensible default.
+type Options struct {
+	// URL names the Redis server or Cluster:
+	// redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS,
+	// ?addr=HOST:PORT for more cluster seeds. The backend opens its own
+	// client, and Close closes it.
+	URL string
+	// Client is a ready rueidis client that the caller keeps owning:
+	// Close leaves it open.
+	Client rueidis.Client
+
 	// Prefix starts every key. Default "jobs".
 	Prefix string
 	// VisibilityTimeout is how long a claimed job may go without a
@@ -56,7 +67,8 @@ const uploadTTL = time.Hour
 // Backend implements jobs.Backend over Redis.
 type Backend struct {
 	c   rueidis.Client
-	cfg Config
+	own bool // Close closes c
+	cfg Options
 
 	mu      sync.Mutex
 	groups  map[string]bool   // kinds whose consumer group exists
@@ -65,16 +77,17 @@ type Backend struct {
 
 var _ jobs.Backend = (*Backend)(nil)
 
-// New wraps client; it creates keys lazily.
-func New(client rueidis.Client, cfg Config) (*Backend, error) {
-	if client == nil {
-		return nil, errors.New("redisjobs: nil client")
+// New returns a backend on cfg.Client, or on a client of its own
+// connected to cfg.URL (checked within ctx); it creates keys lazily.
+func New(ctx context.Context, cfg Options) (*Backend, error) {
+	if err := connect.Either(cfg.URL, cfg.Client != nil); err != nil {
+		return nil, fmt.Errorf("redisjobs: %w", err)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "jobs"
 	}
 	if strings.ContainsAny(cfg.Prefix, "{}") {
-		return nil, fmt.Errorf("redisjobs: Config.Prefix %q must not contain braces", cfg.Prefix)
+		return nil, fmt.Errorf("redisjobs: Options.Prefix %q must not contain braces", cfg.Prefix)
 	}
 	if cfg.VisibilityTimeout <= 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -88,7 +101,24 @@ func New(client rueidis.Client, cfg Config) (*Backend, error) {
 	if cfg.StaleConsumerAfter <= 0 {
 		cfg.StaleConsumerAfter = time.Hour
 	}
-	return &Backend{c: client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}, nil
+	b := &Backend{c: cfg.Client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}
+	if cfg.URL != "" {
+		c, err := connect.Redis(ctx, cfg.URL, connect.RedisOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("redisjobs: %w", err)
+		}
+		b.c, b.own = c, true
+	}
+	return b, nil
+}
+
+// Close closes the client the backend opened from Options.URL; a client
+// given as Options.Client stays open. Stop the jobs.Manager first.
+func (b *Backend) Close() error {
+	if b.own {
+		b.c.Close()
+	}
+	return nil
 }
 
 func (b *Backend) statusKey(id string) string  { return b.cfg.Prefix + ":status:{" + id + "}" }
@@ -293,7 +323,7 @@ func (b *Backend) WatchRecord(ctx context.Context, id string) (<-chan jobs.Recor
 		defer close(out)
 		_ = b.c.Receive(ctx, b.c.B().Subscribe().Channel(b.statusKey(id)).Build(), func(m rueidis.PubSubMessage) {
 			if v, ok := parseNotice(m.Message); ok {
-				sendLatest(out, v)
+				jobs.SendLatest(out, v)
 			}
 		})
 	}()
@@ -314,21 +344,7 @@ func parseNotice(msg string) (jobs.RecordValue, bool) {
 	return jobs.RecordValue{Data: []byte(data), Rev: rev}, true
 }
 
-func sendLatest(out chan jobs.RecordValue, v jobs.RecordValue) {
-	for {
-		select {
-		case out <- v:
-			return
-		default:
-			select {
-			case <-out:
-			default:
-			}
-		}
-	}
-}
-
-// VisibilityTimeout is Config.VisibilityTimeout.
+// VisibilityTimeout is Options.VisibilityTimeout.
 func (b *Backend) VisibilityTimeout() time.Duration { return b.cfg.VisibilityTimeout }
 
 // ensureGroup creates the kind's stream and consumer group once. Reading

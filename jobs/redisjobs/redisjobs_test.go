@@ -19,25 +19,21 @@ import (
 func TestConformance(t *testing.T) {
 	srv := testenv.Redis(t)
 	jobstest.Run(t, func(t *testing.T) jobs.Backend {
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
 		sum := sha256.Sum256([]byte(t.Name()))
-		b, err := redisjobs.New(c, redisjobs.Config{
-			Prefix: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, ChunkSize: 64 << 10,
+		b, err := redisjobs.New(context.Background(), redisjobs.Options{
+			URL: srv.URL(), Prefix: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, ChunkSize: 64 << 10,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = b.Close() })
 		return b
 	})
 }
 
 func TestConfigValidation(t *testing.T) {
-	if _, err := redisjobs.New(nil, redisjobs.Config{}); err == nil {
-		t.Fatal("a nil client was accepted")
+	if _, err := redisjobs.New(context.Background(), redisjobs.Options{}); err == nil {
+		t.Fatal("Options without URL or Client were accepted")
 	}
 }
 
@@ -66,7 +62,7 @@ func TestLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b, _ := redisjobs.New(c, redisjobs.Config{Prefix: "lv", VisibilityTimeout: time.Minute, StaleConsumerAfter: time.Millisecond})
+	b, _ := redisjobs.New(context.Background(), redisjobs.Options{Client: c, Prefix: "lv", VisibilityTimeout: time.Minute, StaleConsumerAfter: time.Millisecond})
 	ctx := context.Background()
 	if err := b.Enqueue(ctx, "k", "j1"); err != nil {
 		t.Fatal(err)

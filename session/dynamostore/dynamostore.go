@@ -1,99 +1,3 @@
-// Package dynamostore is a session.Store on Amazon DynamoDB (or a
-// DynamoDB-compatible server such as dynalite), through aws-sdk-go-v2.
-//
-// # Layout
-//
-// One table, keyed by a partition key "pk" and a sort key "sk" (both
-// strings); CreateTable makes it. Each session is one item,
-// pk "s#<id>", sk "-", where the id is already a hash of the token, so a
-// dump of the table yields no usable session:
-//
-//	v    map   encoded key -> binary value
-//	ver  number   version: ADD 1 on every commit that changes values or the user
-//	uid  string   the bound user, absent when unbound
-//	cr, dl, idl   created, absolute and idle deadlines (unix milliseconds)
-//	exp  number   DynamoDB TTL attribute (unix seconds)
-//	gone bool     set on a tombstone
-//	w    string   id of the last write
-//
-// # Writes
-//
-// A commit that changes some keys is one UpdateItem: SET v.#k = :val and
-// REMOVE v.#k for exactly the keys it names (keys go through
-// ExpressionAttributeNames, as they are arbitrary strings), ADD ver, and
-// SET idl/exp when it moves the idle deadline; a ConditionExpression
-// requires the item to exist, not be a tombstone, not have expired, and
-// hold each Expect value. Two requests that change different keys both
-// keep their change, and Expect gives compare-and-swap on one key. Create
-// is a PutItem conditioned on there being no item (or only an expired one).
-// When a condition fails, the item as it was (ReturnValuesOnConditionCheckFailure
-// ALL_OLD, or a consistent read on servers that ignore it, like dynalite)
-// tells ErrConflict from ErrGone (a tombstone) and ErrNotFound. A change
-// too large for DynamoDB's 4 KB expression limit is applied by a
-// read-modify-write conditioned on the write id, so it is just as atomic.
-//
-// Delete is one UpdateItem that removes the values and sets gone, keeping
-// the deadlines and the TTL: the tombstone lasts until the session would
-// have expired, so a request that finishes after logout fails with ErrGone
-// instead of bringing the session back.
-//
-// # Expiry
-//
-// exp is the session's expiry in epoch seconds, rounded up, and the table
-// has TTL enabled on it; DynamoDB deletes expired items only within a day
-// or two, so every read and every condition also checks the millisecond
-// deadlines: an expired item is never returned and never written to. A
-// touch sets exp from the new idle deadline; when the absolute deadline is
-// earlier, the item is deleted later than it expires, never sooner.
-// Expiry uses the clocks of the instances, which should be synchronised.
-//
-// # User index
-//
-// Each session bound to a user has an index item pk "u#<user>",
-// sk "<session id>", with its own TTL at the session's absolute deadline.
-// UserSessions is one strongly consistent Query on pk: no Scan. A global
-// secondary index on uid would cost no extra write, but GSIs are only
-// eventually consistent: "log out everywhere" right after a login on
-// another device could miss that session, and the Store contract requires
-// every live session to be listed. A string set on one item per user
-// would make that item hot and capped at 400 KB. So binding costs one
-// extra PutItem, before the session's own write, so an index entry never
-// lags a binding; ended or rebound sessions linger until their TTL, which
-// the contract allows (the Manager checks each with Load).
-//
-// # Round trips
-//
-// Load is one GetItem (strongly consistent); a commit is one UpdateItem
-// (PutItem to create), plus one PutItem when it binds a user; Delete is
-// one UpdateItem.
-//
-// # Failures
-//
-// Throttling (ProvisionedThroughputExceededException, ThrottlingException,
-// RequestLimitExceeded), 5xx answers and failed connections are retried
-// with exponential backoff and full jitter while the caller's deadline
-// allows (the client's own retryer is turned off for the Store's calls, so
-// attempts do not multiply). A retried write that had in fact landed is
-// recognised by its write id rather than applied twice, so a retried
-// compare-and-swap never adds an item to a cart twice. Other errors are
-// returned wrapped with the operation and table, for the Manager's error
-// hook.
-//
-// # Example
-//
-//	store, err := dynamostore.Open(ctx, "dynamodb://sessions?region=eu-west-1")
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	m, err := session.New(session.Config{Store: store})
-//
-// or, with a client configured elsewhere:
-//
-//	client := dynamodb.NewFromConfig(cfg)
-//	if err := dynamostore.CreateTable(ctx, client, "sessions"); err != nil {
-//		log.Fatal(err)
-//	}
-//	store, err := dynamostore.New(dynamostore.Options{Client: client, Table: "sessions"})
 package dynamostore
 
 import (
@@ -107,12 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
 
@@ -124,12 +28,19 @@ type API interface {
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
-// Options configures a Store. Client and Table are required.
+// Options configures a Store: give URL, or Client and Table. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Client talks to DynamoDB, usually a *dynamodb.Client.
+	// URL names the table as a store URL (see ParseURL):
+	// dynamodb://TABLE?region=R&endpoint=URL&create=true. The Store
+	// builds its own client from the AWS default configuration and, with
+	// create=true, creates the table first.
+	URL string
+	// Client talks to DynamoDB, usually a *dynamodb.Client that the
+	// caller keeps owning.
 	Client API
-	// Table is the table's name; CreateTable makes it with the right
-	// key schema and TTL.
+	// Table is the table's name, with Client (a URL names its own);
+	// CreateTable makes it with the right key schema and TTL.
 	Table string
 	// UserIndexTTL is how long a user index entry lives when the binding
 	// carries no absolute deadline. Default 31 days.
@@ -139,7 +50,9 @@ type Options struct {
 }
 
 // Store is a session.Store on DynamoDB. It holds no goroutines or
-// connections of its own; it is safe for concurrent use.
+// connections of its own, so it has no Close: even the client it builds
+// from a URL talks HTTP, whose idle connections close by themselves. It is
+// safe for concurrent use.
 type Store struct {
 	c       API
 	table   *string
@@ -150,18 +63,42 @@ type Store struct {
 
 var _ session.Store = (*Store)(nil)
 
-// New returns a Store on an existing table.
-func New(o Options) (*Store, error) {
-	if o.Client == nil {
-		return nil, errors.New("dynamostore: Options.Client is required")
-	}
-	if err := checkTable(o.Table); err != nil {
+// New returns a Store on an existing table through o.Client, or on the
+// table o.URL names through a client of its own. With create=true in the
+// URL it creates the table first; a server without TTL support (ErrNoTTL)
+// is accepted then, as the Store checks deadlines itself.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if err := connect.Either(o.URL, o.Client != nil); err != nil {
 		return nil, fmt.Errorf("dynamostore: %w", err)
 	}
-	if o.UserIndexTTL <= 0 {
-		o.UserIndexTTL = 31 * 24 * time.Hour
+	s := &Store{c: o.Client, name: o.Table, idxTTL: o.UserIndexTTL, backoff: o.Backoff.withDefaults()}
+	if o.URL != "" {
+		if o.Table != "" {
+			return nil, errors.New("dynamostore: Options.Table: the URL names the table (dynamodb://TABLE); set Table only with Client")
+		}
+		loc, err := ParseURL(o.URL)
+		if err != nil {
+			return nil, err
+		}
+		client, err := loc.client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if loc.Create {
+			if err := CreateTable(ctx, client, loc.Table); err != nil && !errors.Is(err, ErrNoTTL) {
+				return nil, err
+			}
+		}
+		s.c, s.name = client, loc.Table
 	}
-	return &Store{c: o.Client, table: aws.String(o.Table), name: o.Table, idxTTL: o.UserIndexTTL, backoff: o.Backoff.withDefaults()}, nil
+	if err := checkTable(s.name); err != nil {
+		return nil, fmt.Errorf("dynamostore: Options.Table: %w", err)
+	}
+	s.table = aws.String(s.name)
+	if s.idxTTL <= 0 {
+		s.idxTTL = 31 * 24 * time.Hour
+	}
+	return s, nil
 }
 
 // Table is the name of the Store's table.
@@ -579,76 +516,6 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 		return nil, s.wrap("delete", err)
 	}
 	return st.rec, nil
-}
-
-// index records that session id is bound to user, until the session's
-// absolute deadline.
-func (s *Store) index(ctx context.Context, id, user string, deadline time.Time) error {
-	if len(userPfx)+len(user) > maxKeyBytes || !utf8.ValidString(user) {
-		return fmt.Errorf("user id of %d bytes is not a valid key (at most %d bytes of UTF-8)", len(user), maxKeyBytes-len(userPfx))
-	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(s.idxTTL)
-	}
-	return s.backoff.do(ctx, func(int) error {
-		_, err := s.c.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: s.table,
-			Item: map[string]types.AttributeValue{
-				attrPK:   str(userPfx + user),
-				attrSK:   str(id),
-				attrTTL:  num(ttlSeconds(deadline)),
-				attrDead: num(millis(deadline)), // exact, for UserSessions to filter on
-			},
-		}, noSDKRetries)
-		return err
-	})
-}
-
-// UserSessions implements session.Store with one Query on the user's
-// index entries (more pages only past 1 MB of them).
-func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
-	if userID == "" || len(userPfx)+len(userID) > maxKeyBytes || !utf8.ValidString(userID) {
-		return nil, nil // such a user can never have been indexed
-	}
-	var ids []string
-	var start map[string]types.AttributeValue
-	now := time.Now().UnixMilli()
-	for {
-		var out *dynamodb.QueryOutput
-		err := s.backoff.do(ctx, func(int) error {
-			var err error
-			out, err = s.c.Query(ctx, &dynamodb.QueryInput{
-				TableName:                 s.table,
-				KeyConditionExpression:    aws.String("#pk = :pk"),
-				ProjectionExpression:      aws.String("#sk, #dl"),
-				ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK, "#dl": attrDead},
-				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(userPfx + userID)},
-				ConsistentRead:            aws.Bool(true),
-				ExclusiveStartKey:         start,
-			}, noSDKRetries)
-			return err
-		})
-		if err != nil {
-			return nil, s.wrap("user sessions", err)
-		}
-		for _, item := range out.Items {
-			sk, ok := item[attrSK].(*types.AttributeValueMemberS)
-			if !ok {
-				continue
-			}
-			// TTL deletes late: skip entries past their session's deadline.
-			if e, ok := item[attrDead].(*types.AttributeValueMemberN); ok {
-				if dl, err := strconv.ParseInt(e.Value, 10, 64); err == nil && dl <= now {
-					continue
-				}
-			}
-			ids = append(ids, sk.Value)
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return ids, nil
-		}
-		start = out.LastEvaluatedKey
-	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

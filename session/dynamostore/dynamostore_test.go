@@ -46,7 +46,7 @@ func table(t testing.TB, endpoint, name string) *dynamostore.Store {
 	if err := dynamostore.CreateTable(t.Context(), c, name); err != nil && !errors.Is(err, dynamostore.ErrNoTTL) {
 		t.Fatalf("CreateTable: %v", err)
 	}
-	s, err := dynamostore.New(dynamostore.Options{Client: c, Table: name})
+	s, err := dynamostore.New(context.Background(), dynamostore.Options{Client: c, Table: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestDynamoThrottlingIsRetried(t *testing.T) {
 		}
 		return ""
 	})
-	st, err := dynamostore.New(dynamostore.Options{Client: client(f.srv.URL), Table: "sessions",
+	st, err := dynamostore.New(context.Background(), dynamostore.Options{Client: client(f.srv.URL), Table: "sessions",
 		Backoff: dynamostore.Backoff{Base: time.Millisecond, Max: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestDynamoLostResponseAppliesOnce(t *testing.T) {
 		}
 		return ""
 	})
-	st, err := dynamostore.New(dynamostore.Options{Client: client(f.srv.URL), Table: "sessions",
+	st, err := dynamostore.New(context.Background(), dynamostore.Options{Client: client(f.srv.URL), Table: "sessions",
 		Backoff: dynamostore.Backoff{Base: time.Millisecond, Max: 10 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestDynamoCreateTableIsIdempotentAndChecksSchema(t *testing.T) {
 	}
 }
 
-func TestDynamoOpen(t *testing.T) {
+func TestDynamoURL(t *testing.T) {
 	srv := testenv.DynamoDB(t)
 	// No credentials in the environment: a loopback endpoint gets dummy
 	// ones.
@@ -410,23 +410,23 @@ func TestDynamoOpen(t *testing.T) {
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	st, err := dynamostore.Open(ctx(t), "dynamodb://app-sessions?create=true&endpoint="+url.QueryEscape(srv.Endpoint()))
+	st, err := dynamostore.New(ctx(t), dynamostore.Options{URL: "dynamodb://app-sessions?create=true&endpoint=" + url.QueryEscape(srv.Endpoint())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := strings.Repeat("45", 32)
 	create(t, st, id, map[string]string{"a": "1"})
 	if r, err := st.Load(ctx(t), id); err != nil || r == nil || string(r.Values["a"]) != "1" {
-		t.Fatalf("Load through Open = %v, %v", r, err)
+		t.Fatalf("Load through a URL store = %v, %v", r, err)
 	}
 	// AWS itself needs a region from somewhere.
 	t.Setenv("AWS_REGION", "")
 	t.Setenv("AWS_DEFAULT_REGION", "")
-	if _, err := dynamostore.Open(ctx(t), "dynamodb://sessions"); err == nil || !strings.Contains(err.Error(), "region") {
-		t.Fatalf("Open without any region: %v; want an error naming the region", err)
+	if _, err := dynamostore.New(ctx(t), dynamostore.Options{URL: "dynamodb://sessions"}); err == nil || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("URL without any region: %v; want an error naming the region", err)
 	}
 	// Without create, a missing table is a clear error on first use.
-	st2, err := dynamostore.Open(ctx(t), "dynamodb://missing?region=eu-west-1&endpoint="+url.QueryEscape(srv.Endpoint()))
+	st2, err := dynamostore.New(ctx(t), dynamostore.Options{URL: "dynamodb://missing?region=eu-west-1&endpoint=" + url.QueryEscape(srv.Endpoint())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,8 +447,8 @@ func TestDynamoOpen(t *testing.T) {
 		"dynamodb:sessions":                           "table",
 		"dynamodb://sessions?endpoint=http://h:99999": "endpoint",
 	} {
-		if _, err := dynamostore.Open(ctx(t), raw); err == nil || !strings.Contains(err.Error(), field) {
-			t.Errorf("Open(%q) = %v; want an error naming %q", raw, err, field)
+		if _, err := dynamostore.New(ctx(t), dynamostore.Options{URL: raw}); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("New(URL: %q) = %v; want an error naming %q", raw, err, field)
 		}
 	}
 }
@@ -460,16 +460,16 @@ func TestDynamoAWS(t *testing.T) {
 	if raw == "" {
 		t.Skip("set UNSTUCK_DYNAMODB_URL=dynamodb://TABLE?region=R&create=true (add &endpoint=URL for a non-AWS server), with AWS credentials in the environment, to run the suite against DynamoDB itself")
 	}
-	st, err := dynamostore.Open(ctx(t), raw)
+	st, err := dynamostore.New(ctx(t), dynamostore.Options{URL: raw})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sessiontest.Run(t, func(t *testing.T) session.Store { return st })
 }
 
-func ExampleOpen() {
+func ExampleNew() {
 	ctx := context.Background()
-	store, err := dynamostore.Open(ctx, "dynamodb://sessions?region=eu-west-1")
+	store, err := dynamostore.New(ctx, dynamostore.Options{URL: "dynamodb://sessions?region=eu-west-1"})
 	if err != nil {
 		fmt.Println(err)
 		return

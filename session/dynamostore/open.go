@@ -35,7 +35,7 @@ type Location struct {
 	// Region is the AWS region; empty means the environment's
 	// (AWS_REGION, shared config), or us-east-1 with an Endpoint.
 	Region string
-	// Create makes Open create the table (CreateTable) if it is missing.
+	// Create makes New create the table (CreateTable) if it is missing.
 	Create bool
 }
 
@@ -183,32 +183,10 @@ func isLoopback(endpoint string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Open connects to the table a store URL names (see Location) and returns
-// a Store on it, creating the table first with create=true. A loopback
-// endpoint with no credentials in the environment gets static dummy
-// credentials, as local servers accept any. With create=true, a server
-// without TTL support (ErrNoTTL) is accepted: the Store checks deadlines
-// itself.
-func Open(ctx context.Context, rawURL string) (*Store, error) {
-	loc, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	client, err := loc.Client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if loc.Create {
-		if err := CreateTable(ctx, client, loc.Table); err != nil && !errors.Is(err, ErrNoTTL) {
-			return nil, err
-		}
-	}
-	return New(Options{Client: client, Table: loc.Table})
-}
-
-// Client returns a DynamoDB client for l: the AWS default configuration,
-// with l's region and endpoint.
-func (l Location) Client(ctx context.Context) (*dynamodb.Client, error) {
+// client returns a DynamoDB client for l, from the AWS default
+// configuration with l's region and endpoint. A loopback endpoint with no credentials in the environment gets
+// static dummy credentials, as local servers accept any.
+func (l Location) client(ctx context.Context) (*dynamodb.Client, error) {
 	local := l.Endpoint != "" && isLoopback(l.Endpoint)
 	var opts []func(*config.LoadOptions) error
 	if l.Region != "" {

@@ -1,6 +1,7 @@
 package dynamostore_test
 
 import (
+	"context"
 	"maps"
 	"net/http/httptest"
 	"testing"
@@ -36,7 +37,7 @@ func TestDynamoRoundTripsPerRequest(t *testing.T) {
 	srv := testenv.DynamoDB(t)
 	table(t, srv.Endpoint(), "sessions")
 	f := newFaults(t, srv.Endpoint(), func(string, int) string { return "" })
-	st, err := dynamostore.New(dynamostore.Options{Client: client(f.srv.URL), Table: "sessions"})
+	st, err := dynamostore.New(context.Background(), dynamostore.Options{Client: client(f.srv.URL), Table: "sessions"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,15 +36,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
 
-// Options configures a Store. Give Conn or URL.
+// Options configures a Store: give URL or Client, not both. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Conn is a connected NATS connection; the Store does not close it.
-	Conn *nats.Conn
-	// URL is used to connect when Conn is nil.
+	// URL names the NATS server, nats://[USER:PASSWORD@]HOST:PORT. The
+	// Store opens its own connection, and Close closes it.
 	URL string
+	// Client is a connected NATS connection that the caller keeps
+	// owning: Close leaves it open.
+	Client *nats.Conn
 	// Bucket names the KV bucket, created when missing. Default
 	// "unstuck_sessions".
 	Bucket string
@@ -88,10 +92,13 @@ var (
 	_ session.FreshLoader = (*Store)(nil)
 )
 
-// New connects (unless o.Conn is given), creates or opens the bucket and,
-// with NearCache, starts the watch that keeps the cache fresh. Close stops
-// it.
+// New opens the bucket on o.Client, or on a connection of its own to
+// o.URL, creating the bucket if needed, and with NearCache starts the
+// watch that keeps the cache fresh. Close stops it.
 func New(ctx context.Context, o Options) (*Store, error) {
+	if err := connect.Either(o.URL, o.Client != nil); err != nil {
+		return nil, fmt.Errorf("natsstore: %w", err)
+	}
 	if o.Bucket == "" {
 		o.Bucket = "unstuck_sessions"
 	}
@@ -104,14 +111,11 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.MaxRetries <= 0 {
 		o.MaxRetries = 100
 	}
-	s := &Store{nc: o.Conn, idxTTL: o.UserIndexTTL, retries: o.MaxRetries}
-	if s.nc == nil {
-		if o.URL == "" {
-			return nil, errors.New("natsstore: Options needs Conn or URL")
-		}
-		nc, err := nats.Connect(o.URL, nats.MaxReconnects(-1), nats.Name("unstuck session store"))
+	s := &Store{nc: o.Client, idxTTL: o.UserIndexTTL, retries: o.MaxRetries}
+	if o.URL != "" {
+		nc, err := connect.NATS(ctx, o.URL, "unstuck session store")
 		if err != nil {
-			return nil, fmt.Errorf("natsstore: connect: %w", err)
+			return nil, fmt.Errorf("natsstore: %w", err)
 		}
 		s.nc, s.ownConn = nc, true
 	}
@@ -173,7 +177,8 @@ func (s *Store) invalidate() {
 	}
 }
 
-// Close stops the watch and closes the connection if the Store opened it.
+// Close stops the watch and closes the connection the Store opened from
+// Options.URL; a connection given as Options.Client stays open.
 func (s *Store) Close() error {
 	if s.watcher != nil {
 		_ = s.watcher.Stop()

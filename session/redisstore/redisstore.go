@@ -31,20 +31,23 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
 
-// Options configures a Store. Give either Client, URL or Addrs.
+// Options configures a Store: give URL or Client, not both. Every other
+// field's zero value is a sensible default.
 type Options struct {
-	// Client is a ready rueidis client (Redis or Cluster); the Store does
-	// not close it. For the near cache it must have client-side caching
-	// enabled (rueidis enables it unless DisableCache is set).
-	Client rueidis.Client
-	// URL is a redis:// or rediss:// URL as rueidis.ParseURL reads it;
-	// add ?addr=host:port for more cluster seeds.
+	// URL names the Redis server or Cluster:
+	// redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS,
+	// ?addr=HOST:PORT for more cluster seeds. The Store opens its own
+	// client, and Close closes it.
 	URL string
-	// Addrs are seed addresses (host:port); several for a cluster.
-	Addrs []string
+	// Client is a ready rueidis client (Redis or Cluster) that the caller
+	// keeps owning: Close leaves it open. For the near cache it must have
+	// client-side caching enabled (rueidis enables it unless DisableCache
+	// is set).
+	Client rueidis.Client
 
 	// Prefix starts every key. Default "unstuck:session:".
 	Prefix string
@@ -55,8 +58,8 @@ type Options struct {
 	// NearCacheTTL bounds how long an entry may be served without asking
 	// Redis. Default 1m.
 	NearCacheTTL time.Duration
-	// NearCacheSize bounds the cache per connection, in bytes. Default
-	// 32 MiB.
+	// NearCacheSize bounds the cache per connection, in bytes, of the
+	// client opened from URL (a Client brings its own). Default 32 MiB.
 	NearCacheSize int
 
 	// UserIndexTTL is how long a user's index lives after the last
@@ -139,8 +142,12 @@ var (
 	_ session.FreshLoader = (*Store)(nil)
 )
 
-// New connects to Redis (unless o.Client is given) and returns a Store.
-func New(o Options) (*Store, error) {
+// New returns a Store on o.Client, or on a client of its own connected to
+// o.URL (checked within ctx, so a wrong address fails now).
+func New(ctx context.Context, o Options) (*Store, error) {
+	if err := connect.Either(o.URL, o.Client != nil); err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
 	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL}
 	if s.prefix == "" {
 		s.prefix = "unstuck:session:"
@@ -151,31 +158,8 @@ func New(o Options) (*Store, error) {
 	if s.idxTTL <= 0 {
 		s.idxTTL = 31 * 24 * time.Hour
 	}
-	if s.c == nil {
-		var opt rueidis.ClientOption
-		switch {
-		case o.URL != "":
-			var err error
-			if opt, err = rueidis.ParseURL(o.URL); err != nil {
-				return nil, fmt.Errorf("redisstore: URL: %w", err)
-			}
-		case len(o.Addrs) > 0:
-			opt.InitAddress = o.Addrs
-		default:
-			return nil, errors.New("redisstore: Options needs Client, URL or Addrs")
-		}
-		opt.DisableCache = !o.NearCache
-		if o.NearCache {
-			opt.CacheSizeEachConn = o.NearCacheSize
-			if opt.CacheSizeEachConn <= 0 {
-				opt.CacheSizeEachConn = 32 << 20
-			}
-		}
-		if opt.ConnWriteTimeout == 0 {
-			// Detect a dead connection in bounded time.
-			opt.ConnWriteTimeout = 3 * time.Second
-		}
-		c, err := rueidis.NewClient(opt)
+	if o.URL != "" {
+		c, err := connect.Redis(ctx, o.URL, connect.RedisOptions{NearCache: o.NearCache, CacheSize: o.NearCacheSize})
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
@@ -184,7 +168,8 @@ func New(o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the client if the Store created it.
+// Close closes the client the Store opened from Options.URL; a client
+// given as Options.Client stays open.
 func (s *Store) Close() error {
 	if s.own {
 		s.c.Close()

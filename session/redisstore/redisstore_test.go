@@ -22,7 +22,7 @@ import (
 
 func newStore(t *testing.T, o redisstore.Options) *redisstore.Store {
 	t.Helper()
-	s, err := redisstore.New(o)
+	s, err := redisstore.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,12 +35,12 @@ func TestConformance(t *testing.T) {
 	srv := testenv.Redis(t)
 	t.Run("Plain", func(t *testing.T) {
 		sessiontest.Run(t, func(t *testing.T) session.Store {
-			return newStore(t, redisstore.Options{Addrs: []string{srv.Addr()}})
+			return newStore(t, redisstore.Options{URL: srv.URL()})
 		})
 	})
 	t.Run("NearCache", func(t *testing.T) {
 		sessiontest.Run(t, func(t *testing.T) session.Store {
-			return newStore(t, redisstore.Options{URL: "redis://" + srv.Addr(), NearCache: true})
+			return newStore(t, redisstore.Options{URL: srv.URL(), NearCache: true})
 		})
 	})
 }
@@ -51,7 +51,7 @@ func TestManagersOnOneRedis(t *testing.T) {
 	// Three instances, each with its own client, as three processes.
 	var stores []session.Store
 	for i := range 3 {
-		stores = append(stores, newStore(t, redisstore.Options{Addrs: []string{srv.Addr()}, NearCache: i == 2}))
+		stores = append(stores, newStore(t, redisstore.Options{URL: srv.URL(), NearCache: i == 2}))
 	}
 	sessiontest.RunManagers(t, stores)
 }
@@ -59,7 +59,7 @@ func TestManagersOnOneRedis(t *testing.T) {
 func TestNoKeysOrScanAndOneRoundTripPerWrite(t *testing.T) {
 	t.Parallel()
 	srv := testenv.Redis(t)
-	st := newStore(t, redisstore.Options{Addrs: []string{srv.Addr()}})
+	st := newStore(t, redisstore.Options{URL: srv.URL()})
 	m, err := session.New(session.Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestNearCacheSeesWriteFromOtherInstanceAtOnce(t *testing.T) {
 	srv := testenv.Redis(t)
 	var urls []string
 	for range 2 {
-		st := newStore(t, redisstore.Options{Addrs: []string{srv.Addr()}, NearCache: true})
+		st := newStore(t, redisstore.Options{URL: srv.URL(), NearCache: true})
 		m, err := session.New(session.Config{Store: st})
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +145,7 @@ func TestNearCacheSeesWriteFromOtherInstanceAtOnce(t *testing.T) {
 func TestOutageAnswers503AndRecovers(t *testing.T) {
 	t.Parallel()
 	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
-	st := newStore(t, redisstore.Options{Addrs: []string{srv.Addr()}})
+	st := newStore(t, redisstore.Options{URL: srv.URL()})
 	m, err := session.New(session.Config{Store: st, StoreTimeout: time.Second, RetryAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -247,11 +247,11 @@ func TestClusterNodeKilledFailsOnlyItsSlots(t *testing.T) {
 	cl := testenv.RedisCluster(t, 3)
 	t.Run("Conformance", func(t *testing.T) {
 		sessiontest.Run(t, func(t *testing.T) session.Store {
-			return newStore(t, redisstore.Options{Addrs: cl.Addrs(), NearCache: true})
+			return newStore(t, redisstore.Options{URL: cl.URL(), NearCache: true})
 		})
 	})
 
-	st := newStore(t, redisstore.Options{Addrs: cl.Addrs()})
+	st := newStore(t, redisstore.Options{URL: cl.URL()})
 	ctx := context.Background()
 	now := time.Now()
 	ids := make([]string, 60)

@@ -29,7 +29,9 @@ function renderStrip(instances) {
     const el = document.createElement("span");
     el.className = `inst ${inst.state}` + (inst.name === me ? " me" : "");
     el.dataset.instance = inst.name;
-    const rps = inst.rps !== undefined ? ` · ${inst.rps.toFixed(0)} req/s` : "";
+    // Only a serving instance has a rate; the control API sends 0 otherwise.
+    const serving = inst.state === "up" || inst.state === "draining";
+    const rps = serving && inst.rps !== undefined ? ` · ${inst.rps.toFixed(0)} req/s` : "";
     el.innerHTML = `<span class="dot"></span><b></b><span class="st"></span>`;
     el.querySelector("b").textContent = inst.name;
     el.querySelector(".st").textContent = ` ${inst.state}${rps}`;

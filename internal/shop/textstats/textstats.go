@@ -1,4 +1,8 @@
-package jobs
+// Package textstats is the demo shop's file job: the SHA-256 and the line,
+// word and byte counts of an uploaded text file, worked in steps with a
+// checkpoint after each, so that a person can kill the instance running it
+// and watch another one resume where it stopped.
+package textstats
 
 import (
 	"bytes"
@@ -12,28 +16,30 @@ import (
 	"hash"
 	"io"
 	"time"
+
+	"github.com/unstuck-dev/unstuck/jobs"
 )
 
-// TextStatsKind is the kind under which the demo registers TextStats.
-const TextStatsKind = "textstats"
+// Kind is the job kind under which the shop registers Job.
+const Kind = "textstats"
 
-// TextStats is a real job for the demo: the SHA-256 and the line, word and
-// byte counts of an uploaded text file (as sha256sum and wc -lwc in the C
-// locale report them); a file with a NUL byte fails as not text. It works
-// in Steps steps, reporting progress and
-// saving a checkpoint after each, and pauses StepDelay between steps so that
-// a person can kill the instance mid-job and watch another one resume.
+// Job computes the SHA-256 and the line, word and byte counts of an
+// uploaded text file (as sha256sum and wc -lwc in the C locale report
+// them); a file with a NUL byte fails as not text. It works in Steps
+// steps, reporting progress and saving a checkpoint after each, and pauses
+// StepDelay between steps so that a person can kill the instance mid-job
+// and watch another one resume.
 //
-//	m.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: time.Second}.Handle)
-type TextStats struct {
+//	m.Handle(textstats.Kind, textstats.Job{StepDelay: time.Second}.Handle)
+type Job struct {
 	// Steps is how many progress steps a job takes. Default 20.
 	Steps int
 	// StepDelay is a pause after each step. Default none.
 	StepDelay time.Duration
 }
 
-// TextStatsResult is TextStats' result, in Status.Result.
-type TextStatsResult struct {
+// Result is Job's result, in jobs.Status.Result.
+type Result struct {
 	SHA256 string `json:"sha256"`
 	Lines  int64  `json:"lines"`
 	Words  int64  `json:"words"`
@@ -45,9 +51,9 @@ type TextStatsResult struct {
 	Attempt int `json:"attempt"`
 }
 
-// textStatsCheckpoint is the state between steps. The hash state comes
+// checkpointState is the state between steps. The hash state comes
 // from sha256's encoding.BinaryMarshaler, so the digest continues exactly.
-type textStatsCheckpoint struct {
+type checkpointState struct {
 	Offset int64  `json:"offset"`
 	Hash   []byte `json:"hash"`
 	Lines  int64  `json:"lines"`
@@ -90,14 +96,14 @@ func (c *textCounter) checkpoint() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(textStatsCheckpoint{Offset: c.offset, Hash: hs, Lines: c.lines, Words: c.words, InWord: c.inWord})
+	return json.Marshal(checkpointState{Offset: c.offset, Hash: hs, Lines: c.lines, Words: c.words, InWord: c.inWord})
 }
 
 // resumeTextCounter rebuilds a counter from a checkpoint, which comes from
 // the shared store: anything inconsistent is an error, and the job starts
 // afresh.
 func resumeTextCounter(data []byte, size int64) (*textCounter, error) {
-	var cp textStatsCheckpoint
+	var cp checkpointState
 	if err := json.Unmarshal(data, &cp); err != nil {
 		return nil, err
 	}
@@ -111,8 +117,8 @@ func resumeTextCounter(data []byte, size int64) (*textCounter, error) {
 	return &textCounter{h: h, offset: cp.Offset, lines: cp.Lines, words: cp.Words, inWord: cp.InWord}, nil
 }
 
-// Handle is the Handler; register it with Manager.Handle.
-func (t TextStats) Handle(ctx context.Context, job *Job) (any, error) {
+// Handle is the jobs.Handler; register it with jobs.Manager.Handle.
+func (t Job) Handle(ctx context.Context, job *jobs.Job) (any, error) {
 	steps := t.Steps
 	if steps <= 0 {
 		steps = 20
@@ -140,7 +146,7 @@ func (t TextStats) Handle(ctx context.Context, job *Job) (any, error) {
 		}
 		n := min(step-c.offset%step, size-c.offset)
 		if _, err := io.CopyN(c, src, n); errors.Is(err, errNotText) {
-			return nil, Permanent(err) // retrying will not make it text
+			return nil, jobs.Permanent(err) // retrying will not make it text
 		} else if err != nil {
 			return nil, fmt.Errorf("textstats: reading the payload: %w", err)
 		}
@@ -164,7 +170,7 @@ func (t TextStats) Handle(ctx context.Context, job *Job) (any, error) {
 			}
 		}
 	}
-	return TextStatsResult{
+	return Result{
 		SHA256: hex.EncodeToString(c.h.Sum(nil)),
 		Lines:  c.lines, Words: c.words, Bytes: c.offset,
 		ResumedAt: resumedAt, Attempt: job.Attempt(),

@@ -1,4 +1,12 @@
-package realtime
+// Package redisbroker is a realtime.Broker and realtime.PresenceStore on
+// Redis or Redis Cluster, through rueidis.
+//
+// A Lua script assigns each message its channel's next offset, appends it
+// to the channel's stream and PUBLISHes it, all atomically, so the live
+// stream and the history agree and Pub/Sub order is offset order. Keys use
+// a {channel} hash tag so a channel's keys share a Redis Cluster slot.
+// Presence entries carry their expiry by the Redis clock.
+package redisbroker
 
 import (
 	"context"
@@ -13,13 +21,22 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
+	"github.com/unstuck-dev/unstuck/realtime"
 )
 
-// RedisConfig configures a RedisBroker. The zero value (apart from Client)
-// is usable.
-type RedisConfig struct {
-	// Client is the rueidis client; the broker does not close it. It also
-	// dedicates one connection to Pub/Sub.
+// Options configures a Broker: give URL or Client, not both. Every other
+// field's zero value is a sensible default.
+type Options struct {
+	// URL names the Redis server or Cluster:
+	// redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS,
+	// ?addr=HOST:PORT for more cluster seeds. The broker opens its own
+	// client, and Close closes it.
+	URL string
+	// Client is a ready rueidis client that the caller keeps owning:
+	// Close leaves it open. The broker dedicates one of its connections
+	// to Pub/Sub.
 	Client rueidis.Client
 	// Prefix starts every key and Pub/Sub channel; "rt" if empty.
 	Prefix string
@@ -35,13 +52,10 @@ type RedisConfig struct {
 	Timeout time.Duration
 }
 
-// RedisBroker is a Broker and PresenceStore over Redis: a Lua script
-// assigns each message its offset, appends it to the channel's stream and
-// PUBLISHes it, all atomically, so the live stream and the history agree
-// and Pub/Sub order is offset order. Keys use a {channel} hash tag so a
-// channel's keys share a Redis Cluster slot.
-type RedisBroker struct {
-	cfg     RedisConfig
+// Broker is a realtime.Broker and realtime.PresenceStore over Redis.
+type Broker struct {
+	cfg     Options
+	own     bool // Close closes cfg.Client
 	healthy atomic.Bool
 
 	mu       sync.Mutex
@@ -50,14 +64,15 @@ type RedisBroker struct {
 }
 
 var (
-	_ Broker        = (*RedisBroker)(nil)
-	_ PresenceStore = (*RedisBroker)(nil)
+	_ realtime.Broker        = (*Broker)(nil)
+	_ realtime.PresenceStore = (*Broker)(nil)
 )
 
-// NewRedisBroker checks cfg and returns a broker; call Run (the Hub does).
-func NewRedisBroker(cfg RedisConfig) (*RedisBroker, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("realtime: RedisConfig.Client is required")
+// New returns a broker on cfg.Client, or on a client of its own
+// connected to cfg.URL (checked within ctx); call Run (the Hub does).
+func New(ctx context.Context, cfg Options) (*Broker, error) {
+	if err := connect.Either(cfg.URL, cfg.Client != nil); err != nil {
+		return nil, fmt.Errorf("redisbroker: %w", err)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rt"
@@ -75,13 +90,30 @@ func NewRedisBroker(cfg RedisConfig) (*RedisBroker, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	return &RedisBroker{cfg: cfg, channels: map[string]struct{}{}}, nil
+	b := &Broker{cfg: cfg, channels: map[string]struct{}{}}
+	if cfg.URL != "" {
+		c, err := connect.Redis(ctx, cfg.URL, connect.RedisOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("redisbroker: %w", err)
+		}
+		b.cfg.Client, b.own = c, true
+	}
+	return b, nil
 }
 
-func (b *RedisBroker) metaKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:m" }
-func (b *RedisBroker) streamKey(ch string) string   { return b.cfg.Prefix + ":{" + ch + "}:s" }
-func (b *RedisBroker) presenceKey(ch string) string { return b.cfg.Prefix + ":{" + ch + "}:p" }
-func (b *RedisBroker) pubsubName(ch string) string  { return b.cfg.Prefix + ":ps:" + ch }
+// Close closes the client the broker opened from Options.URL; a client
+// given as Options.Client stays open. Stop Run first.
+func (b *Broker) Close() error {
+	if b.own {
+		b.cfg.Client.Close()
+	}
+	return nil
+}
+
+func (b *Broker) metaKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:m" }
+func (b *Broker) streamKey(ch string) string   { return b.cfg.Prefix + ":{" + ch + "}:s" }
+func (b *Broker) presenceKey(ch string) string { return b.cfg.Prefix + ":{" + ch + "}:p" }
+func (b *Broker) pubsubName(ch string) string  { return b.cfg.Prefix + ":ps:" + ch }
 
 // newEpoch is random so that an epoch reborn after a data loss can never
 // equal the one clients remember.
@@ -135,8 +167,8 @@ local entries = redis.call('XREVRANGE', KEYS[2], '+', minms .. '-0', 'COUNT', co
 return {top, epoch, entries}
 `)
 
-// Publish implements Broker.
-func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
+// Publish implements realtime.Broker.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (realtime.Publication, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	res, err := redisPublish.Exec(ctx, b.cfg.Client,
@@ -145,21 +177,21 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte) 
 			strconv.Itoa(b.cfg.HistorySize), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10),
 			b.pubsubName(channel)}).ToArray()
 	if err != nil {
-		return Publication{}, b.wrap("publish", err)
+		return realtime.Publication{}, b.wrap("publish", err)
 	}
 	if len(res) != 2 {
-		return Publication{}, fmt.Errorf("realtime: redis publish: unexpected reply of %d items", len(res))
+		return realtime.Publication{}, fmt.Errorf("redisbroker: publish: unexpected reply of %d items", len(res))
 	}
 	off, err1 := res[0].AsInt64()
 	epoch, err2 := res[1].ToString()
 	if err := errors.Join(err1, err2); err != nil {
-		return Publication{}, fmt.Errorf("realtime: redis publish reply: %w", err)
+		return realtime.Publication{}, fmt.Errorf("redisbroker: publish reply: %w", err)
 	}
-	return Publication{Offset: uint64(off), Prev: uint64(off) - 1, Epoch: epoch, Data: data}, nil
+	return realtime.Publication{Offset: uint64(off), Prev: uint64(off) - 1, Epoch: epoch, Data: data}, nil
 }
 
-// History implements Broker.
-func (b *RedisBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+// History implements realtime.Broker.
+func (b *Broker) History(ctx context.Context, channel string, since uint64, limit int) (realtime.History, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	res, err := redisHistory.Exec(ctx, b.cfg.Client,
@@ -168,32 +200,32 @@ func (b *RedisBroker) History(ctx context.Context, channel string, since uint64,
 			strconv.FormatUint(since, 10), strconv.Itoa(limit),
 			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
 	if err != nil {
-		return History{}, b.wrap("history", err)
+		return realtime.History{}, b.wrap("history", err)
 	}
 	if len(res) != 3 {
-		return History{}, fmt.Errorf("realtime: redis history: unexpected reply of %d items", len(res))
+		return realtime.History{}, fmt.Errorf("redisbroker: history: unexpected reply of %d items", len(res))
 	}
 	top, err1 := res[0].AsInt64()
 	epoch, err2 := res[1].ToString()
 	entries, err3 := res[2].ToArray()
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return History{}, fmt.Errorf("realtime: redis history reply: %w", err)
+		return realtime.History{}, fmt.Errorf("redisbroker: history reply: %w", err)
 	}
-	h := History{Top: Position{Offset: uint64(top), Epoch: epoch}}
+	h := realtime.History{Top: realtime.Position{Offset: uint64(top), Epoch: epoch}}
 	// XREVRANGE is newest first.
 	for i := len(entries) - 1; i >= 0; i-- {
 		e, err := entries[i].ToArray()
 		if err != nil || len(e) != 2 {
-			return History{}, fmt.Errorf("realtime: redis history entry: %v", err)
+			return realtime.History{}, fmt.Errorf("redisbroker: history entry: %v", err)
 		}
 		id, _ := e[0].ToString()
 		_, seq, _ := strings.Cut(id, "-")
 		off, perr := strconv.ParseUint(seq, 10, 64)
 		fields, ferr := e[1].AsStrSlice()
 		if perr != nil || ferr != nil || len(fields) != 2 {
-			return History{}, fmt.Errorf("realtime: redis history entry %q malformed", id)
+			return realtime.History{}, fmt.Errorf("redisbroker: history entry %q malformed", id)
 		}
-		h.Publications = append(h.Publications, Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(fields[1])})
+		h.Publications = append(h.Publications, realtime.Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(fields[1])})
 	}
 	want := uint64(0)
 	if uint64(top) > since {
@@ -203,15 +235,15 @@ func (b *RedisBroker) History(ctx context.Context, channel string, since uint64,
 	return h, nil
 }
 
-// Subscribe implements Broker.
-func (b *RedisBroker) Subscribe(ctx context.Context, channel string) error {
+// Subscribe implements realtime.Broker.
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	b.mu.Lock()
 	b.channels[channel] = struct{}{}
 	dc := b.dc
 	b.mu.Unlock()
 	if dc == nil {
 		b.forget(channel)
-		return fmt.Errorf("%w: redis pub/sub not connected", ErrBackplaneUnavailable)
+		return fmt.Errorf("%w: redis pub/sub not connected", realtime.ErrBackplaneUnavailable)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
@@ -222,14 +254,14 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-func (b *RedisBroker) forget(channel string) {
+func (b *Broker) forget(channel string) {
 	b.mu.Lock()
 	delete(b.channels, channel)
 	b.mu.Unlock()
 }
 
-// Unsubscribe implements Broker.
-func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
+// Unsubscribe implements realtime.Broker.
+func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
 	b.mu.Lock()
 	delete(b.channels, channel)
 	dc := b.dc
@@ -242,18 +274,18 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
 	return b.wrap("unsubscribe", dc.Do(ctx, dc.B().Unsubscribe().Channel(b.pubsubName(channel)).Build()).Error())
 }
 
-// Healthy implements Broker.
-func (b *RedisBroker) Healthy() error {
+// Healthy implements realtime.Broker.
+func (b *Broker) Healthy() error {
 	if !b.healthy.Load() {
-		return fmt.Errorf("%w: redis pub/sub connection down", ErrBackplaneUnavailable)
+		return fmt.Errorf("%w: redis pub/sub connection down", realtime.ErrBackplaneUnavailable)
 	}
 	return nil
 }
 
-// Run implements Broker: it holds a dedicated Pub/Sub connection, and after
+// Run implements realtime.Broker: it holds a dedicated Pub/Sub connection, and after
 // losing it reconnects with capped backoff and resubscribes every channel
 // before telling the hub, which then fills the gap from history.
-func (b *RedisBroker) Run(ctx context.Context, h BrokerHandler) error {
+func (b *Broker) Run(ctx context.Context, h realtime.BrokerHandler) error {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		connected, err := b.runOnce(ctx, h)
@@ -276,7 +308,7 @@ func (b *RedisBroker) Run(ctx context.Context, h BrokerHandler) error {
 	return nil
 }
 
-func (b *RedisBroker) runOnce(ctx context.Context, h BrokerHandler) (bool, error) {
+func (b *Broker) runOnce(ctx context.Context, h realtime.BrokerHandler) (bool, error) {
 	dc, release := b.cfg.Client.Dedicate()
 	defer release()
 	prefix := b.pubsubName("")
@@ -291,7 +323,7 @@ func (b *RedisBroker) runOnce(ctx context.Context, h BrokerHandler) (bool, error
 		if !ok1 || !ok2 || err != nil {
 			return // not ours; nothing else publishes with our prefix
 		}
-		h.HandlePublication(ch, Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(data)})
+		h.HandlePublication(ch, realtime.Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(data)})
 	}})
 	b.mu.Lock()
 	chans := make([]string, 0, len(b.channels))
@@ -331,88 +363,12 @@ func (b *RedisBroker) runOnce(ctx context.Context, h BrokerHandler) (bool, error
 	}
 }
 
-func (b *RedisBroker) wrap(op string, err error) error {
+func (b *Broker) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := rueidis.IsRedisErr(err); ok {
-		return fmt.Errorf("realtime: redis %s: %w", op, err)
+		return fmt.Errorf("redisbroker: %s: %w", op, err)
 	}
-	return fmt.Errorf("%w: redis %s: %v", ErrBackplaneUnavailable, op, err)
-}
-
-var redisSetPresence = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1] .. '|' .. exp)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-`)
-
-// Entries carry their expiry by the Redis clock, so instances with skewed
-// clocks agree on what has lapsed.
-var redisGetPresence = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local all = redis.call('HGETALL', KEYS[1])
-local out = {}
-for i = 1, #all, 2 do
-  local exp = tonumber(string.match(all[i+1], '|(%d+)$') or '0')
-  if exp <= now then
-    redis.call('HDEL', KEYS[1], all[i])
-  else
-    table.insert(out, all[i])
-    table.insert(out, all[i+1])
-  end
-end
-return out
-`)
-
-// SetPresence implements PresenceStore.
-func (b *RedisBroker) SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	args := make([]string, 0, 1+2*len(entries))
-	args = append(args, strconv.FormatInt(ttl.Milliseconds(), 10))
-	for _, e := range entries {
-		args = append(args, e.Client, e.User)
-	}
-	return b.wrap("presence", redisSetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, args).Error())
-}
-
-// RemovePresence implements PresenceStore.
-func (b *RedisBroker) RemovePresence(ctx context.Context, channel string, clients []string) error {
-	if len(clients) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	c := b.cfg.Client
-	return b.wrap("presence", c.Do(ctx, c.B().Hdel().Key(b.presenceKey(channel)).Field(clients...).Build()).Error())
-}
-
-// Presence implements PresenceStore.
-func (b *RedisBroker) Presence(ctx context.Context, channel string) ([]PresenceEntry, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	kv, err := redisGetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, nil).AsStrSlice()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return nil, b.wrap("presence", err)
-	}
-	out := make([]PresenceEntry, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		v := kv[i+1]
-		cut := strings.LastIndexByte(v, '|')
-		if cut < 0 {
-			continue
-		}
-		ms, _ := strconv.ParseInt(v[cut+1:], 10, 64)
-		user := v[:cut]
-		out = append(out, PresenceEntry{Client: kv[i], User: user, Expires: ms})
-	}
-	return out, nil
+	return fmt.Errorf("%w: redis %s: %v", realtime.ErrBackplaneUnavailable, op, err)
 }

@@ -1,0 +1,146 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/realtime"
+)
+
+// Presence in NATS: a key per present client, "c.<channel>.<client>",
+// written once on join with the instance that holds it, and a key per
+// instance, "i.<instance>", holding its heartbeat's expiry. Heartbeats
+// rewrite only the instance key: rewriting every entry would make the
+// bucket's key listing (a snapshot that skips keys superseded while it
+// runs) miss live entries. A reader drops entries whose instance's
+// heartbeat lapsed, and purges them, so a dead instance's entries vanish
+// within the TTL.
+func (b *Broker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	if b.kv != nil {
+		return b.kv, nil
+	}
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: b.cfg.PresenceBucket, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, b.wrap("presence bucket", err)
+	}
+	b.kv = kv
+	return kv, nil
+}
+
+type natsPresence struct {
+	User     string `json:"u"`
+	Instance string `json:"i"`
+}
+
+func (b *Broker) presenceKey(channel, client string) string {
+	return "c." + b.token(channel) + "." + client
+}
+
+// SetPresence implements realtime.PresenceStore.
+func (b *Broker) SetPresence(ctx context.Context, channel string, entries []realtime.PresenceEntry, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx)
+	if err != nil {
+		return err
+	}
+	exp := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)
+	if _, err := kv.Put(ctx, "i."+b.instance, []byte(exp)); err != nil {
+		return b.wrap("presence", err)
+	}
+	for _, e := range entries {
+		key := b.presenceKey(channel, e.Client)
+		b.kvMu.Lock()
+		_, done := b.written[key]
+		b.kvMu.Unlock()
+		if done {
+			continue
+		}
+		v, _ := json.Marshal(natsPresence{User: e.User, Instance: b.instance})
+		if _, err := kv.Put(ctx, key, v); err != nil {
+			return b.wrap("presence", err)
+		}
+		b.kvMu.Lock()
+		b.written[key] = struct{}{}
+		b.kvMu.Unlock()
+	}
+	return nil
+}
+
+// RemovePresence implements realtime.PresenceStore.
+func (b *Broker) RemovePresence(ctx context.Context, channel string, clients []string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range clients {
+		key := b.presenceKey(channel, c)
+		b.kvMu.Lock()
+		delete(b.written, key)
+		b.kvMu.Unlock()
+		if err := kv.Purge(ctx, key); err != nil {
+			return b.wrap("presence", err)
+		}
+	}
+	return nil
+}
+
+// Presence implements realtime.PresenceStore.
+func (b *Broker) Presence(ctx context.Context, channel string) ([]realtime.PresenceEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.presenceKV(ctx)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "c." + b.token(channel) + "."
+	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return nil, b.wrap("presence", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	now := time.Now().UnixMilli()
+	alive := map[string]int64{}
+	out := []realtime.PresenceEntry{}
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, b.wrap("presence", err)
+		}
+		var p natsPresence
+		if json.Unmarshal(e.Value(), &p) != nil {
+			continue
+		}
+		exp, seen := alive[p.Instance]
+		if !seen {
+			if ie, err := kv.Get(ctx, "i."+p.Instance); err == nil {
+				exp, _ = strconv.ParseInt(string(ie.Value()), 10, 64)
+			}
+			alive[p.Instance] = exp
+		}
+		if exp <= now {
+			_ = kv.Purge(ctx, k) // its instance died; best effort
+			continue
+		}
+		out = append(out, realtime.PresenceEntry{Client: strings.TrimPrefix(k, prefix), User: p.User, Expires: exp})
+	}
+	return out, nil
+}
