@@ -212,9 +212,10 @@ func (m *Manager) RequeueHandler() http.Handler {
 // instance serves the request, and ends the stream after the final state.
 // A browser subscribes with new EventSource(url); after a reconnect it
 // receives the current status first. A stream lasts at most
-// Config.MaxEventStream, after which EventSource reconnects. When it
-// reconnects after the final event (its Last-Event-ID is the final
-// revision) it gets 204 No Content, which tells EventSource to stop.
+// Config.MaxEventStream, or until EndStreams, after which EventSource
+// reconnects. When it reconnects after the final event (its Last-Event-ID
+// is the final revision) it gets 204 No Content, which tells EventSource
+// to stop.
 func (m *Manager) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
@@ -266,6 +267,8 @@ func (m *Manager) EventsHandler() http.Handler {
 			case <-ctx.Done():
 				return
 			case <-end.C:
+				return
+			case <-m.streamsEnd:
 				return
 			case <-ping.C:
 				if !write(": ping\n\n") {

@@ -263,6 +263,36 @@ func TestEventStreamIsBounded(t *testing.T) {
 	}
 }
 
+// TestEndStreamsLetsShutdownFinish: a graceful server shutdown does not
+// wait for event streams of jobs that are still running; the streams end
+// cleanly, so EventSource reconnects to another instance.
+func TestEndStreamsLetsShutdownFinish(t *testing.T) {
+	s := stores(t)[1].fresh()
+	m := newManager(t, s, jobs.Config{})
+	srv := httptest.NewUnstartedServer(mux(m, "k"))
+	srv.Config.RegisterOnShutdown(m.EndStreams)
+	srv.Start()
+	defer srv.Close()
+	st := submit(t, m, "k", "x")
+	resp, err := http.Get(srv.URL + "/jobs/" + st.ID + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sse := sseReader{r: bufio.NewReader(resp.Body)}
+	if ev := sse.next(t); ev.State != jobs.Queued {
+		t.Fatalf("event %+v", ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v; the event stream held it", err)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream ended with %v, want a clean end", err)
+	}
+}
+
 // TestCancelHandler cancels a queued job over HTTP.
 func TestCancelHandler(t *testing.T) {
 	s := stores(t)[1].fresh()

@@ -71,6 +71,12 @@ type Manager struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
 	running  bool
+
+	// streamsEnd is closed by EndStreams: every event stream returns, so
+	// a graceful server shutdown is not held up by streams that would
+	// otherwise last MaxEventStream.
+	streamsEnd     chan struct{}
+	endStreamsOnce sync.Once
 }
 
 // New checks cfg and fills in its defaults.
@@ -114,13 +120,24 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Manager{
-		cfg:      cfg,
-		payloads: cfg.Payloads,
-		records:  cfg.Backend,
-		queue:    cfg.Backend,
-		log:      cfg.Logger.With("worker", cfg.Worker),
-		handlers: map[string]Handler{},
+		cfg:        cfg,
+		payloads:   cfg.Payloads,
+		records:    cfg.Backend,
+		queue:      cfg.Backend,
+		log:        cfg.Logger.With("worker", cfg.Worker),
+		handlers:   map[string]Handler{},
+		streamsEnd: make(chan struct{}),
 	}, nil
+}
+
+// EndStreams ends every event stream of EventsHandler, now and from now
+// on. Call it when the server starts shutting down (for example with
+// http.Server.RegisterOnShutdown): Shutdown waits for handlers to return,
+// and a stream would otherwise hold it for up to MaxEventStream. Each
+// client's EventSource reconnects after the stream's retry delay, to
+// another instance behind the balancer, and resumes from Last-Event-ID.
+func (m *Manager) EndStreams() {
+	m.endStreamsOnce.Do(func() { close(m.streamsEnd) })
 }
 
 // DefaultBackoff waits 1s before the first retry and doubles up to a

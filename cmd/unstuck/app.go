@@ -152,6 +152,9 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Upload progress streams would hold a graceful stop for minutes:
+	// end them at once; browsers reconnect to another instance.
+	srv.RegisterOnShutdown(jm.EndStreams)
 	workers, stopWorkers := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
