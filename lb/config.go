@@ -128,17 +128,25 @@ type ActiveHealthConfig struct {
 }
 
 // PassiveHealthConfig ejects a backend after consecutive failures
-// (connection errors, timeouts, 5xx) of real traffic.
+// (connection errors, timeouts, the listed statuses) of real traffic.
 type PassiveHealthConfig struct {
 	// Disabled turns passive checks off.
 	Disabled bool `yaml:"disabled"`
 	// Failures in a row that eject [5].
 	Failures int `yaml:"failures"`
+	// Statuses are the response statuses that count as failures
+	// [500, 502, 504]. 503 is left out by default: an application answers
+	// 503 when something every instance shares is down (its session
+	// store), and ejecting it would only pile its users on instances that
+	// answer 503 too. List it to count it.
+	Statuses []int `yaml:"statuses"`
 	// Ejection is the first ejection's length; the n-th lasts n times
 	// as long, up to MaxEjection [30s].
 	Ejection    time.Duration `yaml:"ejection"`
 	MaxEjection time.Duration `yaml:"max_ejection"` // [5m, or Ejection if longer]
-	// MaxEjectedPercent bounds the share of backends ejected at once [50].
+	// MaxEjectedPercent bounds the share of the backends in service
+	// (neither down nor draining) that may be ejected at once [50]; the
+	// last one in service is never ejected.
 	MaxEjectedPercent int `yaml:"max_ejected_percent"`
 }
 

@@ -41,6 +41,9 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&p.Ejection, defaultEjection)
 	setDefault(&p.MaxEjection, max(5*time.Minute, p.Ejection))
 	setDefault(&p.MaxEjectedPercent, 50)
+	if len(p.Statuses) == 0 {
+		p.Statuses = []int{500, 502, 504}
+	}
 	if c.Health.PanicThreshold == nil {
 		pct := 50
 		c.Health.PanicThreshold = &pct

@@ -173,6 +173,11 @@ func (h HealthConfig) validate() error {
 	if p.MaxEjection != 0 && p.MaxEjection < cmp.Or(p.Ejection, defaultEjection) {
 		return fieldErr("health.passive.max_ejection", "shorter than ejection")
 	}
+	for i, st := range p.Statuses {
+		if st < 400 || st > 599 {
+			return fieldErr(fmt.Sprintf("health.passive.statuses[%d]", i), "%d is not an HTTP error status (400-599)", st)
+		}
+	}
 	if p.MaxEjectedPercent < 0 || p.MaxEjectedPercent > 100 {
 		return fieldErr("health.passive.max_ejected_percent", "%d is not a percentage", p.MaxEjectedPercent)
 	}

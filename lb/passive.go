@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"slices"
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/proxy"
@@ -19,7 +20,7 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 		return
 	}
 	// A client that went away leaves Status 0 and no Err: not the backend's fault.
-	if o.Err != nil || o.Status >= 500 {
+	if o.Err != nil || (o.Status >= 400 && slices.Contains(v.cfg.Health.Passive.Statuses, o.Status)) {
 		bl.passiveFailure(v, b, o)
 	} else if b.consecFails.Load() != 0 {
 		b.consecFails.Store(0)
@@ -27,7 +28,8 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 }
 
 // passiveFailure counts a failure and ejects b after enough in a row,
-// unless that would eject more than the allowed share of backends.
+// unless that would eject more than the allowed share of the backends in
+// service, or the last one.
 func (bl *Balancer) passiveFailure(v *view, b *Backend, o proxy.Outcome) {
 	pc := v.cfg.Health.Passive
 	if b.consecFails.Add(1) < int32(pc.Failures) {
@@ -39,15 +41,22 @@ func (bl *Balancer) passiveFailure(v *view, b *Backend, o proxy.Outcome) {
 	if b.ejected(now.UnixNano()) || b.consecFails.Load() < int32(pc.Failures) {
 		return
 	}
-	ejected := 0
+	// The share counts backends that would serve but for an ejection: a
+	// down or draining one takes no new users anyway, and counting it
+	// would let the last healthy backends be ejected together.
+	ejected, inService := 0, 0
 	for _, x := range v.backends {
+		if !x.healthy.Load() || x.draining.Load() || x.drained.Load() {
+			continue
+		}
+		inService++
 		if x.ejected(now.UnixNano()) {
 			ejected++
 		}
 	}
-	if (ejected+1)*100 > pc.MaxEjectedPercent*len(v.backends) {
+	if ejected+1 >= inService || (ejected+1)*100 > pc.MaxEjectedPercent*inService {
 		bl.log.Warn("backend failing but not ejected: too many backends ejected already",
-			"backend", b.name, "ejected", ejected, "max_ejected_percent", pc.MaxEjectedPercent)
+			"backend", b.name, "ejected", ejected, "in_service", inService, "max_ejected_percent", pc.MaxEjectedPercent)
 		b.consecFails.Store(0)
 		return
 	}

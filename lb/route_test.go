@@ -241,7 +241,7 @@ func TestPassiveEjectionGrowsAndIsBounded(t *testing.T) {
 			bl.done(x, o)
 		}
 	}
-	fail(a, 2, proxy.Outcome{Status: 503})
+	fail(a, 2, proxy.Outcome{Status: 500})
 	fail(a, 1, proxy.Outcome{Status: 200}) // a success resets the count
 	fail(a, 2, proxy.Outcome{Err: errors.New("connection refused")})
 	if a.state(time.Now().UnixNano()) != StateUp {
@@ -274,6 +274,50 @@ func TestPassiveEjectionGrowsAndIsBounded(t *testing.T) {
 	}
 	if got := counterValue(t, bl, "unstuck_lb_ejections_total", "a"); got != 2 {
 		t.Fatalf("ejections{a} = %v", got)
+	}
+}
+
+// TestPassiveHealthIgnores503ByDefault: an app whose shared store is down
+// answers 503 on every instance; ejecting them would help nobody. Listed
+// in health.passive.statuses, 503 counts.
+func TestPassiveHealthIgnores503ByDefault(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		bl := newTestBalancer(t, testConfig(func(c *Config) {
+			c.Health.Passive.Failures = 3
+			if listed {
+				c.Health.Passive.Statuses = []int{503}
+			}
+		}))
+		a := bl.view.Load().byName["a"]
+		for range 10 {
+			a.inflight.Add(1)
+			bl.done(a, proxy.Outcome{Status: 503})
+		}
+		if got := a.state(time.Now().UnixNano()) == StateEjected; got != listed {
+			t.Fatalf("503 listed %v: ejected %v", listed, got)
+		}
+	}
+}
+
+// TestEjectionShareCountsBackendsInService: with two of four backends down,
+// the two left are the ones in service, and at most half of them (one) may
+// be ejected, so users always have somewhere to go.
+func TestEjectionShareCountsBackendsInService(t *testing.T) {
+	bl := newTestBalancer(t, testConfig(func(c *Config) {
+		c.Backends = append(c.Backends, BackendConfig{Name: "d", URL: "http://127.0.0.1:4"})
+		c.Health.Passive = PassiveHealthConfig{Failures: 1, MaxEjectedPercent: 50}
+	}))
+	v := bl.view.Load()
+	v.byName["c"].healthy.Store(false)
+	v.byName["d"].healthy.Store(false)
+	now := func() int64 { return time.Now().UnixNano() }
+	for _, name := range []string{"a", "b"} {
+		x := v.byName[name]
+		x.inflight.Add(1)
+		bl.done(x, proxy.Outcome{Err: errors.New("connection refused")})
+	}
+	if sa, sb := v.byName["a"].state(now()), v.byName["b"].state(now()); sa != StateEjected || sb != StateUp {
+		t.Fatalf("a %s, b %s: want a ejected and b kept, the last in service", sa, sb)
 	}
 }
 
