@@ -35,6 +35,7 @@ type natsFeed struct {
 	watcher jetstream.KeyWatcher
 	stalled chan error // the watch's broken channel, for confirm to restart it
 	stopped chan struct{}
+	status  chan nats.Status // reconnects, while a watch runs
 }
 
 func newNATSFeed(nc *nats.Conn, own bool, o Options) (*natsFeed, error) {
@@ -111,7 +112,18 @@ func (f *natsFeed) start(ctx context.Context, s *set) (<-chan error, error) {
 	f.lagging = 0
 	f.watcher, f.stalled, f.stopped = w, make(chan error, 1), make(chan struct{})
 	broken, stopped := f.stalled, f.stopped
+	// The watch's consumer would notice a reconnect only after missing
+	// heartbeats (seconds); a fresh watch after each reconnect loads and
+	// follows at once. StatusChanged adds a listener without taking the
+	// caller's own handlers.
+	f.status = f.nc.StatusChanged(nats.CONNECTED)
+	status := f.status
 	f.mu.Unlock()
+	go func() {
+		if _, ok := <-status; ok {
+			f.restart(errors.New("cookiestore: NATS reconnected; reloading revocations"))
+		}
+	}()
 	go func() {
 		defer close(stopped)
 		for e := range w.Updates() {
@@ -247,9 +259,12 @@ func (f *natsFeed) restart(err error) {
 
 func (f *natsFeed) stop() {
 	f.mu.Lock()
-	w, stopped := f.watcher, f.stopped
-	f.watcher, f.stalled, f.stopped = nil, nil, nil
+	w, stopped, status := f.watcher, f.stopped, f.status
+	f.watcher, f.stalled, f.stopped, f.status = nil, nil, nil, nil
 	f.mu.Unlock()
+	if status != nil {
+		f.nc.RemoveStatusListener(status)
+	}
 	if w != nil {
 		_ = w.Stop()
 		<-stopped

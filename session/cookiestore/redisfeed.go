@@ -129,9 +129,10 @@ func (f *redisFeed) close() {
 
 // confirm reads the log's head; when the cursor is behind, it catches up
 // from the log, or reloads the sorted set when the log no longer reaches
-// back to the cursor (trimmed, or the store lost its data).
+// back to the cursor (its oldest entry is newer: trimmed, or the store lost
+// its data).
 func (f *redisFeed) confirm(ctx context.Context, s *set) error {
-	head, trimmed, exists, err := f.head(ctx)
+	head, first, exists, err := f.head(ctx)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func (f *redisFeed) confirm(ctx context.Context, s *set) error {
 	switch {
 	case known && head == cur:
 		return nil
-	case known && exists && !trimmed.after(cur) && head.after(cur):
+	case known && exists && !first.after(cur) && head.after(cur):
 		return f.follow(ctx, s, cur, head)
 	case known && (head.before(cur) || !exists):
 		// This instance keeps what it knew, but one started now would
@@ -151,9 +152,10 @@ func (f *redisFeed) confirm(ctx context.Context, s *set) error {
 	return f.reload(ctx, s, head)
 }
 
-// head returns the log's last id, the highest id trimmed from it, and
-// whether it exists.
-func (f *redisFeed) head(ctx context.Context) (last, trimmed streamID, exists bool, err error) {
+// head returns the log's last id, its oldest entry's id, and whether it
+// exists. (XINFO's max-deleted-entry-id would be the natural gap check, but
+// Redis 7.0 does not move it when MAXLEN trims.)
+func (f *redisFeed) head(ctx context.Context) (last, first streamID, exists bool, err error) {
 	m, err := f.c.Do(ctx, f.c.B().XinfoStream().Key(f.log).Build()).AsMap()
 	if err != nil {
 		if re, ok := rueidis.IsRedisErr(err); ok && strings.Contains(re.Error(), "no such key") {
@@ -161,15 +163,25 @@ func (f *redisFeed) head(ctx context.Context) (last, trimmed streamID, exists bo
 		}
 		return streamID{}, streamID{}, false, err
 	}
-	lastM, delM := m["last-generated-id"], m["max-deleted-entry-id"]
-	lastS, err1 := lastM.ToString()
-	delS, err2 := delM.ToString()
-	last, ok1 := parseStreamID(lastS)
-	trimmed, ok2 := parseStreamID(delS)
-	if err1 != nil || err2 != nil || !ok1 || !ok2 {
-		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM reply for %s (Redis 7 or later needed)", f.log)
+	lastM, firstM := m["last-generated-id"], m["first-entry"]
+	lastS, err := lastM.ToString()
+	last, ok := parseStreamID(lastS)
+	if err != nil || !ok {
+		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM reply for %s", f.log)
 	}
-	return last, trimmed, true, nil
+	if firstM.IsNil() {
+		return last, last, true, nil // empty: nothing older than the head
+	}
+	fe, err := firstM.ToArray()
+	if err != nil || len(fe) == 0 {
+		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM first-entry for %s", f.log)
+	}
+	firstS, err := fe[0].ToString()
+	first, ok = parseStreamID(firstS)
+	if err != nil || !ok {
+		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM first-entry id for %s", f.log)
+	}
+	return last, first, true, nil
 }
 
 // follow applies the log's entries after cur up to head.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,9 @@ type set struct {
 	// wake asks the Store to confirm now rather than at the next poll:
 	// someone waits in Sync, or a feed saw a message go missing.
 	wake chan struct{}
+	// observe, when set (by the propagation benchmark), sees every entry
+	// applied.
+	observe atomic.Pointer[func(entry)]
 }
 
 type user struct{ notBefore, until int64 }
@@ -97,6 +101,13 @@ func (s *set) wakeUp() {
 // apply adds entries. It is idempotent and commutative (the larger time
 // wins), so entries may arrive twice, late or out of order.
 func (s *set) apply(es ...entry) {
+	if f := s.observe.Load(); f != nil {
+		defer func() {
+			for _, e := range es {
+				(*f)(e)
+			}
+		}()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range es {

@@ -152,6 +152,18 @@ func issuedAt(raw [idLen]byte) int64 {
 
 // seal encodes and encrypts one session: the base64url value.
 func (s *sealer) seal(raw [idLen]byte, r *session.Record) string {
+	body := encodeBody(raw, r)
+	k := &s.keys[0]
+	out := make([]byte, headerLen+nonceLen, headerLen+nonceLen+len(body)+tagLen)
+	out[0] = format
+	copy(out[1:headerLen], k.id[:])
+	_, _ = rand.Read(out[headerLen:])
+	out = k.aead.Seal(out, out[headerLen:headerLen+nonceLen], body, out[:headerLen])
+	return base64.RawURLEncoding.EncodeToString(out)
+}
+
+// encodeBody is the plaintext of a sealed session.
+func encodeBody(raw [idLen]byte, r *session.Record) []byte {
 	body := make([]byte, 0, 64+len(r.UserID)+valuesLen(r))
 	body = append(body, raw[:]...)
 	created := r.Created.UnixMilli()
@@ -165,32 +177,15 @@ func (s *sealer) seal(raw [idLen]byte, r *session.Record) string {
 		body = appendBytes(body, []byte(k))
 		body = appendBytes(body, v)
 	}
-	k := &s.keys[0]
-	out := make([]byte, headerLen+nonceLen, headerLen+nonceLen+len(body)+tagLen)
-	out[0] = format
-	copy(out[1:headerLen], k.id[:])
-	_, _ = rand.Read(out[headerLen:])
-	out = k.aead.Seal(out, out[headerLen:headerLen+nonceLen], body, out[:headerLen])
-	return base64.RawURLEncoding.EncodeToString(out)
-}
-
-// sealedLen is the length of seal's result for r, without sealing.
-func sealedLen(r *session.Record) int {
-	n := idLen + 3*binary.MaxVarintLen64 + binary.MaxVarintLen64 + uvarintLen(len(r.UserID)) + len(r.UserID) + uvarintLen(len(r.Values)) + valuesLen(r)
-	return base64.RawURLEncoding.EncodedLen(headerLen + nonceLen + n + tagLen)
+	return body
 }
 
 func valuesLen(r *session.Record) int {
 	n := 0
 	for k, v := range r.Values {
-		n += uvarintLen(len(k)) + len(k) + uvarintLen(len(v)) + len(v)
+		n += 2*binary.MaxVarintLen32 + len(k) + len(v)
 	}
 	return n
-}
-
-func uvarintLen(n int) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutUvarint(b[:], uint64(n))
 }
 
 func msAfter(t time.Time, base int64) int64 {
