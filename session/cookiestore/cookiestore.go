@@ -285,28 +285,28 @@ func (st *Store) retain(until time.Time) int64 {
 }
 
 // Revoke implements session.ClientStore. This instance refuses the session
-// at once, even if the shared store cannot be reached (then the error says
-// so and other instances may not know).
+// as soon as the shared store has the revocation. If the store cannot be
+// reached, nothing changes anywhere and the error says so: the logout
+// fails (503) and the client's retry publishes it, whereas a revocation
+// kept only here would make that retry find nothing left to revoke.
 func (st *Store) Revoke(ctx context.Context, id string, until time.Time) error {
 	raw, _, ok := parseID(id)
 	if !ok {
 		return nil // not a session this store issued: nothing can present it
 	}
-	e := entry{key: raw, until: st.retain(until)}
-	st.set.apply(e)
+	return st.revoke(ctx, entry{key: raw, until: st.retain(until)})
+}
+
+// RevokeUser implements session.ClientStore, like Revoke.
+func (st *Store) RevokeUser(ctx context.Context, userID string, before, until time.Time) error {
+	return st.revoke(ctx, entry{user: true, key: userKey(userID), notBefore: before.UnixMilli(), until: st.retain(until)})
+}
+
+func (st *Store) revoke(ctx context.Context, e entry) error {
 	if err := st.feed.publish(ctx, e); err != nil {
 		return fmt.Errorf("cookiestore: publish revocation: %w", err)
 	}
-	return nil
-}
-
-// RevokeUser implements session.ClientStore.
-func (st *Store) RevokeUser(ctx context.Context, userID string, before, until time.Time) error {
-	e := entry{user: true, key: userKey(userID), notBefore: before.UnixMilli(), until: st.retain(until)}
-	st.set.apply(e)
-	if err := st.feed.publish(ctx, e); err != nil {
-		return fmt.Errorf("cookiestore: publish user revocation: %w", err)
-	}
+	st.set.apply(e) // here at once, whatever the feed's delay
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/session"
 	"github.com/unstuck-dev/unstuck/session/cookiestore"
 	"github.com/unstuck-dev/unstuck/session/sessiontest"
@@ -400,4 +401,127 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+func TestExpiredCookieIsANewSessionAndOnExpireRuns(t *testing.T) {
+	var expired atomic.Int64
+	m := newManager(t, session.Config{IdleTimeout: 300 * time.Millisecond, OnExpire: func(context.Context, session.Event) { expired.Add(1) }})
+	srv := httptest.NewServer(sessiontest.Shop(m))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/set/a/1", 200, "ok")
+	old := c.Token
+	// The cookie's own idle deadline is what ends it: no store to ask.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		c.Token = old
+		if _, body := c.Do("GET", "/get/a"); body != "false:" {
+			return fmt.Errorf("GET after the idle timeout = %q", body)
+		}
+		return nil
+	})
+	if expired.Load() == 0 {
+		t.Fatal("OnExpire did not run for an expired cookie")
+	}
+}
+
+func TestIdleDeadlineTravelsInTheCookie(t *testing.T) {
+	m := newManager(t, session.Config{IdleTimeout: time.Hour, TouchAfter: 0.5})
+	srv := httptest.NewServer(sessiontest.Shop(m))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/set/a/1", 200, "ok")
+	_, _, resp := c.DoResp("GET", "/get/a", nil)
+	if len(resp.Cookies()) != 0 {
+		t.Fatal("a read soon after a write re-sent the cookie (needless bytes on every response)")
+	}
+	// A read after TouchAfter of the idle timeout must re-seal it: with a
+	// tiny idle timeout, any read qualifies.
+	m2 := newManager(t, session.Config{IdleTimeout: 2 * time.Second, TouchAfter: 0.0001})
+	srv2 := httptest.NewServer(sessiontest.Shop(m2))
+	defer srv2.Close()
+	c2 := sessiontest.NewClient(t, srv2.URL)
+	c2.Want("POST", "/set/a/1", 200, "ok")
+	before := c2.Token
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, _, resp := c2.DoResp("GET", "/get/a", nil)
+		if len(resp.Cookies()) != 1 || c2.Token == before {
+			return errors.New("a read past TouchAfter did not move the idle deadline in the cookie")
+		}
+		return nil
+	})
+}
+
+func TestHeaderCarriesTheSealedSessionForAPIClients(t *testing.T) {
+	srv := httptest.NewServer(sessiontest.Shop(newManager(t, session.Config{})))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	_, _, resp := c.DoResp("POST", "/set/k/v", http.Header{"Session-Token": {"-"}})
+	v := resp.Header.Get("Session-Token")
+	if len(v) < 50 {
+		t.Fatalf("no sealed session in the Session-Token response header: %q", v)
+	}
+	c.Token = ""
+	code, body, _ := c.DoResp("GET", "/get/k", http.Header{"Session-Token": {v}})
+	if code != 200 || body != "true:v" {
+		t.Fatalf("GET with the header = %d %q", code, body)
+	}
+}
+
+func TestWritesAfterTheResponseStartedAreRefused(t *testing.T) {
+	m := newManager(t, session.Config{})
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = session.Set(r.Context(), "before", 1)
+		io.WriteString(w, "body")
+		if err := session.Set(r.Context(), "after", 2); !errors.Is(err, session.ErrResponseStarted) {
+			t.Errorf("Set after the cookie went out: %v, want ErrResponseStarted (it could never reach the client)", err)
+		}
+		if _, err := session.Update(r.Context(), "n", func(n int, _ bool) (int, error) { return n + 1, nil }); !errors.Is(err, session.ErrResponseStarted) {
+			t.Errorf("Update after the cookie went out: %v, want ErrResponseStarted", err)
+		}
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
+	if len(rec.Result().Cookies()) != 1 {
+		t.Fatal("the write before the body was not sent")
+	}
+}
+
+func TestHooksAndTheUserAPI(t *testing.T) {
+	var created, destroyed atomic.Int64
+	var lastID atomic.Value
+	m := newManager(t, session.Config{
+		OnCreate:  func(_ context.Context, e session.Event) { created.Add(1); lastID.Store(e.ID) },
+		OnDestroy: func(context.Context, session.Event) { destroyed.Add(1) },
+	})
+	srv := httptest.NewServer(sessiontest.Shop(m))
+	defer srv.Close()
+	c := sessiontest.NewClient(t, srv.URL)
+	c.Want("POST", "/set/a/1", 200, "ok")
+	c.Want("POST", "/login/bea", 200, "welcome") // RenewToken: the old id ends
+	if created.Load() != 1 || destroyed.Load() != 1 {
+		t.Fatalf("OnCreate %d, OnDestroy %d after a session and a login; want 1, 1", created.Load(), destroyed.Load())
+	}
+	if _, err := m.SessionsOfUser(t.Context(), "bea"); !errors.Is(err, session.ErrNotSupported) {
+		t.Fatalf("SessionsOfUser: %v, want ErrNotSupported", err)
+	}
+	other := sessiontest.NewClient(t, srv.URL)
+	other.Want("POST", "/set/x/1", 200, "ok")
+	if err := m.DestroySession(t.Context(), lastID.Load().(string)); err != nil {
+		t.Fatal(err)
+	}
+	other.Want("GET", "/get/x", 200, "false:")
+	c.Want("GET", "/user", 200, "bea")
+	if n, err := m.DestroyAllForUser(t.Context(), "bea"); n != -1 || err != nil {
+		t.Fatalf("DestroyAllForUser = %d, %v; want -1 (not counted), nil", n, err)
+	}
+	c.Want("GET", "/user", 200, "")
+	// Logging in again after "log out everywhere" works: the new session
+	// is issued after the revocation.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		c.Want("POST", "/login/bea", 200, "welcome")
+		if _, body := c.Do("GET", "/user"); body != "bea" {
+			return fmt.Errorf("user after a new login = %q", body)
+		}
+		return nil
+	})
 }

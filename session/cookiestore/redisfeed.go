@@ -21,20 +21,24 @@ import (
 //     log an instance catches up from after a reconnect or a lost message;
 //   - Name:feed, a Pub/Sub channel, brings each revocation to every
 //     instance at once, with the log id of the entry before it so a
-//     receiver notices a gap.
+//     receiver notices a gap;
+//   - {Name}:epoch, a random value set once, changes only if Redis lost
+//     its data, which instances then report.
 //
 // One Lua script writes all three atomically. The keys share a hash tag,
 // so the script runs in one slot of a Redis Cluster.
 type redisFeed struct {
-	c       rueidis.Client
-	own     bool
-	z, log  string
-	channel string
-	onStop  func()
-	logger  *slog.Logger
-	mu      sync.Mutex
-	cursor  streamID // every log entry up to it is in the set
-	known   bool     // cursor is meaningful (false until the first load)
+	c                rueidis.Client
+	own              bool
+	z, log, epochKey string
+	channel          string
+	onStop           func()
+	logger           *slog.Logger
+
+	mu     sync.Mutex
+	cursor streamID // every log entry up to it is in the set
+	known  bool     // cursor is meaningful (false until the first load)
+	epoch  string   // the store's epoch at the last confirm
 }
 
 // logLen caps the log: an instance that falls further behind reloads the
@@ -42,7 +46,8 @@ type redisFeed struct {
 const logLen = 10000
 
 func newRedisFeed(c rueidis.Client, own bool, o Options) *redisFeed {
-	return &redisFeed{c: c, own: own, z: "{" + o.Name + "}:z", log: "{" + o.Name + "}:log", channel: o.Name + ":feed", logger: o.Logger}
+	return &redisFeed{c: c, own: own, z: "{" + o.Name + "}:z", log: "{" + o.Name + "}:log", epochKey: "{" + o.Name + "}:epoch",
+		channel: o.Name + ":feed", logger: o.Logger}
 }
 
 // A revocation's text, in the set, the log and the channel alike:
@@ -127,61 +132,84 @@ func (f *redisFeed) close() {
 	}
 }
 
-// confirm reads the log's head; when the cursor is behind, it catches up
+// confirm reads the log's state; when the cursor is behind, it catches up
 // from the log, or reloads the sorted set when the log no longer reaches
-// back to the cursor (its oldest entry is newer: trimmed, or the store lost
-// its data).
+// back to the cursor (its oldest entry is newer: trimmed) or the store lost
+// its data.
 func (f *redisFeed) confirm(ctx context.Context, s *set) error {
-	head, first, exists, err := f.head(ctx)
+	st, err := f.state(ctx)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	cur, known := f.cursor, f.known
+	cur, known, epoch := f.cursor, f.known, f.epoch
+	f.epoch = st.epoch
 	f.mu.Unlock()
 	switch {
-	case known && head == cur:
-		return nil
-	case known && exists && !first.after(cur) && head.after(cur):
-		return f.follow(ctx, s, cur, head)
-	case known && (head.before(cur) || !exists):
+	case known && st.epoch != epoch:
 		// This instance keeps what it knew, but one started now would
 		// not know it: say so loudly.
-		f.logger.Error("cookiestore: the Redis revocation log went back in time: Redis lost data (turn on AOF or replicas); revocations held in memory are kept", "log", f.log, "had", cur, "now", head)
+		f.logger.Error("cookiestore: the Redis revocation log went back in time: Redis lost data (turn on AOF or replicas); revocations held in memory are kept", "log", f.log, "had", cur, "now", st.last)
+	case known && st.last == cur:
+		return nil
+	case known && !st.first.after(cur):
+		return f.follow(ctx, s, cur, st.last)
 	}
-	return f.reload(ctx, s, head)
+	return f.reload(ctx, s, st.last)
 }
 
-// head returns the log's last id, its oldest entry's id, and whether it
-// exists. (XINFO's max-deleted-entry-id would be the natural gap check, but
-// Redis 7.0 does not move it when MAXLEN trims.)
-func (f *redisFeed) head(ctx context.Context) (last, first streamID, exists bool, err error) {
-	m, err := f.c.Do(ctx, f.c.B().XinfoStream().Key(f.log).Build()).AsMap()
+// logState is what XINFO STREAM says about the log, and the store's epoch.
+type logState struct {
+	last, first streamID // last generated id, oldest entry's id
+	exists      bool
+	epoch       string // a random value the first confirm stores; another one means Redis lost data
+}
+
+// state reads the log's state and the epoch (creating it when missing) in
+// one round trip. (XINFO's max-deleted-entry-id would be the natural gap
+// check, but Redis 7.0 does not move it when MAXLEN trims.)
+func (f *redisFeed) state(ctx context.Context) (logState, error) {
+	var st logState
+	fresh := newID(time.Now())
+	res := f.c.DoMulti(ctx,
+		f.c.B().Set().Key(f.epochKey).Value(fresh).Nx().Get().Build(),
+		f.c.B().XinfoStream().Key(f.log).Build())
+	old, err := res[0].ToString()
+	switch {
+	case rueidis.IsRedisNil(err):
+		st.epoch = fresh
+	case err != nil:
+		return st, err
+	default:
+		st.epoch = old
+	}
+	m, err := res[1].AsMap()
 	if err != nil {
 		if re, ok := rueidis.IsRedisErr(err); ok && strings.Contains(re.Error(), "no such key") {
-			return streamID{}, streamID{}, false, nil
+			return st, nil
 		}
-		return streamID{}, streamID{}, false, err
+		return st, err
 	}
+	bad := fmt.Errorf("cookiestore: unexpected XINFO STREAM reply for %s (Redis 7 or later needed)", f.log)
 	lastM, firstM := m["last-generated-id"], m["first-entry"]
 	lastS, err := lastM.ToString()
-	last, ok := parseStreamID(lastS)
-	if err != nil || !ok {
-		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM reply for %s", f.log)
+	var ok bool
+	if st.last, ok = parseStreamID(lastS); err != nil || !ok {
+		return st, bad
 	}
+	st.exists, st.first = true, st.last
 	if firstM.IsNil() {
-		return last, last, true, nil // empty: nothing older than the head
+		return st, nil // empty: nothing older than the head
 	}
 	fe, err := firstM.ToArray()
 	if err != nil || len(fe) == 0 {
-		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM first-entry for %s", f.log)
+		return st, bad
 	}
 	firstS, err := fe[0].ToString()
-	first, ok = parseStreamID(firstS)
-	if err != nil || !ok {
-		return streamID{}, streamID{}, false, fmt.Errorf("cookiestore: unexpected XINFO STREAM first-entry id for %s", f.log)
+	if st.first, ok = parseStreamID(firstS); err != nil || !ok {
+		return st, bad
 	}
-	return last, first, true, nil
+	return st, nil
 }
 
 // follow applies the log's entries after cur up to head.
