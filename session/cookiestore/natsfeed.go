@@ -69,8 +69,25 @@ func (f *natsFeed) publish(ctx context.Context, e entry) error {
 }
 
 // start opens the bucket, loads every live entry through a new watch and
-// keeps applying what the watch brings.
-func (f *natsFeed) start(ctx context.Context, s *set) (<-chan error, error) {
+// keeps applying what the watch brings. A connection change while it runs
+// aborts it (a request sent just before a server restart is never
+// answered; waiting for its timeout would leave the instance deaf for
+// seconds), and the Store starts again.
+func (f *natsFeed) start(parent context.Context, s *set) (<-chan error, error) {
+	if !f.nc.IsConnected() {
+		return nil, errors.New("cookiestore: NATS not connected")
+	}
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
+	defer cancel()
+	changed := f.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED)
+	defer f.nc.RemoveStatusListener(changed)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	kv, err := f.kv(ctx)
 	if err != nil {
 		return nil, err
@@ -79,7 +96,8 @@ func (f *natsFeed) start(ctx context.Context, s *set) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(ctx)
+	// The watch outlives start: its own context is the Store's.
+	w, err := kv.WatchAll(parent)
 	if err != nil {
 		return nil, err
 	}
