@@ -78,6 +78,10 @@ func (memFeed) confirm(context.Context, *set) error { return nil }
 func (memFeed) stop()                               {}
 func (memFeed) close()                              {}
 
+// callTimeout bounds one call to the shared store off the request path,
+// so a call lost in a reconnect cannot leave the feed waiting.
+const callTimeout = 5 * time.Second
+
 // errStalled asks the Store to restart the live delivery: it left entries
 // to the poll twice in a row.
 var errStalled = errors.New("cookiestore: live revocation delivery stalled")
@@ -114,27 +118,35 @@ func (st *Store) run(ctx context.Context) {
 }
 
 func (st *Store) follow(ctx context.Context, broken <-chan error) error {
-	tick := time.NewTicker(st.o.PollInterval)
-	defer tick.Stop()
+	retry := 50 * time.Millisecond
 	for {
 		at := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, st.o.MaxLag)
+		cctx, cancel := context.WithTimeout(ctx, min(st.o.MaxLag, callTimeout))
 		err := st.feed.confirm(cctx, st.set)
 		cancel()
+		wait := st.o.PollInterval
 		if err == nil {
 			st.set.synced(at)
 			st.noteUp()
+			retry = 50 * time.Millisecond
 		} else if ctx.Err() == nil {
+			// Retry soon: the live delivery may have missed something
+			// that only a confirm brings, and the lag keeps growing.
 			st.noteDown(err)
+			wait, retry = min(wait, retry), min(2*retry, time.Second)
 		}
 		st.set.sweep(at, time.Minute)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		case err := <-broken:
+			t.Stop()
 			return err
-		case <-tick.C:
+		case <-t.C:
 		case <-st.set.wake:
+			t.Stop()
 		}
 	}
 }

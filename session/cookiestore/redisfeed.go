@@ -89,7 +89,9 @@ func (f *redisFeed) start(ctx context.Context, s *set) (<-chan error, error) {
 	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
 		f.onMessage(s, m.Message)
 	}})
-	if err := dc.Do(ctx, dc.B().Subscribe().Channel(f.channel).Build()).Error(); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if err := dc.Do(sctx, dc.B().Subscribe().Channel(f.channel).Build()).Error(); err != nil {
 		dc.Close()
 		release()
 		return nil, err
