@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,6 +59,15 @@ type ClientStore interface {
 	// whose id was issued before `before` or in its millisecond (NewID);
 	// until is when the last of them expires at the latest.
 	RevokeUser(ctx context.Context, userID string, before, until time.Time) error
+}
+
+// Fitter is implemented by ClientStores that can tell, without sealing,
+// whether a session fits in its cookies (cookiestore does). The Manager
+// checks every Set, SetUser and Update with it instead of a trial Seal.
+type Fitter interface {
+	// Fits returns an error matching ErrTooLarge, naming the size, when r
+	// would not fit.
+	Fits(r *Record) error
 }
 
 // ErrTooLarge reports a session that no longer fits in its cookies (a
@@ -131,13 +141,9 @@ func (s *state) fitsLocked() error {
 	if s.m.client == nil {
 		return nil
 	}
-	c := s.changeLocked(time.Now())
-	if s.rec == nil {
-		c.Create, c.Clear, c.Deadline = true, false, time.Now().Add(s.m.cfg.Lifetime)
-	}
-	next, err := c.Apply(s.rec)
-	if err != nil {
-		return err
+	next := s.pendingViewLocked()
+	if f, ok := s.m.client.(Fitter); ok {
+		return f.Fits(next)
 	}
 	id := s.id
 	if id == "" {
@@ -147,6 +153,28 @@ func (s *state) fitsLocked() error {
 		return err
 	}
 	return nil
+}
+
+// pendingViewLocked is the session as it will be saved, pending changes
+// applied, for measuring: values are shared, not copied.
+func (s *state) pendingViewLocked() *Record {
+	now := time.Now()
+	next := &Record{Values: map[string][]byte{}, Created: now, Deadline: now.Add(s.m.cfg.Lifetime), Version: 1}
+	if s.rec != nil {
+		next.Created, next.Deadline, next.UserID, next.Version = s.rec.Created, s.rec.Deadline, s.rec.UserID, s.rec.Version+1
+		if !s.clear {
+			maps.Copy(next.Values, s.rec.Values)
+		}
+	}
+	for k := range s.del {
+		delete(next.Values, k)
+	}
+	maps.Copy(next.Values, s.set)
+	if s.setUser {
+		next.UserID = s.userID
+	}
+	next.IdleDeadline = s.m.idleDeadline(now, next)
+	return next
 }
 
 // writeClientLocked sets the cookies at save with a ClientStore: the sealed

@@ -36,15 +36,17 @@
 //
 // # How late a logout can take effect elsewhere
 //
-// Every Options.PollInterval (default 1 s) an instance confirms, with one
+// Every Options.PollInterval (default 0.5 s) an instance confirms, with one
 // small store call off the request path, that it holds every revocation
 // the shared store had at that moment, reading any it missed straight from
 // the store's log. The bound: a revocation committed at time t is refused
-// by every instance for every request from t + MaxLag on (default 3 s),
-// because an instance that could not confirm since then applies
-// Options.FeedDown to every cookie it opens: FailClosed (the default: the
-// Manager's ErrorHandler, 503 with Retry-After) or Accept (served against
-// the revocations known so far, with a warning logged at most every 10 s).
+// by every instance for every request from t + MaxLag on (default 5 s),
+// because a request that finds the last confirmation older than MaxLag
+// either gets one on demand (one round trip, only while the feed is up and
+// merely late, as when the poller is starved of CPU) or, with the feed
+// down, meets Options.FeedDown: FailClosed (the default: the Manager's
+// ErrorHandler, 503 with Retry-After) or Accept (served against the
+// revocations known so far, with a warning logged at most every 10 s).
 // The instance that handled the logout refuses the cookie at once. In
 // practice Pub/Sub and the watch deliver in well under a millisecond on a
 // LAN (BENCHMARKS.md, "Cookie sessions"). A subscription lost to a
@@ -58,7 +60,7 @@
 // | store round trips: read / write / login | 0 / 0 / 0 | 1 (0 near cache) / 1 / 2 | 1 (0 near cache) / 2 (1 cached) / 4 | 1 / 1 (2 for Update) / 3 | 0 / 0 / 1 (logout 1) |
 // | size limit | memory (LRU bound) | 64 KiB per value (MaxValueSize), 512 MB per hash | 1 MiB per session (max message) | 400 KB per session (item) | MaxSize, 3800 B by default; up to 32 cookies, but every request carries it all |
 // | bytes added to each request | token cookie, ~55 B | same | same | same | the whole session: ~160 B empty, +4/3 per byte of values |
-// | a logout elsewhere takes effect | at once (one process) | at once (near cache: invalidation, ms) | at once (near cache: watch, ms) | at once | within MaxLag (3 s), or fail closed; measured p99 < 1 ms |
+// | a logout elsewhere takes effect | at once (one process) | at once (near cache: invalidation, ms) | at once (near cache: watch, ms) | at once | within MaxLag (5 s), or fail closed; measured p99 < 1 ms |
 // | concurrent updates of one session | no loss (per-key writes, CAS Update) | no loss | no loss | no loss | lost: each request answers with its own cookie and the browser keeps the last |
 // | survives the loss of an instance | no (sticky only) | yes | yes | yes | yes: the state is in the browser |
 // | SessionsOfUser / DestroyAllForUser | yes / count | yes / count | yes / count | yes / count | ErrNotSupported / ends all, count unknown (-1) |

@@ -161,6 +161,13 @@ func (st *Store) noteDown(err error) {
 	}
 }
 
+// isDown reports whether the last attempt to reach the feed failed.
+func (st *Store) isDown() bool {
+	st.warnMu.Lock()
+	defer st.warnMu.Unlock()
+	return st.down
+}
+
 func (st *Store) noteUp() {
 	st.warnMu.Lock()
 	defer st.warnMu.Unlock()

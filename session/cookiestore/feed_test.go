@@ -285,3 +285,19 @@ func TestLogoutDuringOutageFailsThenItsRetryReachesEveryone(t *testing.T) {
 	})
 	refusedOn(t, b, copied, "retried logout")
 }
+
+// TestLatePollerConfirmsOnDemand: an instance whose poller has not
+// confirmed within MaxLag while the feed is up (in production, a poller
+// starved of CPU; here, one that never polls) confirms on demand for the
+// request, at the cost of one round trip, instead of refusing it.
+func TestLatePollerConfirmsOnDemand(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Redis(t)
+	st := newStore(t, cookiestore.Options{URL: "redis://" + srv.Addr(), MaxLag: 50 * time.Millisecond, PollInterval: time.Hour})
+	u := serve(t, st, session.Config{})
+	c := sessiontest.NewClient(t, u)
+	c.Want("POST", "/login/lena", 200, "welcome")
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+		c.Want("GET", "/user", 200, "lena")
+	}
+}

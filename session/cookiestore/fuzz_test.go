@@ -88,8 +88,12 @@ func FuzzDecodeBody(f *testing.F) {
 		if len(r.Values) > len(body) {
 			t.Fatalf("%d values from %d bytes", len(r.Values), len(body))
 		}
-		// Sealing it again and opening gives the same record.
+		// Sealing it again and opening gives the same record, and the
+		// size predicted without sealing is exact.
 		v := s.seal(raw, r)
+		if n := sealedLen(r); n != len(v) {
+			t.Fatalf("sealedLen = %d, sealed value is %d bytes", n, len(v))
+		}
 		raw2, r2, ok := s.open(v)
 		if !ok || raw2 != raw || !sameRecord(r, r2) {
 			t.Fatalf("decoded record does not survive a seal and open: %+v", r)
@@ -134,6 +138,9 @@ func TestSealOpenRoundTripKeepsMilliseconds(t *testing.T) {
 	}
 	raw, issued, _ := parseID(newID(time.Now()))
 	r := sampleRecord()
+	if n, v := sealedLen(r), s.seal(raw, r); n != len(v) {
+		t.Fatalf("sealedLen = %d, sealed value is %d bytes", n, len(v))
+	}
 	gotRaw, got, ok := s.open(s.seal(raw, r))
 	if !ok || gotRaw != raw {
 		t.Fatal("own seal did not open")

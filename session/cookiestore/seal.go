@@ -162,6 +162,35 @@ func (s *sealer) seal(raw [idLen]byte, r *session.Record) string {
 	return base64.RawURLEncoding.EncodeToString(out)
 }
 
+// sealedLen is the length of seal's result for r, computed without
+// encoding: what encodeBody writes, then the header, nonce, tag and base64.
+func sealedLen(r *session.Record) int {
+	created := r.Created.UnixMilli()
+	n := idLen + uvarintLen(uint64(max(created, 0))) + varintLen(msAfter(r.IdleDeadline, created)) +
+		varintLen(msAfter(r.Deadline, created)) + uvarintLen(r.Version) +
+		uvarintLen(uint64(len(r.UserID))) + len(r.UserID) + uvarintLen(uint64(len(r.Values)))
+	for k, v := range r.Values {
+		n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
+	}
+	return base64.RawURLEncoding.EncodedLen(headerLen + nonceLen + n + tagLen)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+func varintLen(v int64) int {
+	u := uint64(v) << 1 // zigzag, as binary.AppendVarint
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen(u)
+}
+
 // encodeBody is the plaintext of a sealed session.
 func encodeBody(raw [idLen]byte, r *session.Record) []byte {
 	body := make([]byte, 0, 64+len(r.UserID)+valuesLen(r))
