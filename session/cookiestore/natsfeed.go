@@ -29,13 +29,15 @@ type natsFeed struct {
 	replicas int
 	logger   *slog.Logger
 
-	mu      sync.Mutex
-	cursor  uint64 // every message up to this stream sequence is in the set
-	lagging int    // consecutive confirms that found messages the watch had not brought
-	watcher jetstream.KeyWatcher
-	stalled chan error // the watch's broken channel, for confirm to restart it
-	stopped chan struct{}
-	status  chan nats.Status // reconnects, while a watch runs
+	mu       sync.Mutex
+	cursor   uint64 // every message up to this stream sequence is in the set
+	watched  uint64 // the highest sequence the watch has brought (or loaded)
+	prevHead uint64 // the bucket's last sequence at the previous confirm
+	lagging  int    // consecutive confirms at which the watch had not brought prevHead
+	watcher  jetstream.KeyWatcher
+	stalled  chan error // the watch's broken channel, for confirm to restart it
+	stopped  chan struct{}
+	status   chan nats.Status // reconnects, while a watch runs
 }
 
 func newNATSFeed(nc *nats.Conn, own bool, o Options) (*natsFeed, error) {
@@ -127,7 +129,7 @@ func (f *natsFeed) start(parent context.Context, s *set) (<-chan error, error) {
 	// Everything up to head was in the bucket when the watch began, and
 	// the watch delivered the last value of every key.
 	f.cursor = max(head, seen)
-	f.lagging = 0
+	f.watched, f.prevHead, f.lagging = f.cursor, 0, 0
 	f.watcher, f.stalled, f.stopped = w, make(chan error, 1), make(chan struct{})
 	broken, stopped := f.stalled, f.stopped
 	// The watch's consumer would notice a reconnect only after missing
@@ -151,6 +153,7 @@ func (f *natsFeed) start(parent context.Context, s *set) (<-chan error, error) {
 			f.applyEntry(s, e.Key(), e.Value(), e.Operation())
 			f.mu.Lock()
 			f.cursor = max(f.cursor, e.Revision())
+			f.watched = max(f.watched, e.Revision())
 			f.mu.Unlock()
 		}
 		select {
@@ -183,37 +186,37 @@ func (f *natsFeed) head(ctx context.Context) (uint64, error) {
 }
 
 // confirm catches up from the stream itself when the bucket's last
-// sequence is ahead of what the watch brought. Twice in a row means the
-// watch is stuck: it is restarted (a fresh load), not trusted.
+// sequence is ahead of what this instance has seen (messages in flight, or
+// missed). A watch that has still not brought what the bucket held at the
+// previous confirm, twice in a row, is stuck: it is restarted (a fresh
+// load), not trusted.
 func (f *natsFeed) confirm(ctx context.Context, s *set) error {
+	// The cursor before the head: the watch may move it past the head
+	// read meanwhile, which is not the bucket going back in time.
+	f.mu.Lock()
+	cur := f.cursor
+	f.mu.Unlock()
 	head, err := f.head(ctx)
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	cur := f.cursor
-	f.mu.Unlock()
 	if head < cur {
 		f.restart(errors.New("cookiestore: revocation bucket went back in time"))
 		return errors.New("cookiestore: revocation bucket went back in time; reloading")
 	}
-	if head == cur {
-		f.mu.Lock()
-		f.lagging = 0
-		f.mu.Unlock()
-		return nil
-	}
-	found, err := f.read(ctx, s, cur+1, head)
-	if err != nil {
-		return err
+	if head > cur {
+		if _, err := f.read(ctx, s, cur+1, head); err != nil {
+			return err
+		}
 	}
 	f.mu.Lock()
 	f.cursor = max(f.cursor, head)
-	if found > 0 {
+	if f.watched < f.prevHead {
 		f.lagging++
 	} else {
 		f.lagging = 0
 	}
+	f.prevHead = head
 	stuck := f.lagging >= 2
 	f.mu.Unlock()
 	if stuck {
@@ -223,7 +226,7 @@ func (f *natsFeed) confirm(ctx context.Context, s *set) error {
 }
 
 // read applies the stream's messages from sequence from through to, with a
-// short-lived ordered consumer, and returns how many entries it found.
+// short-lived ordered consumer, and returns how many it found.
 func (f *natsFeed) read(ctx context.Context, s *set, from, to uint64) (int, error) {
 	cons, err := f.js.OrderedConsumer(ctx, "KV_"+f.bucket, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
