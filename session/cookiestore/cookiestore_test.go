@@ -295,7 +295,7 @@ func (s *tightening) Seal(id string, r *session.Record) ([]string, error) {
 }
 
 func TestTooLargeAtSaveAnswers500AndLogsTheSize(t *testing.T) {
-	logs := &cookiestore.LogBuffer{}
+	logs := &testenv.Buffer{}
 	st := &tightening{Store: newStore(t, cookiestore.Options{})}
 	m := newManager(t, session.Config{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,14 +1,12 @@
 package cookiestore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,7 +105,7 @@ func TestRedisFeedReloadsWhenTheLogWasTrimmedPastIt(t *testing.T) {
 // say loudly what happened (an instance started now would not know).
 func TestRedisDataLossIsLoggedAndMemoryKept(t *testing.T) {
 	srv := testenv.Redis(t)
-	var logs LogBuffer
+	var logs testenv.Buffer
 	o := Options{URL: "redis://" + srv.Addr(), MaxLag: 5 * time.Second, PollInterval: 50 * time.Millisecond}
 	a := testStore(t, o)
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -135,25 +133,6 @@ func TestRedisDataLossIsLoggedAndMemoryKept(t *testing.T) {
 	if !revoked(b, id) {
 		t.Fatal("the instance forgot a revocation it held when the store lost it")
 	}
-}
-
-// LogBuffer collects log output for assertions; the external tests use it
-// too (test files of both packages build together).
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // propagation revokes n sessions on a and measures, for each, the time from

@@ -140,7 +140,7 @@ func TestFeedOutageFailsClosedOrAcceptsAndRecovers(t *testing.T) {
 			t.Parallel()
 			fs := start(t)
 			keys := [][]byte{newKey()}
-			logs := &cookiestore.LogBuffer{}
+			logs := &testenv.Buffer{}
 			// A short MaxLag so the outage shows soon; on a loaded machine
 			// an instance may also lag now and then outside the outage,
 			// and then answers 503 as documented, so requests that are not
