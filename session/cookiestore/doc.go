@@ -89,5 +89,13 @@
 // per-message TTL at its end, watched by every instance; a reconnect gets a
 // fresh watch at once. Either way the server holds only revocations that
 // can still matter, and each instance about as many in memory (roughly 100
-// bytes each).
+// bytes each). Redis 7 or later (SET NX GET, XINFO first-entry); NATS
+// 2.11 or later (per-message TTL).
+//
+// Clocks: expiry and DestroyAllForUser compare times written by different
+// instances (a session's issue time is in its id, the "not before" is the
+// revoking instance's clock), so instances need synchronised clocks (NTP):
+// a clock behind by d lets a session issued in the d before a "log out
+// everywhere" survive it; one ahead logs out a login made within d after.
+// Revocations are kept a minute past their end to absorb such skew.
 package cookiestore
