@@ -4,12 +4,45 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
 
-// Writing a request's pending changes to the store, and the cookie that
-// goes with them, before the response header.
+// Writing the session back: pending changes become one Change for the
+// backend, and the cookie goes out just before the response header.
+
+// blindFlushLocked writes pending Set and Delete changes to a session that
+// was never loaded.
+func (s *state) blindFlushLocked(ctx context.Context) error {
+	m := s.m
+	c := s.changeLocked(time.Now())
+	ver, err := m.commit(ctx, s.id, nil, c)
+	switch {
+	case err == nil:
+		s.resetPendingLocked()
+		s.blindVersion = ver
+		s.wroteLocked()
+		return nil
+	case errors.Is(err, ErrNotFound):
+		// Unknown or expired token: the changes start a fresh session,
+		// exactly as if the session had been loaded and found empty.
+		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
+		if s.saved && s.headerOut {
+			s.resetPendingLocked()
+			return ErrResponseStarted
+		}
+		return s.flushLocked(ctx)
+	case errors.Is(err, ErrGone):
+		m.cfg.Logger.InfoContext(ctx, "session: write to a session destroyed meanwhile dropped", "id", s.id[:8])
+		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
+		s.resetPendingLocked()
+		return ErrGone
+	default:
+		s.failed = unavailable("save", err)
+		return s.failed
+	}
+}
 
 func (s *state) resetPendingLocked() {
 	s.set, s.del, s.clear, s.setUser, s.userID, s.rotated = nil, nil, false, false, "", nil
@@ -45,7 +78,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 	m := s.m
 	now := time.Now()
 	if s.rec == nil {
-		token, id := newToken()
+		token, id := m.newToken()
 		c := s.changeLocked(now)
 		c.Create, c.Clear, c.Delete = true, false, nil
 		c.Created, c.Deadline = now, now.Add(m.cfg.Lifetime)
@@ -55,9 +88,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 			c.Created, c.Deadline = rotated.Created, rotated.Deadline
 		}
 		c.IdleDeadline = m.idleDeadline(now, &Record{Deadline: c.Deadline})
-		sctx, cancel := m.storeCtx(ctx)
-		ver, err := m.cfg.Store.Commit(sctx, id, c)
-		cancel()
+		ver, err := m.commit(ctx, id, nil, c)
 		if err != nil {
 			s.failed = unavailable("create", err)
 			return s.failed
@@ -76,9 +107,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 		return nil
 	}
 	c := s.changeLocked(now)
-	sctx, cancel := m.storeCtx(ctx)
-	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-	cancel()
+	ver, err := m.commit(ctx, s.id, s.rec, c)
 	if errors.Is(err, ErrGone) {
 		// Destroyed or rotated by another request meanwhile: the
 		// logout wins, and this request's writes are dropped on purpose.
@@ -93,6 +122,12 @@ func (s *state) flushLocked(ctx context.Context) error {
 	}
 	rec, _ := c.Apply(s.rec)
 	rec.Version = ver
+	if m.client != nil && c.SetUser && c.UserID != s.rec.UserID {
+		// A new user gets a new id, so the id's issue time (RevokeUser)
+		// is never older than the binding. No revocation: that is
+		// RenewToken's job.
+		s.id = m.client.NewID()
+	}
 	s.rec = rec
 	s.resetPendingLocked()
 	s.wroteLocked()
@@ -100,9 +135,9 @@ func (s *state) flushLocked(ctx context.Context) error {
 }
 
 // wroteLocked notes a write, so the cookie carries the new version when the
-// store's cache may lag.
+// store's cache may lag, or the new session with a ClientStore.
 func (s *state) wroteLocked() {
-	if s.m.fresh != nil {
+	if s.m.fresh != nil || s.m.client != nil {
 		s.issued = true // read by save; harmless once the header is out
 	}
 }
@@ -136,10 +171,15 @@ func (s *state) save(h http.Header) error {
 		now := time.Now()
 		touchAt := s.rec.IdleDeadline.Add(-time.Duration(float64(m.cfg.IdleTimeout) * (1 - m.cfg.TouchAfter)))
 		if !s.rec.IdleDeadline.IsZero() && !now.Before(touchAt) && s.rec.IdleDeadline.Before(s.rec.Deadline) {
-			sctx, cancel := m.storeCtx(ctx)
-			_, err := m.cfg.Store.Commit(sctx, s.id, Change{IdleDeadline: m.idleDeadline(now, s.rec)})
-			cancel()
-			if err != nil && !errors.Is(err, ErrGone) {
+			touch := Change{IdleDeadline: m.idleDeadline(now, s.rec)}
+			_, err := m.commit(ctx, s.id, s.rec, touch)
+			switch {
+			case err == nil:
+				s.rec.IdleDeadline = touch.IdleDeadline
+				if m.client != nil {
+					s.issued = true // the deadline travels in the cookie
+				}
+			case !errors.Is(err, ErrGone):
 				// The request wrote nothing, so nothing is lost: serve
 				// it and let a later request move the deadline.
 				m.cfg.Logger.WarnContext(ctx, "session: idle deadline not extended", "err", err)
@@ -147,42 +187,53 @@ func (s *state) save(h http.Header) error {
 		}
 	}
 	s.headerOut = true
-	if s.issued && s.token != "" {
-		v, ver, deadline := s.token, s.blindVersion, time.Time{}
+	if m.client != nil {
+		return s.writeClientLocked(ctx, h)
+	}
+	var v string // the cookie's new value; "" deletes it
+	switch {
+	case s.issued && s.token != "":
+		ver, deadline := s.blindVersion, time.Time{}
 		if s.rec != nil {
 			ver, deadline = s.rec.Version, s.rec.Deadline
 		}
+		v = s.token
 		if m.fresh != nil {
 			v += "." + strconv.FormatUint(ver, 10)
 		}
-		s.setCookieLocked(h, v, deadline)
-	} else if s.ended && s.token == "" {
-		s.setCookieLocked(h, "", time.Time{})
+		s.setCookieLocked(h, m.cfg.Cookie.Name, v, deadline)
+	case s.ended && s.token == "":
+		s.setCookieLocked(h, m.cfg.Cookie.Name, "", time.Time{})
+	default:
+		return nil
+	}
+	if s.viaHeader && m.cfg.Header != "" {
+		h.Set(m.cfg.Header, v)
 	}
 	return nil
 }
 
-func (s *state) setCookieLocked(h http.Header, token string, deadline time.Time) {
+// setCookieLocked adds one Set-Cookie; an empty value deletes the cookie.
+func (s *state) setCookieLocked(h http.Header, name, value string, deadline time.Time) {
 	cfg := &s.m.cfg
 	c := &http.Cookie{
-		Name:     cfg.Cookie.Name,
-		Value:    token,
+		Name:     name,
+		Value:    value,
 		Path:     cfg.Cookie.Path,
 		Domain:   cfg.Cookie.Domain,
 		HttpOnly: true,
 		Secure:   cfg.Cookie.Secure || s.r.TLS != nil,
 		SameSite: cfg.Cookie.SameSite,
 	}
-	if token == "" {
+	if value == "" {
 		c.MaxAge = -1
 	} else if cfg.Cookie.Persist && !deadline.IsZero() {
 		c.Expires = deadline.UTC()
 		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
 	}
 	h.Add("Set-Cookie", c.String())
-	h.Add("Vary", "Cookie")
-	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
-	if s.viaHeader && cfg.Header != "" {
-		h.Set(cfg.Header, token)
+	if !slices.Contains(h.Values("Vary"), "Cookie") {
+		h.Add("Vary", "Cookie")
 	}
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
 }

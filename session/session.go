@@ -19,13 +19,15 @@ type state struct {
 
 	mu         sync.Mutex
 	viaHeader  bool
-	token, id  string  // the presented or issued token; "" when none
-	issued     bool    // token or version is new in this request: send the cookie
-	minVersion uint64  // version the client last saw written (cookie hint)
-	loaded     bool    // Load ran (or there was nothing to load)
-	rec        *Record // the stored session; nil when there is none yet
-	failed     error   // a store failure that must fail the response
-	ended      bool    // Destroy ran: expire the cookie unless a new session follows
+	token, id  string   // the presented or issued token; "" when none
+	parts      []string // ClientStore: the sealed session the client presented
+	present    uint64   // ClientStore: which cookies name, name.1, ... came
+	issued     bool     // token or version is new in this request: send the cookie
+	minVersion uint64   // version the client last saw written (cookie hint)
+	loaded     bool     // Load ran (or there was nothing to load)
+	rec        *Record  // the stored session; nil when there is none yet
+	failed     error    // a store failure that must fail the response
+	ended      bool     // Destroy ran: expire the cookie unless a new session follows
 
 	// pending changes, written at save
 	set       map[string][]byte
@@ -58,11 +60,14 @@ func (s *state) loadLocked(ctx context.Context) error {
 	if s.loaded {
 		return nil
 	}
-	if s.id == "" {
-		s.loaded = true
-		return nil
+	var rec *Record
+	var err error
+	switch {
+	case s.m.client != nil:
+		rec, err = s.openLocked(ctx)
+	case s.id != "":
+		rec, err = s.m.load(ctx, s.id, s.minVersion)
 	}
-	rec, err := s.m.load(ctx, s.id, s.minVersion)
 	if err != nil {
 		// Never let the handler go on with an empty session: the
 		// response fails even if the handler ignores this error.
@@ -87,49 +92,16 @@ func (s *state) loadLocked(ctx context.Context) error {
 // write can go to the store blind: a per-key write needs no read, so a
 // request that only writes costs one round trip. With a near cache and a
 // persistent cookie, the session is loaded (usually free) because the
-// re-sent cookie needs the session's deadline.
+// re-sent cookie needs the session's deadline; with a ClientStore it is
+// always opened, since the cookie carries all of it.
 func (s *state) loadForWriteLocked(ctx context.Context) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if !s.loaded && s.id != "" && (s.m.fresh == nil || !s.m.cfg.Cookie.Persist) {
+	if !s.loaded && s.id != "" && s.m.client == nil && (s.m.fresh == nil || !s.m.cfg.Cookie.Persist) {
 		return nil
 	}
 	return s.loadLocked(ctx)
-}
-
-// blindFlushLocked writes pending Set and Delete changes to a session that
-// was never loaded.
-func (s *state) blindFlushLocked(ctx context.Context) error {
-	m := s.m
-	c := s.changeLocked(time.Now())
-	sctx, cancel := m.storeCtx(ctx)
-	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-	cancel()
-	switch {
-	case err == nil:
-		s.resetPendingLocked()
-		s.blindVersion = ver
-		s.wroteLocked()
-		return nil
-	case errors.Is(err, ErrNotFound):
-		// Unknown or expired token: the changes start a fresh session,
-		// exactly as if the session had been loaded and found empty.
-		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
-		if s.saved && s.headerOut {
-			s.resetPendingLocked()
-			return ErrResponseStarted
-		}
-		return s.flushLocked(ctx)
-	case errors.Is(err, ErrGone):
-		m.cfg.Logger.InfoContext(ctx, "session: write to a session destroyed meanwhile dropped", "id", s.id[:8])
-		s.loaded, s.rec, s.token, s.id = true, nil, "", ""
-		s.resetPendingLocked()
-		return ErrGone
-	default:
-		s.failed = unavailable("save", err)
-		return s.failed
-	}
 }
 
 // valueLocked returns a key's current encoded value, pending changes
@@ -191,8 +163,20 @@ func Set(ctx context.Context, key string, v any) error {
 	if s.set == nil {
 		s.set = map[string][]byte{}
 	}
+	prev, hadPrev := s.set[key]
+	_, wasDeleted := s.del[key]
 	s.set[key] = b
 	delete(s.del, key)
+	if err := s.fitsLocked(); err != nil {
+		delete(s.set, key)
+		if hadPrev {
+			s.set[key] = prev
+		}
+		if wasDeleted {
+			s.del[key] = struct{}{}
+		}
+		return err
+	}
 	return s.afterSaveLocked(ctx)
 }
 
@@ -201,10 +185,15 @@ func Set(ctx context.Context, key string, v any) error {
 var ErrResponseStarted = errors.New("session: response already started; change the session before writing the response")
 
 // afterSaveLocked writes a change made after the response started through to
-// the store at once, since the save at the first byte has already run.
+// the store at once, since the save at the first byte has already run. With
+// a ClientStore the cookie has gone out, so the change cannot be kept.
 func (s *state) afterSaveLocked(ctx context.Context) error {
 	if !s.saved || !s.dirtyLocked() {
 		return nil
+	}
+	if s.m.client != nil {
+		s.resetPendingLocked()
+		return ErrResponseStarted
 	}
 	if !s.loaded && s.id != "" {
 		return s.blindFlushLocked(ctx)
@@ -329,7 +318,12 @@ func SetUser(ctx context.Context, userID string) error {
 	if err := s.loadLocked(ctx); err != nil {
 		return err
 	}
+	prevSet, prevUser := s.setUser, s.userID
 	s.setUser, s.userID = true, userID
+	if err := s.fitsLocked(); err != nil {
+		s.setUser, s.userID = prevSet, prevUser
+		return err
+	}
 	return s.afterSaveLocked(ctx)
 }
 
@@ -351,13 +345,13 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 	if err := s.loadLocked(ctx); err != nil {
 		return zero, err
 	}
-	if s.saved && s.rec == nil {
+	m := s.m
+	if s.saved && (s.rec == nil || m.client != nil) {
 		return zero, ErrResponseStarted
 	}
 	if err := s.flushLocked(ctx); err != nil {
 		return zero, err
 	}
-	m := s.m
 	// Requests of one session on this instance take turns, so only
 	// instances (not every request) contend in the store.
 	unlock, err := m.updates.lock(ctx, s.id)
@@ -386,12 +380,19 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 			expect[key] = oldB
 		}
 		c := Change{Set: map[string][]byte{key: newB}, Expect: expect, IdleDeadline: m.idleDeadline(time.Now(), s.rec)}
-		sctx, cancel := m.storeCtx(ctx)
-		ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-		cancel()
+		ver, err := m.commit(ctx, s.id, s.rec, c)
 		switch {
 		case err == nil:
 			s.rec.Values[key] = newB
+			if err := s.fitsLocked(); err != nil {
+				// Only with a ClientStore, whose commit is this copy.
+				if ok {
+					s.rec.Values[key] = oldB
+				} else {
+					delete(s.rec.Values, key)
+				}
+				return zero, err
+			}
 			s.rec.Version = ver
 			s.rec.IdleDeadline = c.IdleDeadline
 			s.wroteLocked()
@@ -460,9 +461,7 @@ func RenewToken(ctx context.Context) error {
 	// Tombstone the old id first and carry over what it held at that
 	// moment, so a write that raced the rotation is either in the copy or
 	// rejected, never silently dropped after the copy.
-	sctx, cancel := m.storeCtx(ctx)
-	old, err := m.cfg.Store.Delete(sctx, s.id)
-	cancel()
+	old, err := m.end(ctx, s.id, s.rec)
 	if err != nil {
 		s.failed = unavailable("renew", err)
 		return s.failed
@@ -508,10 +507,14 @@ func Destroy(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.m.client != nil {
+		// The id is inside the cookie: open it to know what to revoke.
+		if err := s.loadLocked(ctx); err != nil {
+			return err
+		}
+	}
 	if s.id != "" {
-		sctx, cancel := s.m.storeCtx(ctx)
-		old, err := s.m.cfg.Store.Delete(sctx, s.id)
-		cancel()
+		old, err := s.m.end(ctx, s.id, s.rec)
 		if err != nil {
 			s.failed = unavailable("destroy", err)
 			return s.failed

@@ -174,6 +174,12 @@ func (s *Shop) sessionFailed(w http.ResponseWriter, err error) {
 // with Retry-After and the JSON error shape of every shop API error.
 func StoreUnavailable(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, session.ErrTooLarge) {
+			// Not an outage: the session outgrew its cookie (the Manager
+			// has logged the size), and retrying would not help.
+			writeError(w, http.StatusInternalServerError, "session too large")
+			return
+		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "session store unavailable, try again")
 		log.Warn("session store unavailable", "path", r.URL.Path, "err", err)

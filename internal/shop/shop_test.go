@@ -31,14 +31,18 @@ import (
 )
 
 // newShop runs one shop instance over a real in-process NATS.
-func newShop(t *testing.T) *httptest.Server {
-	return newShopWith(t, nil, session.Config{})
+func newShop(t *testing.T) *httptest.Server { return newShopWith(t, nil, session.Config{}) }
+
+// newShopOn is newShop with its sessions where sessions says (nil: the NATS
+// session store).
+func newShopOn(t *testing.T, sessions func(*storeurl.Parts) session.Backend) *httptest.Server {
+	return newShopWith(t, sessions, session.Config{})
 }
 
-// newShopWith runs one shop instance over a real in-process NATS, with
-// its sessions in store instead when store is given, and the session
-// settings of cfg.
-func newShopWith(t *testing.T, store session.Store, cfg session.Config) *httptest.Server {
+// newShopWith runs one shop instance over a real in-process NATS, with its
+// sessions where sessions says (nil: the NATS session store) and the
+// session settings of cfg.
+func newShopWith(t *testing.T, sessions func(*storeurl.Parts) session.Backend, cfg session.Config) *httptest.Server {
 	t.Helper()
 	n := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,10 +53,10 @@ func newShopWith(t *testing.T, store session.Store, cfg session.Config) *httptes
 	}
 	t.Cleanup(parts.Close)
 	cfg.Store = parts.Sessions
-	if store != nil {
-		cfg.Store = store
+	if sessions != nil {
+		cfg.Store = sessions(parts)
 	}
-	sessions, err := session.New(cfg)
+	manager, err := session.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +73,7 @@ func newShopWith(t *testing.T, store session.Store, cfg session.Config) *httptes
 		t.Fatal(err)
 	}
 	go func() { _ = jm.Run(ctx) }()
-	s, err := shop.New(shop.Config{Instance: "app-test", Sessions: sessions, Jobs: jm, Hub: hub, Broker: parts.Broker, StoreKind: "nats"})
+	s, err := shop.New(shop.Config{Instance: "app-test", Sessions: manager, Jobs: jm, Hub: hub, Broker: parts.Broker, StoreKind: "nats"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +317,7 @@ func TestShopStoreDownIsTheErrorHandlersAnswer(t *testing.T) {
 	defer store.Close()
 	var calls atomic.Int64
 	answer := shop.StoreUnavailable(slog.New(slog.DiscardHandler))
-	srv := newShopWith(t, store, session.Config{
+	srv := newShopWith(t, func(*storeurl.Parts) session.Backend { return store }, session.Config{
 		StoreTimeout: time.Second,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			calls.Add(1)

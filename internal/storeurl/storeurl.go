@@ -22,6 +22,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/redis/rueidis"
+
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/jobs/natsjobs"
@@ -30,6 +33,7 @@ import (
 	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
 	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/cookiestore"
 	"github.com/unstuck-dev/unstuck/session/dynamostore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
 	"github.com/unstuck-dev/unstuck/session/natsstore"
@@ -47,6 +51,9 @@ type Parts struct {
 	Presence realtime.PresenceStore
 	Jobs     jobs.Backend
 
+	// The connection behind the parts, for CookieStore.
+	redis   rueidis.Client
+	nats    *nats.Conn
 	closers []func()
 }
 
@@ -92,7 +99,28 @@ func (p *Parts) SessionsOnly() bool { return p.Broker == nil || p.Jobs == nil }
 // store that has them, for a sessions-only store; p then closes other too.
 func (p *Parts) UseBackplane(other *Parts) {
 	p.Broker, p.Presence, p.Jobs = other.Broker, other.Presence, other.Jobs
+	p.redis, p.nats = other.redis, other.nats
 	p.closers = append(p.closers, other.Close)
+}
+
+// CookieStore opens sessions sealed into the cookie (cookiestore), their
+// revocations carried between instances over this store's connection (or
+// its backplane's), which o must not name itself. Close closes it.
+func (p *Parts) CookieStore(ctx context.Context, o cookiestore.Options) (*cookiestore.Store, error) {
+	switch {
+	case p.redis != nil:
+		o.Redis = p.redis
+	case p.nats != nil:
+		o.NATS = p.nats
+	default:
+		return nil, fmt.Errorf("cookie sessions need nats:// or redis:// to carry logouts between instances; %s cannot", p.Kind)
+	}
+	st, err := cookiestore.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { _ = st.Close() })
+	return st, nil
 }
 
 // Kind checks a store URL's form without connecting and returns its kind:
@@ -142,7 +170,7 @@ func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Parts{Kind: "nats", closers: []func(){nc.Close}}
+	p := &Parts{Kind: "nats", nats: nc, closers: []func(){nc.Close}}
 	store, err := natsstore.New(ctx, natsstore.Options{Client: nc, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()
@@ -171,7 +199,7 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Parts{Kind: "redis", closers: []func(){client.Close}}
+	p := &Parts{Kind: "redis", redis: client, closers: []func(){client.Close}}
 	store, err := redisstore.New(ctx, redisstore.Options{Client: client, NearCache: opts.NearCache})
 	if err != nil {
 		p.Close()

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -30,7 +29,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("exited: %v; log: %s", e
 // at once when the process exits (a crash fails the test now, with its log,
 // not after the whole timeout) and after timeout otherwise, killing it.
 func (p *process) start(cmd *exec.Cmd, timeout time.Duration, ready func() error) error {
-	out := &lockedBuffer{}
+	out := &Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
@@ -48,13 +47,13 @@ func (p *process) start(cmd *exec.Cmd, timeout time.Duration, ready func() error
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("not ready after %v: %v; log: %s", timeout, err, out.String())
+			return fmt.Errorf("not ready after %v: %v; log: %s", timeout, err, strings.TrimSpace(out.String()))
 		}
 		t := time.NewTimer(interval)
 		select {
 		case werr := <-exited:
 			t.Stop()
-			return &exitError{err: werr, log: out.String()}
+			return &exitError{err: werr, log: strings.TrimSpace(out.String())}
 		case <-t.C:
 		}
 		interval = min(2*interval, 100*time.Millisecond)
@@ -76,22 +75,4 @@ func (p *process) kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-wait
-}
-
-// lockedBuffer collects a child's output from its two pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.TrimSpace(l.b.String())
 }
