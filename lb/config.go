@@ -19,7 +19,14 @@ type Config struct {
 	// TrustedProxies lists CIDRs whose X-Forwarded-* and Forwarded headers
 	// are believed; from anyone else they are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// Backends are the app instances. At least one is required.
+	// HTTP2 configures HTTP/2 to clients (config_deploy.go).
+	HTTP2 HTTP2Config `yaml:"http2"`
+	// ProxyProtocol accepts PROXY protocol headers from the L4 balancers
+	// in front (config_deploy.go).
+	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
+	// Backends are the app instances. At least one is required; a URL
+	// dns://HOST:PORT or dns+srv://NAME stands for the instances DNS
+	// names (discovery.go).
 	Backends []BackendConfig `yaml:"backends"`
 	// Policy picks a backend for users no cookie pins.
 	Policy PolicyConfig `yaml:"policy"`
@@ -67,6 +74,10 @@ type BackendConfig struct {
 	URL string `yaml:"url"`
 	// Weight is the backend's relative share [1].
 	Weight int `yaml:"weight"`
+
+	// source is the dns:// or dns+srv:// URL a discovered backend came
+	// from; empty for a backend listed as such.
+	source string
 }
 
 // PolicyConfig selects and tunes the balancing policy.

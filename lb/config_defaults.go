@@ -56,6 +56,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Shutdown.Grace, 30*time.Second)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+	c.applyDeployDefaults()
 }
 
 func (p *PolicyConfig) applyDefaults() {

@@ -19,6 +19,7 @@ import (
 func (c *Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateListeners,
+		c.validateDeploy,
 		c.validateBackends,
 		c.Policy.validate,
 		c.Sticky.validate,

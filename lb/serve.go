@@ -47,6 +47,11 @@ func (bl *Balancer) newGen(cfg *Config) *proxy.Server {
 		},
 		TrustedProxies: trusted,
 		Logger:         bl.log,
+		HTTP2: proxy.HTTP2Options{
+			Cleartext:            cfg.HTTP2.H2C,
+			MaxConcurrentStreams: cfg.HTTP2.MaxConcurrentStreams,
+			CountError:           bl.countH2Error,
+		},
 	}
 	if cfg.Log.Access {
 		acc := bl.log.With("log", "access")
@@ -67,7 +72,8 @@ func sameEngine(a, b *Config) bool {
 		slices.Equal(a.TrustedProxies, b.TrustedProxies) &&
 		a.WebSocket.Idle == b.WebSocket.Idle && a.WebSocket.MaxLifetime == b.WebSocket.MaxLifetime &&
 		slices.Equal(a.Retries.Methods, b.Retries.Methods) && a.Retries.BodyBytes == b.Retries.BodyBytes &&
-		a.Log.Access == b.Log.Access
+		a.Log.Access == b.Log.Access &&
+		a.HTTP2.H2C == b.HTTP2.H2C && a.HTTP2.MaxConcurrentStreams == b.HTTP2.MaxConcurrentStreams
 }
 
 // swapServer starts a generation for cfg and retires the current one.

@@ -39,6 +39,10 @@ type Server struct {
 	// AccessLog, when set, is called once per finished exchange.
 	AccessLog func(AccessEntry)
 
+	// HTTP2 configures HTTP/2 to clients (h2.go): TLS connections that
+	// negotiated h2, and cleartext h2c when enabled.
+	HTTP2 HTTP2Options
+
 	// The running state (server.go), set up by the first call to any
 	// method; the fields above must not change after it.
 	once     sync.Once
@@ -54,6 +58,7 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	pool     sync.Pool // *clientConn with its buffers
+	h2       h2state
 }
 
 // ServeConn serves c, a new client connection (plain TCP, or a *tls.Conn

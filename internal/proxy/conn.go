@@ -78,13 +78,22 @@ func (cc *clientConn) serve() {
 		if err := tc.Handshake(); err != nil {
 			return
 		}
-		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+		switch tc.ConnectionState().NegotiatedProtocol {
+		case "", "http/1.1":
+		case "h2":
+			s.serveH2(cc, tc)
+			return
+		default:
 			return
 		}
 	}
-	for {
+	for first := true; ; first = false {
 		n, err := cc.readHead()
 		if err != nil {
+			if err == errVersion && first && cc.isH2Preface() {
+				cc.serveH2C()
+				return
+			}
 			if cc.headError(err) {
 				cc.linger()
 			}

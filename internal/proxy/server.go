@@ -129,6 +129,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.mu.Unlock()
+	s.shutdownH2()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
