@@ -19,7 +19,6 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
-
 )
 
 // testTLS is a certificate for 127.0.0.1 (httptest's) and a pool that
