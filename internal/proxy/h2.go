@@ -5,6 +5,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -73,6 +74,8 @@ func (s *Server) h2setup() *h2state {
 			// Bounds the header list (SETTINGS_MAX_HEADER_LIST_SIZE,
 			// and 431 above it) like an HTTP/1.1 head.
 			MaxHeaderBytes: s.lim.MaxHeaderBytes,
+			// Protocol errors are the client's: CountError counts them.
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		_ = http2.ConfigureServer(h.base, h.srv)
 	})
