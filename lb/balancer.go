@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/url"
@@ -28,6 +29,10 @@ type Options struct {
 	// by default; policy.factor still bounds sticky spill. The same Policy
 	// serves across reloads; it must be safe for concurrent use.
 	Policy Policy
+	// TLS, when set, makes Serve terminate TLS on the connections it
+	// accepts (after the PROXY protocol header, when that is on). Its
+	// NextProtos decides HTTP/2: Config.ServerTLS offers h2 and http/1.1.
+	TLS *tls.Config
 }
 
 // Balancer is an HTTP and WebSocket load balancer: it decides which backend
@@ -57,10 +62,11 @@ type Balancer struct {
 	// them starts a new engine (a generation) on the same listeners and
 	// shuts the old one down gracefully (serve.go).
 	cur     atomic.Pointer[proxy.Server]
-	srvMu   sync.Mutex // guards gens and lns
+	srvMu   sync.Mutex // guards gens, lns and pending
 	gens    []*proxy.Server
 	lns     map[net.Listener]struct{}
-	closing atomic.Bool // Shutdown or Close began (shutdown.go)
+	pending map[net.Conn]struct{} // reading a PROXY header (accept.go)
+	closing atomic.Bool           // Shutdown or Close began (shutdown.go)
 
 	reloadMu sync.Mutex // one Apply at a time
 
@@ -96,6 +102,7 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 		bl.startHealth(b, cfg.Health.Active)
 	}
 	bl.lns = map[net.Listener]struct{}{}
+	bl.pending = map[net.Conn]struct{}{}
 	g := bl.newGen(cfg)
 	bl.gens = []*proxy.Server{g}
 	bl.cur.Store(g)

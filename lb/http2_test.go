@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/net/http2"
 )
 
 // testTLS is a certificate for 127.0.0.1 (httptest's) and a pool that
@@ -47,7 +46,19 @@ func startLBTLS(t *testing.T, cfg *Config, log *slog.Logger, apps ...*appBackend
 // h2Client speaks HTTP/2 only, with a cookie jar.
 func h2Client(tc *tls.Config) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http2.Transport{TLSClientConfig: tc}}
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: h2Transport(tc)}
+}
+
+// h2Transport speaks only HTTP/2: over TLS, or h2c with prior knowledge
+// when tc is nil.
+func h2Transport(tc *tls.Config) *http.Transport {
+	var p http.Protocols
+	if tc == nil {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP2(true)
+	}
+	return &http.Transport{TLSClientConfig: tc, Protocols: &p}
 }
 
 // protoApp answers what it saw: its name, the protocol it was spoken to
@@ -187,13 +198,7 @@ func TestHTTP2RetriesAndNoBackend(t *testing.T) {
 
 func TestHTTP2CleartextPriorKnowledgeBehindFlag(t *testing.T) {
 	a := protoApp(t, "a")
-	h2c := &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	h2c := &http.Client{Timeout: 10 * time.Second, Transport: h2Transport(nil)}
 	off := startLB(t, &Config{}, a)
 	if resp, err := h2c.Get(off.url + "/"); err == nil {
 		resp.Body.Close()

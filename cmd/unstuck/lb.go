@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -134,7 +133,14 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	bl, err := lb.New(cfg, lb.Options{Logger: log, Reload: load})
+	// TLS is the balancer's to terminate, after a PROXY protocol header
+	// if there is one; its ALPN offers h2 unless http2.disabled.
+	tlsConf, err := cfg.ServerTLS()
+	if err != nil {
+		fmt.Fprintf(stderr, "unstuck lb: tls: %v\n", err)
+		return 1
+	}
+	bl, err := lb.New(cfg, lb.Options{Logger: log, Reload: load, TLS: tlsConf})
 	if err != nil {
 		fmt.Fprintf(stderr, "unstuck lb: %v\n", err)
 		return 1
@@ -144,16 +150,6 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 		bl.Close()
 		fmt.Fprintf(stderr, "unstuck lb: listen: %v\n", err)
 		return 1
-	}
-	if cfg.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			ln.Close()
-			bl.Close()
-			fmt.Fprintf(stderr, "unstuck lb: tls: %v\n", err)
-			return 1
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
 	}
 	var adminSrv *http.Server
 	if cfg.Admin.Listen != "off" {

@@ -67,7 +67,14 @@ type Server struct {
 // MaxConns connections are open already. After Shutdown or Close it
 // returns ErrServerClosed and leaves c to the caller, which may give it
 // to another Server.
-func (s *Server) ServeConn(c net.Conn) error {
+func (s *Server) ServeConn(c net.Conn) error { return s.ServeConnFrom(c, netip.Addr{}) }
+
+// ServeConnFrom is ServeConn for a connection whose client is not its
+// socket peer: a PROXY protocol header named client, which the engine
+// then uses wherever it would use the peer (X-Forwarded-For, Forwarded,
+// Request.ClientIP, TrustedProxies, logs). An invalid client means the
+// peer.
+func (s *Server) ServeConnFrom(c net.Conn, client netip.Addr) error {
 	if s.Route == nil {
 		return errors.New("proxy: Server.Route is nil")
 	}
@@ -83,7 +90,7 @@ func (s *Server) ServeConn(c net.Conn) error {
 		c.Close()
 		return nil
 	}
-	cc := s.newConn(c)
+	cc := s.newConn(c, client)
 	s.conns[cc] = struct{}{}
 	s.mu.Unlock()
 	go cc.serve()

@@ -60,7 +60,7 @@ func (s *Server) setup() {
 	})
 }
 
-func (s *Server) newConn(c net.Conn) *clientConn {
+func (s *Server) newConn(c net.Conn, client netip.Addr) *clientConn {
 	cc, _ := s.pool.Get().(*clientConn)
 	if cc == nil {
 		cc = newClientConn()
@@ -72,7 +72,10 @@ func (s *Server) newConn(c net.Conn) *clientConn {
 	cc.bw.Reset(&cc.cw)
 	cc.state.Store(stActive)
 	r := &cc.req
-	r.peer = peerAddr(c)
+	r.peer = client.Unmap()
+	if !r.peer.IsValid() {
+		r.peer = peerAddr(c)
+	}
 	r.trust = s.TrustedProxies
 	r.trusted = r.peer.IsValid() && inPrefixes(s.TrustedProxies, r.peer)
 	_, r.isTLS = c.(*tls.Conn)
