@@ -71,6 +71,8 @@ type Balancer struct {
 	reloadMu sync.Mutex // one Apply at a time
 
 	lastPrune time.Time // maintain's last sweep of pinned-user maps
+
+	disc discovery // DNS discovery sources (discovery.go)
 }
 
 // New builds a Balancer from cfg: it validates cfg, fills in its defaults
@@ -93,11 +95,14 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	bl.cands.New = func() any { s := make([]*Backend, 0, 16); return &s }
 	bl.ctx, bl.cancel = context.WithCancel(context.Background())
 	bl.m = newMetrics(bl)
-	v, err := bl.buildView(cfg, nil)
+	fresh := bl.syncSources(cfg)
+	v, err := bl.buildView(bl.expand(cfg), nil)
 	if err != nil {
+		bl.cancel()
 		return nil, err
 	}
 	bl.install(v, nil)
+	bl.startSources(fresh)
 	for _, b := range v.backends {
 		bl.startHealth(b, cfg.Health.Active)
 	}
@@ -111,10 +116,15 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	return bl, nil
 }
 
-// newBackend makes a backend whose outcomes and tunnels come back to bl;
-// install gives it its metrics when it goes live.
-func (bl *Balancer) newBackend(name string, u *url.URL, weight int) *Backend {
-	b := newBackend(name, u, weight)
+// newBackend makes bc's backend, whose outcomes and tunnels come back to
+// bl; install gives it its metrics when it goes live.
+func (bl *Balancer) newBackend(bc BackendConfig, u *url.URL) *Backend {
+	b := newBackend(bc.Name, u, bc.Weight)
+	b.source = bc.source
+	if bc.tlsName != "" {
+		b.tlsName = bc.tlsName
+		b.up = proxy.NewUpstream(bc.Name, u.Host, proxy.UpstreamOptions{TLSServerName: bc.tlsName})
+	}
 	b.done = func(o proxy.Outcome) { bl.done(b, o) }
 	b.onTunnel = func(t *proxy.Tunnel) { bl.trackTunnel(b, t) }
 	return b

@@ -70,14 +70,17 @@ type BackendConfig struct {
 	// Name identifies the backend in cookies, logs, metrics and the admin
 	// API: letters, digits, '-', '_' and '.', at most 64. Defaults to b1, b2, ...
 	Name string `yaml:"name"`
-	// URL is http://host:port or https://host:port, without a path.
+	// URL is http://host:port or https://host:port, without a path; or a
+	// DNS discovery source, dns://HOST:PORT or dns+srv://NAME, that
+	// stands for a backend per address (discovery_url.go has the syntax).
 	URL string `yaml:"url"`
 	// Weight is the backend's relative share [1].
 	Weight int `yaml:"weight"`
 
 	// source is the dns:// or dns+srv:// URL a discovered backend came
-	// from; empty for a backend listed as such.
-	source string
+	// from, tlsName the DNS name its certificate must carry (https);
+	// both empty for a backend listed as such.
+	source, tlsName string
 }
 
 // PolicyConfig selects and tunes the balancing policy.

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -46,7 +47,7 @@ func (bl *Balancer) restartHealth(b *Backend, hc ActiveHealthConfig) {
 func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthConfig) {
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 1,
-		TLSClientConfig:     &tls.Config{ServerName: b.url.Hostname()},
+		TLSClientConfig:     &tls.Config{ServerName: cmp.Or(b.tlsName, b.url.Hostname())},
 		DisableCompression:  true,
 	}
 	defer tr.CloseIdleConnections()
@@ -81,6 +82,7 @@ func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthCo
 			if b.healthy.Load() && fall >= hc.Fall {
 				b.healthy.Store(false)
 				bl.log.Warn("backend down", "backend", b.name, "checks_failed", fall, "last", why)
+				bl.kickSource(b)
 			}
 		}
 		select {

@@ -26,9 +26,11 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		return nil, err
 	}
 	cfg.ApplyDefaults()
+	fresh := bl.syncSources(cfg)
+	defer bl.startSources(fresh)
 	bl.mu.Lock()
 	old := bl.view.Load()
-	nv, err := bl.buildView(cfg, old)
+	nv, err := bl.buildView(bl.expand(cfg), old)
 	if err != nil {
 		bl.mu.Unlock()
 		bl.m.reloads.WithLabelValues("error").Inc()

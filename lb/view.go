@@ -68,7 +68,7 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 		u, _ := parseBackendURL(bc.URL) // validated
 		b := old.backend(bc.Name, u)
 		if b == nil {
-			b = bl.newBackend(bc.Name, u, bc.Weight)
+			b = bl.newBackend(bc, u)
 		}
 		v.backends = append(v.backends, b)
 		v.byName[b.name] = b
@@ -120,7 +120,7 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 	c := *cfg
 	c.Backends = make([]BackendConfig, len(bs))
 	for i, b := range bs {
-		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight())}
+		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight()), source: b.source, tlsName: b.tlsName}
 	}
 	return &c
 }

@@ -205,12 +205,20 @@ func (cc *clientConn) h2exchange(ctx context.Context, t *Target, out *h2out, in 
 				return res
 			}
 		}
+		// A reset stream closes its upstream connection: closing is
+		// final, where a deadline would be re-armed by the next read.
 		c := uc.c
-		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		stop := context.AfterFunc(ctx, func() { c.Close() })
 		if !whole {
-			res = cc.h2streaming(t, uc, out, in, res)
-			stop()
-			gone()
+			var reusable bool
+			res, reusable = cc.h2streaming(t, uc, out, in, res)
+			if !stop() {
+				reusable = false
+			}
+			cc.finish(t, uc, res, reusable)
+			if res.err != nil || res.clientErr != nil {
+				gone()
+			}
 			return res
 		}
 		err := cc.sendHead(uc, u)
@@ -223,7 +231,7 @@ func (cc *clientConn) h2exchange(ctx context.Context, t *Target, out *h2out, in 
 			var reusable bool
 			res, reusable = cc.h2relay(t, uc, n, out, res)
 			if !stop() {
-				reusable = false // its deadline was touched
+				reusable = false // closed by the reset
 			}
 			cc.finish(t, uc, res, reusable)
 			if res.err != nil || res.clientErr != nil {
@@ -246,13 +254,14 @@ func (cc *clientConn) h2exchange(ctx context.Context, t *Target, out *h2out, in 
 }
 
 // h2streaming sends a body too large to buffer from a second goroutine
-// while this one relays the response, as exchangeStreaming does.
-func (cc *clientConn) h2streaming(t *Target, uc *upConn, out *h2out, in *h2body, res result) result {
+// while this one relays the response, as exchangeStreaming does; the
+// caller pools uc when reusable.
+func (cc *clientConn) h2streaming(t *Target, uc *upConn, out *h2out, in *h2body, res result) (result, bool) {
 	res.streamed = true
 	if err := cc.sendHead(uc, t.Upstream); err != nil {
 		uc.c.Close()
 		res.err = err
-		return res
+		return res, false
 	}
 	chunked := cc.req.chunked
 	done := make(chan pumped, 1)
@@ -281,10 +290,10 @@ func (cc *clientConn) h2streaming(t *Target, uc *upConn, out *h2out, in *h2body,
 		uc.c.Close()
 		if p := stop(); p.src != nil {
 			res.clientErr = p.src
-			return res
+			return res, false
 		}
 		res.err = upstreamErr(err)
-		return res
+		return res, false
 	}
 	res, reusable := cc.h2relay(t, uc, n, out, res)
 	var p pumped
@@ -297,8 +306,7 @@ func (cc *clientConn) h2streaming(t *Target, uc *upConn, out *h2out, in *h2body,
 	if p.src != nil || p.dst != nil {
 		reusable = false
 	}
-	cc.finish(t, uc, res, reusable)
-	return res
+	return res, reusable
 }
 
 // h2relay relays the response whose head is the first n bytes buffered on
