@@ -25,8 +25,8 @@ const (
 type Backend struct {
 	name     string
 	url      *url.URL
-	source   string // the DNS discovery URL it came from, or ""
-	tlsName  string // for a discovered https backend: the name to verify
+	source   string        // the DNS discovery URL it came from, or ""
+	tlsName  string        // for a discovered https backend: the name to verify
 	weightW  atomic.Uint64 // configured weight, float64 bits (a reload may change it)
 	nameHash uint64
 	up       *proxy.Upstream
