@@ -7,109 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 )
-
-// fakeDNS is a real DNS server (miekg/dns, UDP on a free loopback port)
-// whose zone the test changes while the balancer watches it.
-type fakeDNS struct {
-	addr string
-	mu   sync.Mutex
-	a    map[string][]netip.Addr // fqdn -> A/AAAA
-	srv  map[string][]*dns.SRV   // fqdn -> SRV
-	fail atomic.Bool             // answer SERVFAIL
-}
-
-func startDNS(t *testing.T) *fakeDNS {
-	t.Helper()
-	f := &fakeDNS{a: map[string][]netip.Addr{}, srv: map[string][]*dns.SRV{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = pc.LocalAddr().String()
-	started := make(chan struct{})
-	s := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(f.serve), NotifyStartedFunc: func() { close(started) }}
-	go s.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { s.Shutdown() })
-	return f
-}
-
-func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true // an empty answer is then "no records", not a lame referral
-	if f.fail.Load() {
-		m.SetRcode(r, dns.RcodeServerFailure)
-		w.WriteMsg(m)
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, q := range r.Question {
-		name := strings.ToLower(q.Name)
-		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 1, Rrtype: q.Qtype}
-		_, isA := f.a[name]
-		_, isSRV := f.srv[name]
-		if !isA && !isSRV {
-			m.SetRcode(r, dns.RcodeNameError)
-			continue
-		}
-		switch q.Qtype {
-		case dns.TypeA, dns.TypeAAAA:
-			for _, ip := range f.a[name] {
-				if ip.Is4() && q.Qtype == dns.TypeA {
-					m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.AsSlice()})
-				}
-				if ip.Is6() && q.Qtype == dns.TypeAAAA {
-					m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
-				}
-			}
-		case dns.TypeSRV:
-			for _, s := range f.srv[name] {
-				rr := *s
-				rr.Hdr = hdr
-				m.Answer = append(m.Answer, &rr)
-			}
-		}
-	}
-	w.WriteMsg(m)
-}
-
-func (f *fakeDNS) setA(name string, ips ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var as []netip.Addr
-	for _, ip := range ips {
-		as = append(as, netip.MustParseAddr(ip))
-	}
-	f.a[dns.Fqdn(name)] = as
-}
-
-// setSRV points name at targets "host:port", priority 0.
-func (f *fakeDNS) setSRV(name string, targets ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var rs []*dns.SRV
-	for _, t := range targets {
-		h, p, _ := net.SplitHostPort(t)
-		port, _ := strconv.Atoi(p)
-		rs = append(rs, &dns.SRV{Priority: 0, Weight: 10, Port: uint16(port), Target: dns.Fqdn(h)})
-	}
-	f.srv[dns.Fqdn(name)] = rs
-}
 
 // appPort is the port an httptest app listens on.
 func appPort(a *appBackend) string {
@@ -138,18 +43,18 @@ func wantBackends(t *testing.T, l *liveLB, want ...string) {
 }
 
 func TestDNSDiscoverySRVAddsDrainsAndKeepsLastGoodSet(t *testing.T) {
-	d := startDNS(t)
+	d := testenv.StartDNS(t)
 	a1, a2, a3 := newApp(t, "a1"), newApp(t, "a2"), newApp(t, "a3")
 	slow := make(chan struct{}) // /slow waits for it
 	for _, a := range []*appBackend{a1, a2, a3} {
 		a.srv.Config.Handler = slowOn(a.srv.Config.Handler, "/slow", slow)
 	}
-	d.setA("a1.app.test", "127.0.0.1")
-	d.setA("a2.app.test", "127.0.0.1")
-	d.setA("a3.app.test", "127.0.0.1")
-	d.setSRV("_http._tcp.app.test", "a1.app.test:"+appPort(a1), "a2.app.test:"+appPort(a2))
+	d.SetA("a1.app.test", "127.0.0.1")
+	d.SetA("a2.app.test", "127.0.0.1")
+	d.SetA("a3.app.test", "127.0.0.1")
+	d.SetSRV("_http._tcp.app.test", "a1.app.test:"+appPort(a1), "a2.app.test:"+appPort(a2))
 	name := func(a *appBackend) string { return "app-127.0.0.1-" + appPort(a) }
-	src := "dns+srv://_http._tcp.app.test?interval=50ms&resolver=" + d.addr
+	src := "dns+srv://_http._tcp.app.test?interval=50ms&resolver=" + d.Addr
 	l := startLB(t, &Config{
 		Backends: []BackendConfig{{URL: src}},
 		Health: HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Rise: 1, Fall: 1},
@@ -171,7 +76,7 @@ func TestDNSDiscoverySRVAddsDrainsAndKeepsLastGoodSet(t *testing.T) {
 	pinned := map[string]*appBackend{"a1": a1, "a2": a2}[first]
 
 	// a3 appears: added, with slow start (an hour: its weight stays low).
-	d.setSRV("_http._tcp.app.test", "a1.app.test:"+appPort(a1), "a2.app.test:"+appPort(a2), "a3.app.test:"+appPort(a3))
+	d.SetSRV("_http._tcp.app.test", "a1.app.test:"+appPort(a1), "a2.app.test:"+appPort(a2), "a3.app.test:"+appPort(a3))
 	wantBackends(t, l, name(a1), name(a2), name(a3))
 	for _, s := range l.bl.Backends() {
 		if s.Name == name(a3) && (s.Weight >= 1 || s.Source != src) {
@@ -180,15 +85,15 @@ func TestDNSDiscoverySRVAddsDrainsAndKeepsLastGoodSet(t *testing.T) {
 	}
 
 	// DNS fails, then answers nothing: the set stays, failures counted.
-	d.fail.Store(true)
+	d.Fail(true)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if n := sumCounter(t, l.bl, "unstuck_lb_dns_resolutions_total", "result", "error"); n < 2 {
 			return fmt.Errorf("%v failed resolutions", n)
 		}
 		return nil
 	})
-	d.fail.Store(false)
-	d.setSRV("_http._tcp.app.test")
+	d.Fail(false)
+	d.SetSRV("_http._tcp.app.test")
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if n := sumCounter(t, l.bl, "unstuck_lb_dns_resolutions_total", "result", "empty"); n < 2 {
 			return fmt.Errorf("%v empty answers", n)
@@ -230,7 +135,7 @@ func TestDNSDiscoverySRVAddsDrainsAndKeepsLastGoodSet(t *testing.T) {
 			keep = append(keep, a.name+".app.test:"+appPort(a))
 		}
 	}
-	d.setSRV("_http._tcp.app.test", keep...)
+	d.SetSRV("_http._tcp.app.test", keep...)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		s, ok := l.bl.status(name(pinned))
 		if !ok || !s.Draining || !s.Removing {
@@ -322,12 +227,12 @@ func listenSamePort(t *testing.T, n int) ([]*appBackend, string) {
 }
 
 func TestDNSDiscoveryAddressRecordsWithPort(t *testing.T) {
-	d := startDNS(t)
+	d := testenv.StartDNS(t)
 	apps, port := listenSamePort(t, 3)
-	d.setA("web.test", "127.0.0.2", "127.0.0.3")
+	d.SetA("web.test", "127.0.0.2", "127.0.0.3")
 	l := startLB(t, &Config{
 		Sticky:   StickyConfig{Mode: "none"},
-		Backends: []BackendConfig{{Name: "web", URL: "dns://web.test:" + port + "?interval=50ms&family=ip4&resolver=" + d.addr}},
+		Backends: []BackendConfig{{Name: "web", URL: "dns://web.test:" + port + "?interval=50ms&family=ip4&resolver=" + d.Addr}},
 	})
 	wantBackends(t, l, "web-127.0.0.2-"+port, "web-127.0.0.3-"+port)
 	seen := map[string]bool{}
@@ -338,7 +243,7 @@ func TestDNSDiscoveryAddressRecordsWithPort(t *testing.T) {
 	if !seen["h2"] || !seen["h3"] {
 		t.Fatalf("traffic went to %v", seen)
 	}
-	d.setA("web.test", "127.0.0.3", "127.0.0.4")
+	d.SetA("web.test", "127.0.0.3", "127.0.0.4")
 	wantBackends(t, l, "web-127.0.0.3-"+port, "web-127.0.0.4-"+port)
 	if apps[0].hits.Load() == 0 {
 		t.Fatal("127.0.0.2 never served")
@@ -353,7 +258,7 @@ func TestDNSDiscoveryAddressRecordsWithPort(t *testing.T) {
 	})
 	// A reload keeps the discovered backends and their source.
 	cfg := &Config{Sticky: StickyConfig{Mode: "none"}, Admin: AdminConfig{Listen: "off"},
-		Backends: []BackendConfig{{Name: "web", URL: "dns://web.test:" + port + "?interval=50ms&family=ip4&resolver=" + d.addr}}}
+		Backends: []BackendConfig{{Name: "web", URL: "dns://web.test:" + port + "?interval=50ms&family=ip4&resolver=" + d.Addr}}}
 	if _, err := l.bl.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -398,15 +303,15 @@ func TestDNSBackendURLErrorsNameTheField(t *testing.T) {
 }
 
 func TestDNSDiscoveryReResolvesWhenABackendFails(t *testing.T) {
-	d := startDNS(t)
+	d := testenv.StartDNS(t)
 	a := newApp(t, "a")
-	d.setA("a.kick.test", "127.0.0.1")
-	d.setSRV("_http._tcp.kick.test", "a.kick.test:"+appPort(a))
+	d.SetA("a.kick.test", "127.0.0.1")
+	d.SetSRV("_http._tcp.kick.test", "a.kick.test:"+appPort(a))
 	// An hour between resolutions: only a failure can make it look again.
 	l := startLB(t, &Config{Sticky: StickyConfig{Mode: "none"},
-		Backends: []BackendConfig{{URL: "dns+srv://_http._tcp.kick.test?interval=1h&resolver=" + d.addr}}})
+		Backends: []BackendConfig{{URL: "dns+srv://_http._tcp.kick.test?interval=1h&resolver=" + d.Addr}}})
 	b := newApp(t, "b")
-	d.setSRV("_http._tcp.kick.test", "a.kick.test:"+appPort(b))
+	d.SetSRV("_http._tcp.kick.test", "a.kick.test:"+appPort(b))
 	a.srv.Close() // a dies: connection refused
 	testenv.Eventually(t, 20*time.Second, func() error {
 		resp, err := http.Get(l.url + "/")
