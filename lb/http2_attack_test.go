@@ -428,10 +428,13 @@ func TestHTTP2TooManyConcurrentStreamsAreRefused(t *testing.T) {
 }
 
 // A client that never grants flow-control window: its streams cannot
-// make progress. Each is reset after timeouts.client_write, and the
-// backend connections they held are released.
+// make progress. Each is reset within timeouts.client_write plus
+// timeouts.upstream, and the backend connections they held are released.
 func TestHTTP2FlowControlStallIsReset(t *testing.T) {
-	l, tc, _ := attackLB(t, func(c *Config) { c.Timeouts.ClientWrite = 300 * time.Millisecond })
+	l, tc, _ := attackLB(t, func(c *Config) {
+		c.Timeouts.ClientWrite = 300 * time.Millisecond
+		c.Timeouts.Upstream = time.Second
+	})
 	h := dialH2(t, l.addr, tc, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 	for i := range attackStreams {
 		if err := h.get(uint32(2*i+1), "/big"); err != nil {

@@ -208,3 +208,29 @@ func (x *streamDeadline) end() {
 		x.set(time.Time{})
 	}
 }
+
+// writeGuard arms a stream's write deadline (x/net's SetWriteDeadline) so
+// that a client that stops granting flow-control window loses the stream
+// and frees its upstream connection. Each arming is a message to the
+// connection's goroutine, so it is armed once per response and moved only
+// when half of ClientWrite has passed since: the deadline lies
+// ClientWrite + Upstream ahead, which no pause of the upstream reaches
+// (Upstream ends the exchange first), and a stalled write trips it within
+// ClientWrite + Upstream.
+type writeGuard struct {
+	set      func(time.Time) error
+	d, slack time.Duration
+	armed    time.Time
+}
+
+func (g *writeGuard) arm() {
+	if g.set == nil || g.d <= 0 {
+		return
+	}
+	now := time.Now()
+	if !g.armed.IsZero() && now.Sub(g.armed) < g.d/2 {
+		return
+	}
+	g.armed = now
+	g.set(now.Add(g.d + g.slack))
+}

@@ -28,11 +28,11 @@ func getLike(m string) bool {
 // serveStream serves one HTTP/2 request.
 func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	s := cc.s
-	in := &h2body{body: r.Body, max: s.lim.MaxBodyBytes, dl: streamDeadline{d: s.to.ClientIdle}}
+	in := &h2body{body: r.Body, empty: r.ContentLength == 0, max: s.lim.MaxBodyBytes, dl: streamDeadline{d: s.to.ClientIdle}}
 	if x, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok {
 		in.dl.set = x.SetReadDeadline
 	}
-	out := &h2out{w: w, dl: streamDeadline{d: s.to.ClientWrite}}
+	out := &h2out{w: w, dl: writeGuard{d: s.to.ClientWrite, slack: s.to.Upstream}}
 	if x, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		out.dl.set = x.SetWriteDeadline
 	}
@@ -374,7 +374,11 @@ func (cc *clientConn) h2relay(t *Target, uc *upConn, n int, out *h2out, res resu
 	cc.bw.Reset(out)
 	srcErr, dstErr := cc.respBody.pump(&uc.rd, s.to.Upstream, cc.bw, cc.bw, 0)
 	if srcErr == nil && dstErr == nil {
+		// The last bytes go unflushed: x/net sends them with the
+		// headers and END_STREAM when the handler returns, in one write.
+		out.last = true
 		dstErr = cc.bw.Flush()
+		out.last = false
 	}
 	switch {
 	case srcErr != nil:
@@ -454,13 +458,14 @@ func frameChunk(dst, p []byte) []byte {
 // wait (ClientIdle, as for HTTP/1.1 bodies).
 type h2body struct {
 	body  io.ReadCloser
+	empty bool  // declared empty: x/net refuses DATA beyond Content-Length
 	max   int64 // 0: no limit
 	total int64
 	dl    streamDeadline
 }
 
 func (b *h2body) Read(p []byte) (int, error) {
-	if b.body == http.NoBody {
+	if b.body == http.NoBody || b.empty {
 		return 0, io.EOF
 	}
 	b.dl.begin()
@@ -528,16 +533,19 @@ func (b *h2body) copyTo(uc *upConn, chunked bool) (srcErr, dstErr error) {
 }
 
 // h2out writes to a stream, flushing each write (the engine's bufio
-// already batched it), with ClientWrite bounding each write: a client that
-// stops granting flow-control window gets its stream reset.
+// already batched it), under a writeGuard: a client that stops granting
+// flow-control window gets its stream reset.
 type h2out struct {
-	w  http.ResponseWriter
-	dl streamDeadline
+	w    http.ResponseWriter
+	dl   writeGuard
+	last bool // the response's last bytes: buffered, not flushed
 }
 
 func (o *h2out) Write(p []byte) (int, error) {
-	o.dl.begin()
-	defer o.dl.end()
+	if o.last {
+		return o.w.Write(p)
+	}
+	o.dl.arm()
 	n, err := o.w.Write(p)
 	if err != nil {
 		return n, err
