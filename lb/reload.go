@@ -3,7 +3,6 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -85,10 +84,6 @@ func restartNeeded(a, b *Config) []string {
 	}
 	if a.HTTP2.Disabled != b.HTTP2.Disabled {
 		w = append(w, "http2.disabled")
-	}
-	if a.ProxyProtocol.Enabled != b.ProxyProtocol.Enabled || a.ProxyProtocol.Timeout != b.ProxyProtocol.Timeout ||
-		!slices.Equal(a.ProxyProtocol.Trusted, b.ProxyProtocol.Trusted) {
-		w = append(w, "proxy_protocol")
 	}
 	if a.Admin != b.Admin {
 		w = append(w, "admin")
