@@ -240,29 +240,29 @@ func TestHTTP2ListenerKeepsWebSocketsOnHTTP1(t *testing.T) {
 		t.Fatalf("echo %q", got)
 	}
 	// And a client offering both gets h2 for plain requests.
+	if p := alpn(t, l.addr, tc); p != "h2" {
+		t.Fatalf("ALPN chose %q, want h2", p)
+	}
+}
+
+// alpn is what the listener at addr chooses for a client offering h2 and
+// http/1.1.
+func alpn(t *testing.T, addr string, tc *tls.Config) string {
+	t.Helper()
 	both := tc.Clone()
 	both.NextProtos = []string{"h2", "http/1.1"}
-	conn, err := tls.Dial("tcp", l.addr, both)
+	conn, err := tls.Dial("tcp", addr, both)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("ALPN chose %q, want h2", p)
-	}
+	return conn.ConnectionState().NegotiatedProtocol
 }
 
 func TestHTTP2DisabledOffersOnlyHTTP1(t *testing.T) {
 	a := newApp(t, "a")
 	l, tc := startLBTLS(t, &Config{HTTP2: HTTP2Config{Disabled: true}}, nil, a)
-	both := tc.Clone()
-	both.NextProtos = []string{"h2", "http/1.1"}
-	conn, err := tls.Dial("tcp", l.addr, both)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+	if p := alpn(t, l.addr, tc); p != "http/1.1" {
 		t.Fatalf("ALPN chose %q with http2.disabled, want http/1.1", p)
 	}
 }
