@@ -17,7 +17,7 @@ import (
 func (bl *Balancer) accept(c net.Conn) {
 	pp := bl.view.Load().cfg.ProxyProtocol
 	if !pp.Enabled {
-		bl.hand(bl.withTLS(c), netip.Addr{})
+		bl.hand(bl.withTLS(c), netip.AddrPort{})
 		return
 	}
 	if !bl.track(c) {
@@ -45,7 +45,7 @@ func (bl *Balancer) withTLS(c net.Conn) net.Conn {
 // (the peer itself for the sender's own connections: health checks). A
 // peer outside proxy_protocol.trusted, or a missing, malformed or late
 // header, is refused: ok false, counted and logged.
-func (bl *Balancer) readProxyHeader(c net.Conn, pp ProxyProtocolConfig) (client netip.Addr, ok bool) {
+func (bl *Balancer) readProxyHeader(c net.Conn, pp ProxyProtocolConfig) (client netip.AddrPort, ok bool) {
 	count := bl.m.deploy.proxyProto
 	peer := connPeer(c)
 	trusted := false
@@ -58,7 +58,7 @@ func (bl *Balancer) readProxyHeader(c net.Conn, pp ProxyProtocolConfig) (client 
 	if !trusted {
 		count.WithLabelValues("untrusted").Inc()
 		bl.log.Warn("connection refused: PROXY protocol accepted only from proxy_protocol.trusted", "peer", peer)
-		return netip.Addr{}, false
+		return netip.AddrPort{}, false
 	}
 	c.SetReadDeadline(time.Now().Add(pp.Timeout))
 	h, err := proxyproto.Read(c)
@@ -69,19 +69,19 @@ func (bl *Balancer) readProxyHeader(c net.Conn, pp ProxyProtocolConfig) (client 
 		}
 		count.WithLabelValues(result).Inc()
 		bl.log.Warn("connection closed: bad PROXY protocol header", "peer", peer, "result", result, "err", err)
-		return netip.Addr{}, false
+		return netip.AddrPort{}, false
 	}
 	c.SetReadDeadline(time.Time{})
 	if h.Local {
 		count.WithLabelValues("local").Inc()
-		return peer, true
+		return netip.AddrPort{}, true // the socket's own
 	}
 	if h.Version == 1 {
 		count.WithLabelValues("v1").Inc()
 	} else {
 		count.WithLabelValues("v2").Inc()
 	}
-	return h.Source.Addr().Unmap(), true
+	return netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port()), true
 }
 
 func connPeer(c net.Conn) netip.Addr {

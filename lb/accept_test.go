@@ -221,3 +221,103 @@ func TestProxyProtocolBeforeTLSAndHTTP2(t *testing.T) {
 		t.Fatalf("PROXY, then TLS with h2: %s %q", resp.Proto, body)
 	}
 }
+
+// proxyListener reads a PROXY header off each accepted connection, as an
+// app behind send_proxy does; a connection without one is refused.
+type proxyListener struct {
+	net.Listener
+	mu   sync.Mutex
+	seen []proxyproto.Header
+}
+
+type headerConn struct {
+	net.Conn
+	h proxyproto.Header
+}
+
+func (l *proxyListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		h, err := proxyproto.Read(c)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		c.SetReadDeadline(time.Time{})
+		l.mu.Lock()
+		l.seen = append(l.seen, h)
+		l.mu.Unlock()
+		return &headerConn{c, h}, nil
+	}
+}
+
+func TestSendProxyV2ToBackends(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &proxyListener{Listener: ln}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Context().Value(connKey{}).(proxyproto.Header)
+		fmt.Fprintf(w, "%s local=%v", h.Source.Addr(), h.Local)
+	}))
+	srv.Listener.Close()
+	srv.Listener = pl
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c.(*headerConn).h)
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	cfg := &Config{
+		Admin: AdminConfig{Listen: "off"}, Sticky: StickyConfig{Mode: "none"},
+		ProxyProtocol: ProxyProtocolConfig{Enabled: true, Trusted: []string{"127.0.0.1"}},
+		Backends:      []BackendConfig{{Name: "pp", URL: srv.URL, SendProxy: true}},
+		Health:        HealthConfig{Active: ActiveHealthConfig{Path: "/healthz", Interval: 20 * time.Millisecond, Rise: 1, Fall: 1}},
+	}
+	bl, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bl.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go bl.Serve(l)
+	// Health checks open with a LOCAL header, and pass.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := checkCount(t, bl, "pp", "pass"); n < 2 {
+			return fmt.Errorf("%v checks passed", n)
+		}
+		return nil
+	})
+	// The client a PROXY header in front named is the one the backend's
+	// PROXY header names, one connection per request.
+	for i := range 3 {
+		ip := fmt.Sprintf("203.0.113.%d", i+1)
+		if got, err := getVia(t, l.Addr().String(), v1(ip)); err != nil || got != ip+" local=false" {
+			t.Fatalf("backend saw %q %v, want %s", got, err, ip)
+		}
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	conns := 0
+	for _, h := range pl.seen {
+		if !h.Local {
+			conns++
+			if h.Version != 2 || h.Source.Port() != 40000 {
+				t.Fatalf("header %+v: want v2 with the client's port", h)
+			}
+		}
+	}
+	if conns != 3 {
+		t.Fatalf("%d proxied connections for 3 requests; want one each (never pooled)", conns)
+	}
+}
+
+type connKey struct{}

@@ -119,11 +119,11 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 // newBackend makes bc's backend, whose outcomes and tunnels come back to
 // bl; install gives it its metrics when it goes live.
 func (bl *Balancer) newBackend(bc BackendConfig, u *url.URL) *Backend {
-	b := newBackend(bc.Name, u, bc.Weight)
+	b := newBackend(bc.Name, u, bc.Weight, bc.SendProxy)
 	b.source = bc.source
 	if bc.tlsName != "" {
 		b.tlsName = bc.tlsName
-		b.up = proxy.NewUpstream(bc.Name, u.Host, proxy.UpstreamOptions{TLSServerName: bc.tlsName})
+		b.up = proxy.NewUpstream(bc.Name, u.Host, proxy.UpstreamOptions{TLSServerName: bc.tlsName, SendProxy: bc.SendProxy})
 	}
 	b.done = func(o proxy.Outcome) { bl.done(b, o) }
 	b.onTunnel = func(t *proxy.Tunnel) { bl.trackTunnel(b, t) }

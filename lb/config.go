@@ -76,6 +76,11 @@ type BackendConfig struct {
 	URL string `yaml:"url"`
 	// Weight is the backend's relative share [1].
 	Weight int `yaml:"weight"`
+	// SendProxy opens every connection to the backend with a PROXY
+	// protocol v2 header naming the client (and health checks with a
+	// LOCAL one), for apps that read the client address at the TCP level.
+	// Such connections are not kept alive across requests.
+	SendProxy bool `yaml:"send_proxy" json:"send_proxy"`
 
 	// source is the dns:// or dns+srv:// URL a discovered backend came
 	// from, tlsName the DNS name its certificate must carry (https);

@@ -27,9 +27,10 @@ import (
 
 // dnsSource is one discovery entry with its last good answer.
 type dnsSource struct {
-	spec   *dnsSpec
-	prefix string // the entry's name: the prefix of its backends' names
-	weight int
+	spec      *dnsSpec
+	prefix    string // the entry's name: the prefix of its backends' names
+	weight    int
+	sendProxy bool
 
 	kick   chan struct{} // resolve now (a backend failed)
 	cancel context.CancelFunc
@@ -52,7 +53,8 @@ type dnsTarget struct {
 
 func (s *dnsSource) backendConfig(t dnsTarget) BackendConfig {
 	u := url.URL{Scheme: s.spec.scheme, Host: t.addr.String()}
-	bc := BackendConfig{Name: discoveredName(s.prefix, t.addr), URL: u.String(), Weight: s.weight, source: s.spec.raw}
+	bc := BackendConfig{Name: discoveredName(s.prefix, t.addr), URL: u.String(), Weight: s.weight, SendProxy: s.sendProxy,
+		source: s.spec.raw}
 	if s.spec.scheme == "https" {
 		bc.tlsName = t.host
 	}
@@ -82,14 +84,14 @@ func (bl *Balancer) syncSources(cfg *Config) (fresh []*dnsSource) {
 		name := bc.nameOrDefault(i)
 		if s := old[name]; s != nil && s.spec.raw == bc.URL {
 			s.mu.Lock()
-			s.weight = bc.Weight
+			s.weight, s.sendProxy = bc.Weight, bc.SendProxy
 			s.mu.Unlock()
 			d.sources[name] = s
 			delete(old, name)
 			continue
 		}
 		spec, _ := parseDNSURL(bc.URL) // validated
-		s := &dnsSource{spec: spec, prefix: name, weight: bc.Weight, kick: make(chan struct{}, 1), cancel: func() {}}
+		s := &dnsSource{spec: spec, prefix: name, weight: bc.Weight, sendProxy: bc.SendProxy, kick: make(chan struct{}, 1), cancel: func() {}}
 		d.sources[name] = s
 		fresh = append(fresh, s)
 	}

@@ -147,7 +147,7 @@ func (bl *Balancer) Serve(l net.Listener) error {
 // hand gives a new connection to the current engine generation, or to its
 // successor if it is being retired at that moment; client is the address
 // a PROXY header named (invalid: the peer).
-func (bl *Balancer) hand(c net.Conn, client netip.Addr) {
+func (bl *Balancer) hand(c net.Conn, client netip.AddrPort) {
 	for {
 		g := bl.cur.Load()
 		if g.ServeConnFrom(c, client) == nil {

@@ -67,14 +67,14 @@ type Server struct {
 // MaxConns connections are open already. After Shutdown or Close it
 // returns ErrServerClosed and leaves c to the caller, which may give it
 // to another Server.
-func (s *Server) ServeConn(c net.Conn) error { return s.ServeConnFrom(c, netip.Addr{}) }
+func (s *Server) ServeConn(c net.Conn) error { return s.ServeConnFrom(c, netip.AddrPort{}) }
 
 // ServeConnFrom is ServeConn for a connection whose client is not its
 // socket peer: a PROXY protocol header named client, which the engine
 // then uses wherever it would use the peer (X-Forwarded-For, Forwarded,
-// Request.ClientIP, TrustedProxies, logs). An invalid client means the
-// peer.
-func (s *Server) ServeConnFrom(c net.Conn, client netip.Addr) error {
+// Request.ClientIP, TrustedProxies, logs, a PROXY header to upstreams).
+// An invalid client means the peer.
+func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) error {
 	if s.Route == nil {
 		return errors.New("proxy: Server.Route is nil")
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type clientConn struct {
 	xff, fwd []byte // scratch for trusted forwarding headers
 	peerText []byte
 	fwdFor   []byte
+	peerPort uint16         // the client's port (a PROXY header's, with ServeConnFrom)
+	local    netip.AddrPort // the address the client connected to
+	proxyHdr []byte         // scratch for a PROXY header to an upstream
 	tried    [2]*Upstream
 	tunnel   *Tunnel
 

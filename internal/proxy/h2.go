@@ -172,6 +172,7 @@ func (s *Server) streamConn(conn *clientConn) *clientConn {
 	r.peer, r.trust, r.trusted, r.isTLS = cr.peer, cr.trust, cr.trusted, cr.isTLS
 	cc.peerText = append(cc.peerText[:0], conn.peerText...)
 	cc.fwdFor = append(cc.fwdFor[:0], conn.fwdFor...)
+	cc.peerPort, cc.local = conn.peerPort, conn.local
 	return cc
 }
 

@@ -196,7 +196,7 @@ func (cc *clientConn) h2exchange(ctx context.Context, t *Target, out *h2out, in 
 	for {
 		if uc == nil {
 			var err error
-			uc, err = u.dial(ctx, s.to.Dial, &s.to, &s.clk)
+			uc, err = u.dial(ctx, s.to.Dial, &s.to, &s.clk, cc.proxyHeader(u))
 			if err != nil {
 				if gone() {
 					return res

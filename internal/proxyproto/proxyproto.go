@@ -237,6 +237,13 @@ func parseV2(b []byte) (Header, int, error) {
 	return h, n, nil
 }
 
+// AppendV2Local appends a v2 LOCAL header: the sender's own connection
+// (a health check), no addresses.
+func AppendV2Local(b []byte) []byte {
+	b = append(b, sigV2...)
+	return append(b, 0x20, 0x00, 0, 0)
+}
+
 // AppendV2 appends a v2 PROXY header for a TCP connection from src to
 // dst; mixed families are sent as IPv6 (IPv4-mapped).
 func AppendV2(b []byte, src, dst netip.AddrPort) []byte {
