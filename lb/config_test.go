@@ -140,6 +140,8 @@ func FuzzParseConfig(f *testing.F) {
 		"backends: [\n",
 		"a: &x [*x]\n",
 		"sticky: {secrets: ['0123456789abcdefg']}\n",
+		"backends: [{url: 'dns+srv://_http._tcp.app.ns.svc.cluster.local?interval=5s'}, {name: w, url: 'dns://w.test:80?family=ip6', send_proxy: true}]\n",
+		"http2: {h2c: true, max_concurrent_streams: 7}\nproxy_protocol: {enabled: true, trusted: [10.0.0.0/8], timeout: 1s}\nbackends: [{url: 'http://a:1'}]\n",
 		"",
 	} {
 		f.Add([]byte(s))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -324,5 +325,35 @@ func TestDNSDiscoveryReResolvesWhenABackendFails(t *testing.T) {
 			return fmt.Errorf("%d %q", resp.StatusCode, body)
 		}
 		return nil
+	})
+}
+
+// FuzzParseDNSURL: any string is refused with a message naming the URL,
+// or parsed into a source whose backends get valid, stable names.
+func FuzzParseDNSURL(f *testing.F) {
+	for _, s := range []string{
+		"dns://app.test:8080", "dns+srv://_http._tcp.app.ns.svc.cluster.local?interval=5s&timeout=1s",
+		"dns://a:1?scheme=https&family=ip4&resolver=127.0.0.1:53", "dns://app", "dns+srv://x:1",
+		"dns://1.2.3.4:80", "dns://a:1?interval=soon", "dns://[::1]:80", "dns://_.-:65535?x=%zz",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sp, err := parseDNSURL(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), s) && !strings.Contains(err.Error(), strconv.Quote(s)) {
+				t.Fatalf("error does not name the URL: %v", err)
+			}
+			return
+		}
+		if sp.interval < 10*time.Millisecond || sp.timeout < 10*time.Millisecond || sp.name == "" || (sp.port == 0) != sp.srv {
+			t.Fatalf("parsed %q into %+v", s, sp)
+		}
+		for _, ap := range []netip.AddrPort{netip.MustParseAddrPort("10.1.2.3:8080"), netip.MustParseAddrPort("[fd00:aaaa:bbbb:cccc:dddd:eeee:ffff:1111]:65535")} {
+			name := discoveredName(dnsPrefix(sp), ap)
+			if !backendNameRE.MatchString(name) || name != discoveredName(dnsPrefix(sp), ap) {
+				t.Fatalf("backend name %q from %q", name, s)
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -459,5 +460,46 @@ func TestHTTP2FlowControlStallIsReset(t *testing.T) {
 		if n > 0 {
 			t.Fatalf("stream %d got %d bytes with a zero window", id, n)
 		}
+	}
+}
+
+// Shutdown sends GOAWAY: a stream in flight finishes, the connection then
+// closes, and Shutdown returns once it has.
+func TestHTTP2ShutdownLetsStreamsFinish(t *testing.T) {
+	l, tc, app := attackLB(t, nil)
+	c := h2Client(tc)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := c.Get(l.url + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		got <- resp.Status
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if app.cur.Load() != 1 {
+			return errors.New("the slow request has not reached the backend")
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- l.bl.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a stream in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	app.releaseAll()
+	if s := <-got; s != "200 OK" {
+		t.Fatalf("stream in flight at shutdown: %s", s)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 }
