@@ -21,18 +21,8 @@ CONNS=${CONNS:-32}
 STREAMS=${STREAMS:-10}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18200}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/unstuck-h2-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null 2>&1; }
+NAME=unstuck-h2-bench
+. "$(dirname "$0")/lib.sh"
 need h2load || { echo "h2load not found: apt-get install nghttp2-client" >&2; exit 1; }
 need haproxy || { echo "haproxy not found: apt-get install haproxy" >&2; exit 1; }
 need openssl || { echo "openssl not found" >&2; exit 1; }
@@ -43,14 +33,6 @@ echo "building in $WORK ..." >&2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
 	-keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/both.pem"
-
-start() { # start NAME CMD...: run in the background, remember the PID
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_${name//-/_}=$!"
-}
 
 start backend1 "$WORK/backend" -listen "127.0.0.1:$B1"
 start backend2 "$WORK/backend" -listen "127.0.0.1:$B2"
@@ -132,9 +114,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-
-median() { tr ' ' '\n' | awk '$1!="" && $1!="-"{print}' | sort -g | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="-" || b=="-" || b==0) print "-"; else printf "%.2f", a/b }'; }
 
 echo "load after: $LOAD_AFTER" >&2
 echo
