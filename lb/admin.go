@@ -23,6 +23,7 @@ const maxAdminBody = 64 << 10
 //	DELETE /api/backends/{name}       drain, then remove
 //	POST   /api/backends/{name}/drain
 //	POST   /api/backends/{name}/undrain
+//	GET    /api/discovery             DNS discovery sources and their last answers
 //	POST   /api/reload                re-read and apply the config
 //	GET    /metrics                   Prometheus
 //
@@ -75,6 +76,9 @@ func (bl *Balancer) AdminHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /api/backends/{name}/undrain", func(w http.ResponseWriter, r *http.Request) {
 		bl.adminAction(w, r.PathValue("name"), bl.Undrain)
+	})
+	mux.HandleFunc("GET /api/discovery", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, bl.Discovery())
 	})
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
 		if bl.opts.Reload == nil {

@@ -23,11 +23,14 @@ const (
 // Backend is one app instance as the balancer sees it. Policies read its
 // load through the methods below; everything else is the balancer's.
 type Backend struct {
-	name     string
-	url      *url.URL
-	weightW  atomic.Uint64 // configured weight, float64 bits (a reload may change it)
-	nameHash uint64
-	up       *proxy.Upstream
+	name      string
+	url       *url.URL
+	source    string        // the DNS discovery URL it came from, or ""
+	tlsName   string        // for a discovered https backend: the name to verify
+	sendProxy bool          // PROXY v2 header on each connection (BackendConfig.SendProxy)
+	weightW   atomic.Uint64 // configured weight, float64 bits (a reload may change it)
+	nameHash  uint64
+	up        *proxy.Upstream
 
 	inflight  atomic.Int64
 	total     atomic.Uint64
@@ -62,17 +65,18 @@ type Backend struct {
 	healthCfg  ActiveHealthConfig
 }
 
-func newBackend(name string, u *url.URL, weight int) *Backend {
-	opts := proxy.UpstreamOptions{}
+func newBackend(name string, u *url.URL, weight int, sendProxy bool) *Backend {
+	opts := proxy.UpstreamOptions{SendProxy: sendProxy}
 	if u.Scheme == "https" {
 		opts.TLSServerName = u.Hostname()
 	}
 	b := &Backend{
-		name:     name,
-		url:      u,
-		nameHash: mix64(fnv64([]byte(name))),
-		up:       proxy.NewUpstream(name, u.Host, opts),
-		tunnels:  map[*proxy.Tunnel]struct{}{},
+		name:      name,
+		url:       u,
+		nameHash:  mix64(fnv64([]byte(name))),
+		up:        proxy.NewUpstream(name, u.Host, opts),
+		sendProxy: sendProxy,
+		tunnels:   map[*proxy.Tunnel]struct{}{},
 	}
 	b.healthy.Store(true)
 	b.weightW.Store(math.Float64bits(float64(weight)))

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/url"
@@ -28,6 +29,10 @@ type Options struct {
 	// by default; policy.factor still bounds sticky spill. The same Policy
 	// serves across reloads; it must be safe for concurrent use.
 	Policy Policy
+	// TLS, when set, makes Serve terminate TLS on the connections it
+	// accepts (after the PROXY protocol header, when that is on). Its
+	// NextProtos decides HTTP/2: Config.ServerTLS offers h2 and http/1.1.
+	TLS *tls.Config
 }
 
 // Balancer is an HTTP and WebSocket load balancer: it decides which backend
@@ -57,14 +62,17 @@ type Balancer struct {
 	// them starts a new engine (a generation) on the same listeners and
 	// shuts the old one down gracefully (serve.go).
 	cur     atomic.Pointer[proxy.Server]
-	srvMu   sync.Mutex // guards gens and lns
+	srvMu   sync.Mutex // guards gens, lns and pending
 	gens    []*proxy.Server
 	lns     map[net.Listener]struct{}
-	closing atomic.Bool // Shutdown or Close began (shutdown.go)
+	pending map[net.Conn]struct{} // reading a PROXY header (accept.go)
+	closing atomic.Bool           // Shutdown or Close began (shutdown.go)
 
 	reloadMu sync.Mutex // one Apply at a time
 
 	lastPrune time.Time // maintain's last sweep of pinned-user maps
+
+	disc discovery // DNS discovery sources (discovery.go)
 }
 
 // New builds a Balancer from cfg: it validates cfg, fills in its defaults
@@ -87,15 +95,19 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	bl.cands.New = func() any { s := make([]*Backend, 0, 16); return &s }
 	bl.ctx, bl.cancel = context.WithCancel(context.Background())
 	bl.m = newMetrics(bl)
-	v, err := bl.buildView(cfg, nil)
+	fresh := bl.syncSources(cfg)
+	v, err := bl.buildView(bl.expand(cfg), nil)
 	if err != nil {
+		bl.cancel()
 		return nil, err
 	}
 	bl.install(v, nil)
+	bl.startSources(fresh)
 	for _, b := range v.backends {
 		bl.startHealth(b, cfg.Health.Active)
 	}
 	bl.lns = map[net.Listener]struct{}{}
+	bl.pending = map[net.Conn]struct{}{}
 	g := bl.newGen(cfg)
 	bl.gens = []*proxy.Server{g}
 	bl.cur.Store(g)
@@ -104,10 +116,15 @@ func New(cfg *Config, opts Options) (*Balancer, error) {
 	return bl, nil
 }
 
-// newBackend makes a backend whose outcomes and tunnels come back to bl;
-// install gives it its metrics when it goes live.
-func (bl *Balancer) newBackend(name string, u *url.URL, weight int) *Backend {
-	b := newBackend(name, u, weight)
+// newBackend makes bc's backend, whose outcomes and tunnels come back to
+// bl; install gives it its metrics when it goes live.
+func (bl *Balancer) newBackend(bc BackendConfig, u *url.URL) *Backend {
+	b := newBackend(bc.Name, u, bc.Weight, bc.SendProxy)
+	b.source = bc.source
+	if bc.tlsName != "" {
+		b.tlsName = bc.tlsName
+		b.up = proxy.NewUpstream(bc.Name, u.Host, proxy.UpstreamOptions{TLSServerName: bc.tlsName, SendProxy: bc.SendProxy})
+	}
 	b.done = func(o proxy.Outcome) { bl.done(b, o) }
 	b.onTunnel = func(t *proxy.Tunnel) { bl.trackTunnel(b, t) }
 	return b

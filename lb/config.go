@@ -19,7 +19,14 @@ type Config struct {
 	// TrustedProxies lists CIDRs whose X-Forwarded-* and Forwarded headers
 	// are believed; from anyone else they are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// Backends are the app instances. At least one is required.
+	// HTTP2 configures HTTP/2 to clients (config_deploy.go).
+	HTTP2 HTTP2Config `yaml:"http2"`
+	// ProxyProtocol accepts PROXY protocol headers from the L4 balancers
+	// in front (config_deploy.go).
+	ProxyProtocol ProxyProtocolConfig `yaml:"proxy_protocol"`
+	// Backends are the app instances. At least one is required; a URL
+	// dns://HOST:PORT or dns+srv://NAME stands for the instances DNS
+	// names (discovery.go).
 	Backends []BackendConfig `yaml:"backends"`
 	// Policy picks a backend for users no cookie pins.
 	Policy PolicyConfig `yaml:"policy"`
@@ -63,10 +70,22 @@ type BackendConfig struct {
 	// Name identifies the backend in cookies, logs, metrics and the admin
 	// API: letters, digits, '-', '_' and '.', at most 64. Defaults to b1, b2, ...
 	Name string `yaml:"name"`
-	// URL is http://host:port or https://host:port, without a path.
+	// URL is http://host:port or https://host:port, without a path; or a
+	// DNS discovery source, dns://HOST:PORT or dns+srv://NAME, that
+	// stands for a backend per address (discovery_url.go has the syntax).
 	URL string `yaml:"url"`
 	// Weight is the backend's relative share [1].
 	Weight int `yaml:"weight"`
+	// SendProxy opens every connection to the backend with a PROXY
+	// protocol v2 header naming the client (and health checks with a
+	// LOCAL one), for apps that read the client address at the TCP level.
+	// Such connections are not kept alive across requests.
+	SendProxy bool `yaml:"send_proxy" json:"send_proxy"`
+
+	// source is the dns:// or dns+srv:// URL a discovered backend came
+	// from, tlsName the DNS name its certificate must carry (https);
+	// both empty for a backend listed as such.
+	source, tlsName string
 }
 
 // PolicyConfig selects and tunes the balancing policy.

@@ -20,7 +20,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Admin.Listen, "127.0.0.1:9090")
 	for i := range c.Backends {
 		b := &c.Backends[i]
-		setDefault(&b.Name, defaultBackendName(i))
+		setDefault(&b.Name, b.nameOrDefault(i))
 		setDefault(&b.Weight, 1)
 	}
 
@@ -59,6 +59,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Shutdown.Grace, 30*time.Second)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+	c.applyDeployDefaults()
 }
 
 func (p *PolicyConfig) applyDefaults() {

@@ -140,6 +140,8 @@ func FuzzParseConfig(f *testing.F) {
 		"backends: [\n",
 		"a: &x [*x]\n",
 		"sticky: {secrets: ['0123456789abcdefg']}\n",
+		"backends: [{url: 'dns+srv://_http._tcp.app.ns.svc.cluster.local?interval=5s'}, {name: w, url: 'dns://w.test:80?family=ip6', send_proxy: true}]\n",
+		"http2: {h2c: true, max_concurrent_streams: 7}\nproxy_protocol: {enabled: true, trusted: [10.0.0.0/8], timeout: 1s}\nbackends: [{url: 'http://a:1'}]\n",
 		"",
 	} {
 		f.Add([]byte(s))
@@ -165,4 +167,24 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("valid config without backends")
 		}
 	})
+}
+
+func TestDeployConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"proxy_protocol: {enabled: true}\n", "c.yaml:1:17: proxy_protocol.trusted: required"},
+		{"proxy_protocol: {enabled: true, trusted: [10.0.0.0/33]}\n", "proxy_protocol.trusted[0]: \"10.0.0.0/33\" is not a CIDR"},
+		{"proxy_protocol: {timeout: -1s}\n", "proxy_protocol.timeout: must not be negative"},
+		{"http2: {max_concurrent_streams: 100000}\n", "http2.max_concurrent_streams: 100000 is more than 10000"},
+		{"http2: {h2c: maybe}\n", "http2.h2c"},
+	} {
+		_, err := ParseConfig("c.yaml", []byte(tc.yaml+"backends: [{url: \"http://127.0.0.1:1\"}]\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg, err := ParseConfig("c.yaml", []byte("backends: [{url: \"http://127.0.0.1:1\"}]\n"))
+	if err != nil || cfg.HTTP2.MaxConcurrentStreams != 100 || cfg.ProxyProtocol.Timeout != 5*time.Second ||
+		!reflect.DeepEqual(cfg.ALPN(), []string{"h2", "http/1.1"}) {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
 }

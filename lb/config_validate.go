@@ -19,6 +19,7 @@ import (
 func (c *Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateListeners,
+		c.validateDeploy,
 		c.validateBackends,
 		c.Policy.validate,
 		c.Sticky.validate,
@@ -77,7 +78,7 @@ func (c *Config) validateBackends() error {
 		if err := b.validate(f + "."); err != nil {
 			return err
 		}
-		name := cmp.Or(b.Name, defaultBackendName(i))
+		name := b.nameOrDefault(i)
 		if j, dup := seen[name]; dup {
 			return fieldErr(f+".name", "%q is also the name of backends[%d]", name, j)
 		}
@@ -96,7 +97,11 @@ func (b BackendConfig) validate(prefix string) error {
 	if b.Name != "" && !backendNameRE.MatchString(b.Name) {
 		return fieldErr(prefix+"name", "%q: use 1-64 letters, digits, '-', '_' or '.'", b.Name)
 	}
-	if _, err := parseBackendURL(b.URL); err != nil {
+	if isDNSURL(b.URL) {
+		if _, err := parseDNSURL(b.URL); err != nil {
+			return fieldErr(prefix+"url", "%v", err)
+		}
+	} else if _, err := parseBackendURL(b.URL); err != nil {
 		return fieldErr(prefix+"url", "%v", err)
 	}
 	if b.Weight < 0 || b.Weight > 10000 {

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/proxyproto"
 )
 
 // startHealth starts b's active checks when a path is configured. Checks
@@ -46,8 +49,24 @@ func (bl *Balancer) restartHealth(b *Backend, hc ActiveHealthConfig) {
 func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthConfig) {
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 1,
-		TLSClientConfig:     &tls.Config{ServerName: b.url.Hostname()},
+		TLSClientConfig:     &tls.Config{ServerName: cmp.Or(b.tlsName, b.url.Hostname())},
 		DisableCompression:  true,
+	}
+	if b.sendProxy {
+		// The backend wants a PROXY header first: a LOCAL one says the
+		// check is the balancer's own connection.
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := c.Write(proxyproto.AppendV2Local(nil)); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
+		}
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{
@@ -81,6 +100,7 @@ func (bl *Balancer) checkLoop(ctx context.Context, b *Backend, hc ActiveHealthCo
 			if b.healthy.Load() && fall >= hc.Fall {
 				b.healthy.Store(false)
 				bl.log.Warn("backend down", "backend", b.name, "checks_failed", fall, "last", why)
+				bl.kickSource(b)
 			}
 		}
 		select {

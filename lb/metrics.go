@@ -22,6 +22,7 @@ type metrics struct {
 	badCookies prometheus.Counter
 	noBackend  prometheus.Counter
 	reloads    *prometheus.CounterVec
+	deploy     *deployMetrics
 	all        []prometheus.Collector // everything registered
 }
 
@@ -84,6 +85,8 @@ func newMetrics(bl *Balancer) *metrics {
 	}, []string{"result"})
 	m.all = []prometheus.Collector{m.requests, m.latency, m.ejections, m.repins, m.spills, m.drains,
 		m.checks, m.badCookies, m.noBackend, m.reloads, &stateCollector{bl: bl}}
+	m.deploy = newDeployMetrics()
+	m.all = append(m.all, m.deploy.collectors()...)
 	m.reg.MustRegister(m.all...)
 	return m
 }

@@ -22,7 +22,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		c.Describe(ch)
 	}
 	close(ch)
-	name := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	name := regexp.MustCompile(`fqName: "([a-z0-9_]+)"`)
 	n := 0
 	for d := range ch {
 		m := name.FindStringSubmatch(d.String())

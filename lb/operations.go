@@ -50,8 +50,18 @@ func (bl *Balancer) Undrain(name string) error {
 
 // Add adds a backend at runtime; it is checked as a backend in the config
 // file is, and a name is chosen when bc has none. It is not written to the
-// config file: a reload replaces the backend set with the file's.
+// config file: a reload replaces the backend set with the file's. DNS
+// discovery sources belong in the config (or --backend), not here.
 func (bl *Balancer) Add(bc BackendConfig) (*Backend, error) {
+	if isDNSURL(bc.URL) {
+		return nil, fieldErr("url", "a DNS discovery source (%s) goes in the config file or --backend, not the admin API", bc.URL)
+	}
+	bc.source, bc.tlsName = "", ""
+	return bl.add(bc)
+}
+
+// add is Add for a backend of any origin, DNS discovery's included.
+func (bl *Balancer) add(bc BackendConfig) (*Backend, error) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	v := bl.view.Load()
@@ -71,7 +81,7 @@ func (bl *Balancer) Add(bc BackendConfig) (*Backend, error) {
 	}
 	setDefault(&bc.Weight, 1)
 	u, _ := parseBackendURL(bc.URL) // validated
-	b := bl.newBackend(bc.Name, u, bc.Weight)
+	b := bl.newBackend(bc, u)
 	nv := *v
 	nv.backends = append(slices.Clip(v.backends), b)
 	nv.byName = cloneMap(v.byName)

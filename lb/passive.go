@@ -21,6 +21,9 @@ func (bl *Balancer) done(b *Backend, o proxy.Outcome) {
 	}
 	// A client that went away leaves Status 0 and no Err: not the backend's fault.
 	if o.Err != nil || (o.Status >= 400 && slices.Contains(v.cfg.Health.Passive.Statuses, o.Status)) {
+		if o.Err != nil {
+			bl.kickSource(b) // gone from DNS already?
+		}
 		bl.passiveFailure(v, b, o)
 	} else if b.consecFails.Load() != 0 {
 		b.consecFails.Store(0)

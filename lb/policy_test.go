@@ -13,7 +13,7 @@ func testBackends(weights ...int) []*Backend {
 	var bs []*Backend
 	for i, w := range weights {
 		u, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", 10000+i))
-		bs = append(bs, newBackend(string(rune('a'+i)), u, w))
+		bs = append(bs, newBackend(string(rune('a'+i)), u, w, false))
 	}
 	return bs
 }

@@ -77,10 +77,18 @@ func newApp(t *testing.T, name string) *appBackend {
 type liveLB struct {
 	bl    *Balancer
 	url   string
+	addr  string // host:port of the proxy listener
 	admin *httptest.Server
 }
 
 func startLB(t *testing.T, cfg *Config, apps ...*appBackend) *liveLB {
+	t.Helper()
+	return startLBOn(t, cfg, nil, nil, apps...)
+}
+
+// startLBOn is startLB with the proxy listener wrapped by wrap (TLS) and
+// logs to log, when set.
+func startLBOn(t *testing.T, cfg *Config, wrap func(net.Listener) net.Listener, log *slog.Logger, apps ...*appBackend) *liveLB {
 	t.Helper()
 	if len(cfg.Backends) == 0 {
 		for _, a := range apps {
@@ -93,7 +101,10 @@ func startLB(t *testing.T, cfg *Config, apps ...*appBackend) *liveLB {
 	if len(cfg.Sticky.Secrets) == 0 && cfg.Sticky.Mode != "none" {
 		cfg.Sticky.Secrets = []string{secretA}
 	}
-	bl, err := New(cfg, Options{Logger: quietLogger(), Tick: 10 * time.Millisecond})
+	if log == nil {
+		log = quietLogger()
+	}
+	bl, err := New(cfg, Options{Logger: log, Tick: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,13 +112,18 @@ func startLB(t *testing.T, cfg *Config, apps ...*appBackend) *liveLB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := ln.Addr().String()
+	scheme := "http://"
+	if wrap != nil {
+		ln, scheme = wrap(ln), "https://"
+	}
 	go bl.Serve(ln)
 	admin := httptest.NewServer(bl.AdminHandler(cfg.Admin.Token))
 	t.Cleanup(func() {
 		admin.Close()
 		bl.Close()
 	})
-	return &liveLB{bl: bl, url: "http://" + ln.Addr().String(), admin: admin}
+	return &liveLB{bl: bl, url: scheme + addr, addr: addr, admin: admin}
 }
 
 func jarClient(t *testing.T) *http.Client {

@@ -25,9 +25,11 @@ func (bl *Balancer) Apply(cfg *Config) (warnings []string, err error) {
 		return nil, err
 	}
 	cfg.ApplyDefaults()
+	fresh := bl.syncSources(cfg)
+	defer bl.startSources(fresh)
 	bl.mu.Lock()
 	old := bl.view.Load()
-	nv, err := bl.buildView(cfg, old)
+	nv, err := bl.buildView(bl.expand(cfg), old)
 	if err != nil {
 		bl.mu.Unlock()
 		bl.m.reloads.WithLabelValues("error").Inc()
@@ -79,6 +81,9 @@ func restartNeeded(a, b *Config) []string {
 	}
 	if a.TLS != b.TLS {
 		w = append(w, "tls")
+	}
+	if a.HTTP2.Disabled != b.HTTP2.Disabled {
+		w = append(w, "http2.disabled")
 	}
 	if a.Admin != b.Admin {
 		w = append(w, "admin")

@@ -47,6 +47,11 @@ func (bl *Balancer) newGen(cfg *Config) *proxy.Server {
 		},
 		TrustedProxies: trusted,
 		Logger:         bl.log,
+		HTTP2: proxy.HTTP2Options{
+			Cleartext:            cfg.HTTP2.H2C,
+			MaxConcurrentStreams: cfg.HTTP2.MaxConcurrentStreams,
+			CountError:           bl.countH2Error,
+		},
 	}
 	if cfg.Log.Access {
 		acc := bl.log.With("log", "access")
@@ -67,7 +72,8 @@ func sameEngine(a, b *Config) bool {
 		slices.Equal(a.TrustedProxies, b.TrustedProxies) &&
 		a.WebSocket.Idle == b.WebSocket.Idle && a.WebSocket.MaxLifetime == b.WebSocket.MaxLifetime &&
 		slices.Equal(a.Retries.Methods, b.Retries.Methods) && a.Retries.BodyBytes == b.Retries.BodyBytes &&
-		a.Log.Access == b.Log.Access
+		a.Log.Access == b.Log.Access &&
+		a.HTTP2.H2C == b.HTTP2.H2C && a.HTTP2.MaxConcurrentStreams == b.HTTP2.MaxConcurrentStreams
 }
 
 // swapServer starts a generation for cfg and retires the current one.
@@ -97,8 +103,10 @@ func (bl *Balancer) swapServer(cfg *Config) {
 }
 
 // Serve accepts connections on l and proxies them until Shutdown or Close;
-// it then returns net.ErrClosed. l may be a TLS listener, and Serve may be
-// called for several listeners.
+// it then returns net.ErrClosed. Serve may be called for several
+// listeners. For TLS, set Options.TLS (then a PROXY protocol header can
+// precede the handshake) or pass a TLS listener; either way, HTTP/2 is
+// served to clients that negotiate h2 (see Config.ALPN).
 func (bl *Balancer) Serve(l net.Listener) error {
 	bl.srvMu.Lock()
 	if bl.closing.Load() {
@@ -132,16 +140,17 @@ func (bl *Balancer) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		bl.hand(c)
+		bl.accept(c)
 	}
 }
 
 // hand gives a new connection to the current engine generation, or to its
-// successor if it is being retired at that moment.
-func (bl *Balancer) hand(c net.Conn) {
+// successor if it is being retired at that moment; client is the address
+// a PROXY header named (invalid: the peer).
+func (bl *Balancer) hand(c net.Conn, client netip.AddrPort) {
 	for {
 		g := bl.cur.Load()
-		if g.ServeConn(c) == nil {
+		if g.ServeConnFrom(c, client) == nil {
 			return
 		}
 		if bl.closing.Load() || bl.cur.Load() == g {
@@ -163,6 +172,10 @@ func (bl *Balancer) closeListeners() {
 	for l := range bl.lns {
 		l.Close()
 	}
+	for c := range bl.pending {
+		c.Close()
+	}
+	clear(bl.pending)
 }
 
 // shutdownServers stops accepting and shuts every generation down.

@@ -24,6 +24,9 @@ type BackendStatus struct {
 	PinnedUsers int    `json:"pinned_users"`
 	WebSockets  int64  `json:"websockets"`
 	Removing    bool   `json:"removing,omitempty"`
+	// Source is the DNS discovery URL the backend came from; empty for
+	// one listed in the config or added through the API.
+	Source string `json:"source,omitempty"`
 }
 
 // Backends reports every backend's state.
@@ -40,7 +43,7 @@ func (bl *Balancer) Backends() []BackendStatus {
 			Draining: b.draining.Load() || b.drained.Load(),
 			InFlight: b.inflight.Load(), Total: b.total.Load(),
 			PinnedUsers: b.recentUsers(now, v.cfg.Drain.Idle), WebSockets: b.wsOpen.Load(),
-			Removing: removing,
+			Removing: removing, Source: b.source,
 		})
 	}
 	return out

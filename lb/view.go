@@ -67,8 +67,11 @@ func (bl *Balancer) buildView(cfg *Config, old *view) (*view, error) {
 	for _, bc := range cfg.Backends {
 		u, _ := parseBackendURL(bc.URL) // validated
 		b := old.backend(bc.Name, u)
+		if b != nil && b.sendProxy != bc.SendProxy {
+			b = nil // a new upstream: its connections start differently
+		}
 		if b == nil {
-			b = bl.newBackend(bc.Name, u, bc.Weight)
+			b = bl.newBackend(bc, u)
 		}
 		v.backends = append(v.backends, b)
 		v.byName[b.name] = b
@@ -120,7 +123,8 @@ func withBackends(cfg *Config, bs []*Backend) *Config {
 	c := *cfg
 	c.Backends = make([]BackendConfig, len(bs))
 	for i, b := range bs {
-		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight())}
+		c.Backends[i] = BackendConfig{Name: b.name, URL: b.url.String(), Weight: int(b.baseWeight()), SendProxy: b.sendProxy,
+			source: b.source, tlsName: b.tlsName}
 	}
 	return &c
 }

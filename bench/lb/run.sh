@@ -25,18 +25,8 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 BASE=${BASE_PORT:-18100}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/unstuck-lb-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null 2>&1; }
+NAME=unstuck-lb-bench
+. "$(dirname "$0")/lib.sh"
 need wrk || { echo "wrk not found: apt-get install wrk haproxy nginx caddy" >&2; exit 1; }
 need curl || { echo "curl not found" >&2; exit 1; }
 
@@ -44,14 +34,6 @@ B1=$((BASE + 1)) B2=$((BASE + 2))
 echo "building in $WORK ..." >&2
 (cd "$ROOT" && go build -o "$WORK/backend" ./bench/lb/backend && go build -o "$WORK/engine" ./bench/lb/engine &&
 	go build -o "$WORK/unstuck" ./cmd/unstuck)
-
-start() { # start NAME CMD...: run in the background, remember the PID
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_${name//-/_}=$!"
-}
 
 start backend1 "$WORK/backend" -listen "127.0.0.1:$B1"
 start backend2 "$WORK/backend" -listen "127.0.0.1:$B2"
@@ -202,9 +184,6 @@ for r in $(seq 1 "$ROUNDS"); do
 		printf 'round %d %-15s %10s req/s  p50 %8s ms  p99 %8s ms  %6s us CPU/req %s\n' "$r" "$name" "$rps" "$p50" "$p99" "$us" "$errs" >&2
 	done
 done
-
-median() { tr ' ' '\n' | awk '$1!="" && $1!="-"{print}' | sort -g | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="-" || b=="-" || b==0) print "-"; else printf "%.2f", a/b }'; }
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews req/s; CPU us/req is steadier)" >&2
 hrps=$(echo "${RPS[haproxy]:-}" | median) hcpu=$(echo "${CPU[haproxy]:-}" | median)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,12 +32,13 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", ":8080", "proxy listen address")
 	admin := fs.String("admin", "127.0.0.1:9090", `admin API and /metrics address; "off" disables it`)
 	adminToken := fs.String("admin-token", "", "bearer token for the admin API (or UNSTUCK_ADMIN_TOKEN); required off loopback")
-	fs.Var(&backends, "backend", "backend `[NAME=]URL`, repeatable; unnamed ones are b1, b2, ... in order")
+	fs.Var(&backends, "backend", "backend `[NAME=]URL`, repeatable; unnamed ones are b1, b2, ... in order; dns://HOST:PORT or dns+srv://NAME discovers them from DNS")
 	policy := fs.String("policy", lb.PolicyRoundRobin, strings.Join(lb.PolicyNames(), ", "))
 	sticky := fs.String("sticky", "cookie", "cookie or none")
 	fs.Var(&secrets, "secret", "sticky cookie secret, repeatable (first signs, all verify); else the config's, else UNSTUCK_SECRET (comma-separated)")
 	configPath := fs.String("config", "", "YAML config file (flags given override it)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
+	h2c := fs.Bool("h2c", false, "serve cleartext HTTP/2 with prior knowledge on a plain listener (http2.h2c)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: unstuck lb [flags]\n\nRuns the HTTP and WebSocket load balancer. SIGHUP reloads the config; SIGTERM stops gracefully.\n\nFlags:")
 		fs.PrintDefaults()
@@ -79,6 +79,9 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if set["policy"] || c.Policy.Name == "" {
 			c.Policy.Name = *policy
 		}
+		if set["h2c"] {
+			c.HTTP2.H2C = *h2c
+		}
 		if set["sticky"] || c.Sticky.Mode == "" {
 			c.Sticky.Mode = *sticky
 		}
@@ -108,7 +111,14 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		fmt.Fprintf(stdout, "config ok: %d backends, policy %s, sticky %s\n", len(cfg.Backends), cfg.Policy.Name, cfg.Sticky.Mode)
+		dns := 0
+		for _, b := range cfg.Backends {
+			if strings.HasPrefix(b.URL, "dns://") || strings.HasPrefix(b.URL, "dns+srv://") {
+				dns++
+			}
+		}
+		fmt.Fprintf(stdout, "config ok: %d backends (%d DNS discovery sources, not resolved by --check), policy %s, sticky %s\n",
+			len(cfg.Backends), dns, cfg.Policy.Name, cfg.Sticky.Mode)
 		if cfg.Sticky.Mode == "cookie" && len(cfg.Sticky.Secrets) == 0 {
 			fmt.Fprintln(stdout, "warning: no sticky secret (sticky.secrets, --secret, UNSTUCK_SECRET): a random one will be generated, valid for this process only")
 		}
@@ -134,7 +144,14 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	bl, err := lb.New(cfg, lb.Options{Logger: log, Reload: load})
+	// TLS is the balancer's to terminate, after a PROXY protocol header
+	// if there is one; its ALPN offers h2 unless http2.disabled.
+	tlsConf, err := cfg.ServerTLS()
+	if err != nil {
+		fmt.Fprintf(stderr, "unstuck lb: tls: %v\n", err)
+		return 1
+	}
+	bl, err := lb.New(cfg, lb.Options{Logger: log, Reload: load, TLS: tlsConf})
 	if err != nil {
 		fmt.Fprintf(stderr, "unstuck lb: %v\n", err)
 		return 1
@@ -144,16 +161,6 @@ func serveLB(ctx context.Context, cfg *lb.Config, load func() (*lb.Config, error
 		bl.Close()
 		fmt.Fprintf(stderr, "unstuck lb: listen: %v\n", err)
 		return 1
-	}
-	if cfg.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			ln.Close()
-			bl.Close()
-			fmt.Fprintf(stderr, "unstuck lb: tls: %v\n", err)
-			return 1
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
 	}
 	var adminSrv *http.Server
 	if cfg.Admin.Listen != "off" {

@@ -39,6 +39,10 @@ type Server struct {
 	// AccessLog, when set, is called once per finished exchange.
 	AccessLog func(AccessEntry)
 
+	// HTTP2 configures HTTP/2 to clients (h2.go): TLS connections that
+	// negotiated h2, and cleartext h2c when enabled.
+	HTTP2 HTTP2Options
+
 	// The running state (server.go), set up by the first call to any
 	// method; the fields above must not change after it.
 	once     sync.Once
@@ -54,6 +58,7 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	pool     sync.Pool // *clientConn with its buffers
+	h2       h2state
 }
 
 // ServeConn serves c, a new client connection (plain TCP, or a *tls.Conn
@@ -62,7 +67,14 @@ type Server struct {
 // MaxConns connections are open already. After Shutdown or Close it
 // returns ErrServerClosed and leaves c to the caller, which may give it
 // to another Server.
-func (s *Server) ServeConn(c net.Conn) error {
+func (s *Server) ServeConn(c net.Conn) error { return s.ServeConnFrom(c, netip.AddrPort{}) }
+
+// ServeConnFrom is ServeConn for a connection whose client is not its
+// socket peer: a PROXY protocol header named client, which the engine
+// then uses wherever it would use the peer (X-Forwarded-For, Forwarded,
+// Request.ClientIP, TrustedProxies, logs, a PROXY header to upstreams).
+// An invalid client means the peer.
+func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) error {
 	if s.Route == nil {
 		return errors.New("proxy: Server.Route is nil")
 	}
@@ -78,7 +90,7 @@ func (s *Server) ServeConn(c net.Conn) error {
 		c.Close()
 		return nil
 	}
-	cc := s.newConn(c)
+	cc := s.newConn(c, client)
 	s.conns[cc] = struct{}{}
 	s.mu.Unlock()
 	go cc.serve()

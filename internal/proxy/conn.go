@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type clientConn struct {
 	xff, fwd []byte // scratch for trusted forwarding headers
 	peerText []byte
 	fwdFor   []byte
+	peerPort uint16         // the client's port (a PROXY header's, with ServeConnFrom)
+	local    netip.AddrPort // the address the client connected to
+	proxyHdr []byte         // scratch for a PROXY header to an upstream
 	tried    [2]*Upstream
 	tunnel   *Tunnel
 
@@ -78,13 +82,22 @@ func (cc *clientConn) serve() {
 		if err := tc.Handshake(); err != nil {
 			return
 		}
-		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+		switch tc.ConnectionState().NegotiatedProtocol {
+		case "", "http/1.1":
+		case "h2":
+			s.serveH2(cc, tc)
+			return
+		default:
 			return
 		}
 	}
-	for {
+	for first := true; ; first = false {
 		n, err := cc.readHead()
 		if err != nil {
+			if err == errVersion && first && cc.isH2Preface() {
+				cc.serveH2C()
+				return
+			}
 			if cc.headError(err) {
 				cc.linger()
 			}

@@ -47,4 +47,13 @@
 //     up to about 1.5 s early; shorter ones are exact.
 //   - Idle pooled upstream connections older than UpstreamIdle are closed
 //     when the pool is next used, not by a timer.
+//   - HTTP/2 (h2.go): a TLS connection that negotiated h2, or a plain one
+//     opening with the preface when HTTP2.Cleartext, is served by
+//     x/net/http2; each stream's head is written out in HTTP/1.1 form and
+//     parsed by the same parser, so Route, rewriting, retries and the access
+//     log are the HTTP/1.1 path's, and the upstream exchange uses the same
+//     pools, blocking on the stream's goroutine. 1xx responses and trailers
+//     are not relayed; a reset stream closes its upstream connection.
+//   - ServeConnFrom takes the client's address from the caller (a PROXY
+//     protocol header) instead of the socket's peer.
 package proxy

@@ -33,7 +33,7 @@ func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 	for {
 		if uc == nil {
 			var err error
-			uc, err = u.dial(context.Background(), s.to.Dial, &s.to, &s.clk)
+			uc, err = u.dial(context.Background(), s.to.Dial, &s.to, &s.clk, cc.proxyHeader(u))
 			if err != nil {
 				res.err, res.dialFailed = err, true
 				return res

@@ -60,7 +60,7 @@ func (s *Server) setup() {
 	})
 }
 
-func (s *Server) newConn(c net.Conn) *clientConn {
+func (s *Server) newConn(c net.Conn, client netip.AddrPort) *clientConn {
 	cc, _ := s.pool.Get().(*clientConn)
 	if cc == nil {
 		cc = newClientConn()
@@ -72,7 +72,11 @@ func (s *Server) newConn(c net.Conn) *clientConn {
 	cc.bw.Reset(&cc.cw)
 	cc.state.Store(stActive)
 	r := &cc.req
-	r.peer = peerAddr(c)
+	r.peer, cc.peerPort = client.Addr().Unmap(), client.Port()
+	if !r.peer.IsValid() {
+		r.peer, cc.peerPort = peerAddr(c)
+	}
+	cc.local = localAddr(c)
 	r.trust = s.TrustedProxies
 	r.trusted = r.peer.IsValid() && inPrefixes(s.TrustedProxies, r.peer)
 	_, r.isTLS = c.(*tls.Conn)
@@ -88,16 +92,25 @@ func (s *Server) newConn(c net.Conn) *clientConn {
 	return cc
 }
 
-// peerAddr is the client's IP address (invalid for non-IP transports).
-func peerAddr(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
+// peerAddr is the client's IP address and port (invalid for non-IP
+// transports).
+func peerAddr(c net.Conn) (netip.Addr, uint16) {
+	ap := addrPort(c.RemoteAddr())
+	return ap.Addr().Unmap(), ap.Port()
+}
+
+// localAddr is the address the client connected to.
+func localAddr(c net.Conn) netip.AddrPort { return addrPort(c.LocalAddr()) }
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
 	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
+	if a == nil {
+		return netip.AddrPort{}
 	}
-	return ap.Addr().Unmap()
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 func (s *Server) release(cc *clientConn) {
@@ -129,6 +142,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.mu.Unlock()
+	s.shutdownH2()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -24,6 +24,7 @@ type Upstream struct {
 	name, addr string
 	tlsConf    *tls.Config // nil: plain TCP
 	maxIdle    int
+	sendProxy  bool // a PROXY v2 header opens each connection (proxyhdr.go)
 
 	mu   sync.Mutex
 	idle []*upConn
@@ -54,6 +55,11 @@ type UpstreamOptions struct {
 	// TLSServerName; ServerName defaults to TLSServerName, NextProtos to
 	// http/1.1.
 	TLSConfig *tls.Config
+	// SendProxy opens every connection with a PROXY protocol v2 header
+	// naming the client, for upstreams that want the client's address at
+	// the TCP level. Such a connection carries one client's requests, so
+	// it is never pooled: one connection per request.
+	SendProxy bool
 }
 
 // NewUpstream returns an upstream named name (the name appears in logs,
@@ -73,6 +79,7 @@ func NewUpstream(name, addr string, opts UpstreamOptions) *Upstream {
 		}
 		u.tlsConf = c
 	}
+	u.sendProxy = opts.SendProxy
 	u.maxIdle = opts.MaxIdleConns
 	if u.maxIdle <= 0 {
 		u.maxIdle = 256
@@ -89,6 +96,9 @@ func (u *Upstream) Addr() string { return u.addr }
 // get pops the most recently used idle connection, closing any that idled
 // longer than idleFor.
 func (u *Upstream) get(now int64, idleFor time.Duration) *upConn {
+	if u.sendProxy {
+		return nil
+	}
 	u.mu.Lock()
 	for n := len(u.idle); n > 0; n = len(u.idle) {
 		uc := u.idle[n-1]
@@ -109,7 +119,7 @@ func (u *Upstream) get(now int64, idleFor time.Duration) *upConn {
 func (u *Upstream) put(uc *upConn, now int64, idleFor time.Duration) {
 	uc.idleAt = now
 	u.mu.Lock()
-	if uc.gen != u.gen {
+	if uc.gen != u.gen || u.sendProxy {
 		u.mu.Unlock()
 		uc.c.Close()
 		return
@@ -155,8 +165,9 @@ func (u *Upstream) Close() {
 	}
 }
 
-// dial opens a new connection (TLS when configured).
-func (u *Upstream) dial(ctx context.Context, timeout time.Duration, to *Timeouts, clk *clock) (*upConn, error) {
+// dial opens a new connection (TLS when configured), first sending hdr
+// (a PROXY header, or nil).
+func (u *Upstream) dial(ctx context.Context, timeout time.Duration, to *Timeouts, clk *clock, hdr []byte) (*upConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
@@ -166,6 +177,15 @@ func (u *Upstream) dial(ctx context.Context, timeout time.Duration, to *Timeouts
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if len(hdr) > 0 {
+		c.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := c.Write(hdr)
+		c.SetWriteDeadline(time.Time{})
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	if u.tlsConf != nil {
 		tc := tls.Client(c, u.tlsConf)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -459,5 +460,23 @@ func TestTooManyStreams(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("second stream = %d, want 503", res.StatusCode)
+	}
+}
+
+func TestPageShowsWhereDiscoveredBackendsCameFrom(t *testing.T) {
+	d := testenv.StartDNS(t)
+	var src string
+	e := newEnv(t, 1, "", func(c *lb.Config) {
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(c.Backends[0].URL, "http://"))
+		d.SetA("i1.shop.test", "127.0.0.1")
+		d.SetSRV("_http._tcp.shop.test", "i1.shop.test:"+port)
+		src = "dns+srv://_http._tcp.shop.test?resolver=" + d.Addr
+		c.Backends = []lb.BackendConfig{{URL: src}}
+	})
+	_, body, _ := e.get(t, "/")
+	// html/template writes the + of dns+srv as &#43;.
+	want := `<span class="source" title="discovered from DNS">via dns&#43;srv://_http._tcp.shop.test?resolver=` + d.Addr + `</span>`
+	if !strings.Contains(body, want) {
+		t.Fatalf("the page does not say the backend came from %s:\n%s", src, body)
 	}
 }

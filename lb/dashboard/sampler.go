@@ -286,8 +286,12 @@ func (s *sampler) derive(prev, cur *reading) {
 		old, existed := before[b.Name]
 		switch {
 		case !existed:
+			from := ""
+			if b.Source != "" {
+				from = " from DNS " + b.Source
+			}
 			changes = append(changes, change{name: b.Name, added: true, kind: "added", level: "info",
-				text: fmt.Sprintf("%s added (%s, weight %g), %s", b.Name, b.URL, b.Weight, b.State)})
+				text: fmt.Sprintf("%s added%s (%s, weight %g), %s", b.Name, from, b.URL, b.Weight, b.State)})
 		case old.State != b.State:
 			kind, level, text := describe(b.Name, old.State, b.State)
 			changes = append(changes, change{name: b.Name, tr: transition{At: at, From: old.State, To: b.State}, kind: kind, level: level, text: text})

@@ -180,6 +180,8 @@
       if (tr.length) health.title = tr.map((t) => clock(new Date(t.at)) + "  " + t.from + " → " + t.to).join("\n");
       const name = el("th", { scope: "row", "data-label": "Backend" },
         el("span", { class: "name" }, el("i", { class: "dot" }), b.name), el("span", { class: "url" }, b.url));
+      // Where a discovered backend came from: its DNS source.
+      if (b.source) name.append(el("span", { class: "source", title: "discovered from DNS" }, "via " + b.source));
       name.querySelector(".dot").style.cssText = "display:inline-block;width:.6rem;height:.6rem;border-radius:50%;margin-right:.4rem;background:" + color(b.name);
       return el("tr", { "data-name": b.name, "data-state": b.state },
         name, state,
