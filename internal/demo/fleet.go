@@ -121,6 +121,39 @@ func (f *Fleet) Crash(name string) error {
 	return nil
 }
 
+// Terminate stops one instance gracefully, as a deploy would: SIGTERM, then
+// SIGKILL if it has not exited within StopGrace. It returns once the
+// process is gone; Restart brings it back on the same address.
+func (f *Fleet) Terminate(name string) error {
+	inst, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	cmd, done := inst.cmd, inst.done
+	f.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("instance %s is not running", name)
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	timer := time.NewTimer(f.grace())
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	return nil
+}
+
+func (f *Fleet) grace() time.Duration {
+	if f.StopGrace == 0 {
+		return 5 * time.Second
+	}
+	return f.StopGrace
+}
+
 // Restart starts a stopped or crashed instance again on its old address; a
 // running one is killed first.
 func (f *Fleet) Restart(ctx context.Context, name string) (InstanceInfo, error) {
@@ -173,14 +206,10 @@ func (f *Fleet) Stop() {
 		}
 	}
 	f.mu.Unlock()
-	grace := f.StopGrace
-	if grace == 0 {
-		grace = 5 * time.Second
-	}
 	for _, p := range running {
 		_ = syscall.Kill(-p.pid, syscall.SIGTERM)
 	}
-	timer := time.NewTimer(grace)
+	timer := time.NewTimer(f.grace())
 	defer timer.Stop()
 	for _, p := range running {
 		select {
