@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 	"github.com/unstuck-dev/unstuck/internal/experiment/report"
 	"github.com/unstuck-dev/unstuck/internal/experiment/workload"
 )
@@ -35,15 +35,9 @@ type Input struct {
 	Rotations []Rotation
 	// ScaleOut is the instance that joined in the scale_out phase.
 	ScaleOut string
-	// Recovered are the instances brought back in the recovery phase.
-	Recovered []string
 	// Resources by phase name.
 	Resources map[string]Resources
 }
-
-// FairShare is the share of its fair share (1/n of the load over the n
-// instances in rotation) an instance must carry to count as used.
-const FairShare = 0.8
 
 // grid is the load series with who was in rotation when.
 type grid struct {
@@ -61,7 +55,6 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 	phases = map[string]*report.Figures{}
 	totalHist := newHist(3)
 	total = report.Figures{ErrorsByStatus: map[string]int64{}, RequestsPerInstance: map[string]int64{}}
-	var imb, cv, weight float64
 	var cpu, ops float64
 	cpuKnown, opsKnown := true, true
 	for i, span := range c.phases {
@@ -69,12 +62,6 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 		f := acc.figures(span.End - span.Start)
 		b0, b1 := bucketOf(span.Start), bucketOf(span.End)
 		f.ImbalanceMaxOverMean, f.ImbalanceCV = g.imbalance(b0, b1)
-		if f.ImbalanceMaxOverMean != nil {
-			w := (span.End - span.Start).Seconds()
-			imb += *f.ImbalanceMaxOverMean * w
-			cv += *f.ImbalanceCV * w
-			weight += w
-		}
 		res := in.Resources[span.Name]
 		f.CPUMsPerRequest = perRequest(res.CPUSeconds, 1000, acc.answered)
 		f.StoreRoundTripsPerRequest = perRequest(res.StoreOps, 1, acc.answered)
@@ -95,8 +82,10 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 	total.DurationS = c.end.Seconds()
 	total.ThroughputRPS = float64(sumAnswered(c.perPhase)) / c.end.Seconds()
 	total.P50ms, total.P99ms, total.P999ms, total.MaxMs = percentiles(totalHist)
-	if weight > 0 {
-		total.ImbalanceMaxOverMean, total.ImbalanceCV = ptr(imb/weight), ptr(cv/weight)
+	// The headline imbalance is the steady phase's (the model's
+	// definition): later phases are judged by their own figures.
+	if st := phases[model.Steady]; st != nil {
+		total.ImbalanceMaxOverMean, total.ImbalanceCV = st.ImbalanceMaxOverMean, st.ImbalanceCV
 	}
 	if cpuKnown {
 		total.CPUMsPerRequest = perRequest(&cpu, 1000, sumAnswered(c.perPhase))
@@ -111,25 +100,6 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 			phases["scale_out"].ScaleOutSecondsToFairShare = s
 			total.ScaleOutSecondsToFairShare = s
 		}
-	}
-	if p := c.phaseNamed("recovery"); p != nil && len(in.Recovered) > 0 {
-		var worst *float64
-		for _, name := range in.Recovered {
-			at, ok := joinedAt(in.Rotations, name, p.Start)
-			var s *float64
-			if ok {
-				s = g.secondsToFairShare(name, at)
-			}
-			if s == nil {
-				worst = nil
-				break
-			}
-			if worst == nil || *s > *worst {
-				worst = s
-			}
-		}
-		phases["recovery"].RecoverySecondsToFairShare = worst
-		total.RecoverySecondsToFairShare = worst
 	}
 	series = c.series(g)
 	return total, phases, series
@@ -274,86 +244,65 @@ func byNumber(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// imbalance compares the request rates of the instances that were in
-// rotation for at least half of buckets [b0, b1), each over the time it was
-// in rotation: max over mean, and the coefficient of variation. nil with
-// fewer than two such instances.
+// imbalance compares the requests served in buckets [b0, b1) by the
+// instances in rotation for the whole span (model.ImbalanceOf: max over mean
+// and the coefficient of variation). The first and last buckets are spared,
+// for the rotation is polled. nil with fewer than two such instances.
 func (g *grid) imbalance(b0, b1 int) (maxOverMean, cv *float64) {
 	b1 = min(b1, len(g.load))
 	if b1-b0 <= 0 {
 		return nil, nil
 	}
-	var rates []float64
+	var loads []float64
 	for j := range g.names {
-		n, in := int64(0), 0
+		n, whole := int64(0), true
 		for b := b0; b < b1; b++ {
-			if g.inRot[b][j] {
-				n += g.load[b][j]
-				in++
+			if !g.inRot[b][j] && b != b0 && b != b1-1 {
+				whole = false
+				break
 			}
+			n += g.load[b][j]
 		}
-		if 2*in >= b1-b0 {
-			rates = append(rates, float64(n)/float64(in))
+		if whole {
+			loads = append(loads, float64(n))
 		}
 	}
-	if len(rates) < 2 {
+	if len(loads) < 2 {
 		return nil, nil
 	}
-	mean, top := 0.0, 0.0
-	for _, r := range rates {
-		mean += r
-		top = max(top, r)
-	}
-	mean /= float64(len(rates))
-	if mean == 0 {
-		return nil, nil
-	}
-	v := 0.0
-	for _, r := range rates {
-		v += (r - mean) * (r - mean)
-	}
-	return ptr(top / mean), ptr(math.Sqrt(v/float64(len(rates))) / mean)
+	im := model.ImbalanceOf(loads)
+	return ptr(im.MaxOverMean), ptr(im.CV)
 }
 
 // secondsToFairShare is how long after joining at offset at the instance
-// first carried FairShare of its fair share over a whole second, and again
-// over the next second (one lucky second is not enough). The time is taken
-// at the end of the first of those seconds, so 1 s is the fastest possible;
-// nil if it never happened.
+// first carried model.FairShare of an equal share: time is cut into
+// model.LoadWindow-long windows from the join, and the answer is the end of
+// the first window in which it did (so one window is the fastest possible);
+// nil if it never did.
 func (g *grid) secondsToFairShare(name string, at time.Duration) *float64 {
 	j := slices.Index(g.names, name)
 	if j < 0 {
 		return nil
 	}
-	per := int(time.Second / Bucket)
-	first := int((at + Bucket - 1) / Bucket)
-	for t := first + per; t+per <= len(g.load); t++ {
-		if g.carries(j, t-per, t) && g.carries(j, t, t+per) {
-			return ptr((time.Duration(t)*Bucket - at).Seconds())
+	per := int(model.LoadWindow / Bucket)
+	for b := int(at / Bucket); b+per <= len(g.load); b += per {
+		var mine, all float64
+		inRot := 0
+		for x := b; x < b+per; x++ {
+			for k := range g.names {
+				if g.inRot[x][k] {
+					all += float64(g.load[x][k])
+					inRot++
+				}
+			}
+			mine += float64(g.load[x][j])
+		}
+		serving := (inRot + per/2) / per
+		if model.ReachedFairShare(mine, all, serving) {
+			return ptr((time.Duration(b+per)*Bucket - at).Seconds())
 		}
 	}
 	return nil
-}
-
-// carries reports whether instance j carried FairShare of its fair share
-// over buckets [b0, b1).
-func (g *grid) carries(j, b0, b1 int) bool {
-	var mine, all float64
-	inRot := 0
-	for b := b0; b < b1; b++ {
-		for k := range g.names {
-			if g.inRot[b][k] {
-				all += float64(g.load[b][k])
-				inRot++
-			}
-		}
-		mine += float64(g.load[b][j])
-	}
-	if all == 0 || inRot == 0 {
-		return false
-	}
-	n := float64(inRot) / float64(b1-b0)
-	return mine/all >= FairShare/n
 }
 
 // joinedAt is when name entered the rotation at or after from.

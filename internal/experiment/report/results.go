@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 )
 
 // Results is results.json: the run's parameters, the machine and, per
@@ -41,7 +43,7 @@ type Parameters struct {
 	Phases []PhaseSpan `json:"phases"`
 	// Model is the workload model's parameters, as the model package
 	// states them.
-	Model json.RawMessage `json:"model,omitempty"`
+	Model []model.Param `json:"model,omitempty"`
 	// Command is the command line that reproduces the run.
 	Command string `json:"command"`
 }
@@ -74,7 +76,12 @@ type Architecture struct {
 	Balancer string `json:"balancer"`
 	// App is how the app instances were started.
 	App string `json:"app"`
-	// Complete is false if the run of this architecture was cut short.
+	// Store is the shared store of this run.
+	Store string `json:"store"`
+	// Status is "complete", "interrupted", "failed" (it could not run;
+	// the notes say why) or "pending" (the system cannot run it yet).
+	Status string `json:"status"`
+	// Complete is true when Status is "complete".
 	Complete bool `json:"complete"`
 	// Figures are the whole run's.
 	Figures
@@ -115,16 +122,14 @@ type Figures struct {
 	Errors         int64            `json:"errors"`
 	ErrorsByStatus map[string]int64 `json:"errors_by_status"`
 
-	// Imbalance of requests over the instances in rotation for the whole
-	// span: max/mean and coefficient of variation.
+	// Imbalance of the requests served by the instances in rotation for
+	// the whole span: max/mean and coefficient of variation. The run's
+	// headline figure is its steady phase's.
 	ImbalanceMaxOverMean *float64 `json:"imbalance_max_over_mean"`
 	ImbalanceCV          *float64 `json:"imbalance_cv"`
 	// ScaleOutSecondsToFairShare is how long the instance that joined
 	// took to carry 80% of its fair share; nil if it never did.
 	ScaleOutSecondsToFairShare *float64 `json:"scale_out_seconds_to_fair_share"`
-	// RecoverySecondsToFairShare is the same for the instances restarted
-	// in the recovery phase (the slower of them).
-	RecoverySecondsToFairShare *float64 `json:"recovery_seconds_to_fair_share"`
 
 	// Latency from each request's scheduled time to its answer.
 	P50ms  *float64 `json:"p50_ms"`

@@ -51,11 +51,31 @@ func (r *room) between(from, to time.Time) []posted {
 	return out
 }
 
+// postChats sends the user's chat messages at the model's times, each at
+// its time whatever became of the previous one (open loop), while the user
+// is logged in.
+func (u *user) postChats(ctx context.Context, end time.Time) {
+	next := u.d.params.ChatTimes(u.m)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for seq := 0; ; seq++ {
+		t, ok := next()
+		at := u.d.start.Add(t)
+		if !ok || !at.Before(end) || !sleepUntil(ctx, at) {
+			return
+		}
+		if _, in := u.gen(); !in {
+			continue // the chat form needs a login; the script logs in again
+		}
+		inflight.Go(func() { u.postChat(ctx, at, seq) })
+	}
+}
+
 // postChat sends one message through the HTTP API, as the chat page does,
 // and records it in the room once the server acknowledged it.
-func (u *user) postChat(ctx context.Context, at time.Time) {
+func (u *user) postChat(ctx context.Context, at time.Time, seq int) {
 	gen, in := u.gen()
-	text := fmt.Sprintf("m%d.%d", u.spec.ID, u.rng.Uint32())
+	text := fmt.Sprintf("m%d.%d", u.m.ID, seq)
 	ex := u.doJSON(ctx, "chat_post", at, http.MethodPost, "/api/chat/messages", map[string]string{"text": text})
 	switch {
 	case ex.status == http.StatusCreated:

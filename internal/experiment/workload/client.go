@@ -63,6 +63,9 @@ func (u *user) do(parent context.Context, op string, sched time.Time, method, pa
 		// The run is over or was interrupted: not the system's failure.
 		return exchange{}
 	}
+	if u.muted.Load() {
+		return ex
+	}
 	u.d.cfg.Recorder.Request(rec)
 	return ex
 }

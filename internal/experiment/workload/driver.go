@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,24 +9,23 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 )
 
 // Config is one workload run against one system.
 type Config struct {
 	// BaseURL is the balancer, http://HOST:PORT. Required.
 	BaseURL string
-	// Specs are the users, in order of arrival. Required.
-	Specs []Spec
-	// Mix weighs the users' actions [DefaultMix].
-	Mix Mix
-	// Duration is how long users act; arrivals after it never come.
-	// Required.
-	Duration time.Duration
-	// Settle is how long after Duration the run waits for last checks,
-	// chat deliveries and uploads to finish [10s].
+	// Params is the workload model: who the users are, what they do,
+	// for how long. Required (start from model.Default or model.Quick).
+	Params model.Params
+	// Settle is how long after the run's duration it waits for the last
+	// checks, chat deliveries and uploads to finish [10s].
 	Settle time.Duration
 	// ChatGrace is how long a message may take to reach everyone in the
 	// room before it counts as lost [2s].
@@ -41,6 +41,8 @@ type Config struct {
 // Driver runs the users of one Config.
 type Driver struct {
 	cfg       Config
+	params    *model.Params
+	users     []model.User
 	ctx       context.Context
 	start     time.Time
 	settleBy  time.Time
@@ -50,7 +52,7 @@ type Driver struct {
 	followers sync.WaitGroup
 
 	mu      sync.Mutex
-	users   []*user
+	running []*user
 	active  atomic.Int64
 	arrived atomic.Int64
 }
@@ -62,11 +64,9 @@ func New(cfg Config) (*Driver, error) {
 		return nil, errors.New("workload: BaseURL is required")
 	case cfg.Recorder == nil:
 		return nil, errors.New("workload: Recorder is required")
-	case cfg.Duration <= 0:
-		return nil, errors.New("workload: Duration must be positive")
 	}
-	if cfg.Mix == (Mix{}) {
-		cfg.Mix = DefaultMix
+	if err := cfg.Params.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = 10 * time.Second
@@ -80,8 +80,11 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.UploadBytes == 0 {
 		cfg.UploadBytes = 4096
 	}
+	params := cfg.Params
 	return &Driver{
-		cfg: cfg,
+		cfg:    cfg,
+		params: &params,
+		users:  Users(&params),
 		// One connection pool for every user, as many as they need:
 		// users are browsers, and the balancer routes each request by
 		// its cookies, not by its connection.
@@ -110,23 +113,20 @@ func (d *Driver) Run(ctx context.Context, start time.Time) error {
 	if err := d.loadProducts(ctx); err != nil {
 		return err
 	}
-	end := start.Add(d.cfg.Duration)
+	end := start.Add(d.params.Duration)
 	d.start, d.settleBy = start, end.Add(d.cfg.Settle)
 	ctx, cancel := context.WithDeadline(ctx, d.settleBy)
 	defer cancel()
 	d.ctx = ctx
 
 	var users sync.WaitGroup
-	for _, s := range d.cfg.Specs {
-		if s.Arrival >= d.cfg.Duration {
+	for _, m := range d.users {
+		if !sleepUntil(ctx, start.Add(m.Start)) {
 			break
 		}
-		if !sleepUntil(ctx, start.Add(s.Arrival)) {
-			break
-		}
-		u := newUser(d, s)
+		u := newUser(d, m)
 		d.mu.Lock()
-		d.users = append(d.users, u)
+		d.running = append(d.running, u)
 		d.mu.Unlock()
 		d.arrived.Add(1)
 		d.active.Add(1)
@@ -142,7 +142,7 @@ func (d *Driver) Run(ctx context.Context, start time.Time) error {
 	}
 	unfinished := 0
 	d.mu.Lock()
-	for _, u := range d.users {
+	for _, u := range d.running {
 		unfinished += u.unfinishedUploads()
 	}
 	d.mu.Unlock()
@@ -173,4 +173,23 @@ func (d *Driver) loadProducts(ctx context.Context) error {
 		d.products = append(d.products, p.SKU)
 	}
 	return nil
+}
+
+// Users returns the users of a run of p in order of arrival: those already
+// active at the start, then the Poisson arrivals until the end.
+func Users(p *model.Params) []model.User {
+	pop := p.NewPopulation()
+	users := make([]model.User, 0, p.Users)
+	for i := range p.Users {
+		users = append(users, pop.Initial(i))
+	}
+	for {
+		u := pop.Next()
+		if u.Start >= p.Duration {
+			break
+		}
+		users = append(users, u)
+	}
+	slices.SortStableFunc(users, func(a, b model.User) int { return cmp.Compare(a.Start, b.Start) })
+	return users
 }

@@ -2,10 +2,19 @@ package workload
 
 import "time"
 
-// bounds is what the server may hold for one cart line: exactly known
-// after an acknowledged change, a range after a change whose answer never
-// came (it may or may not have been applied).
-type bounds struct{ min, max int }
+// line is what the server may hold of one cart line. Requests of one user
+// overlap (the load is open-loop), so the ledger keeps what is certain
+// apart from what is on its way.
+type line struct {
+	// acked: adds the server acknowledged; it must hold at least these.
+	acked int
+	// pending: adds sent and not answered yet.
+	pending int
+	// unsure: adds that failed without an answer; maybe applied.
+	unsure int
+}
+
+func (l *line) max() int { return l.acked + l.pending + l.unsure }
 
 // uploadState is where an upload stands in the user's ledger.
 type uploadState int
@@ -18,51 +27,57 @@ const (
 )
 
 // ledger is what the server must hold for one user. The user's mutex
-// guards it: the script, the chat connection and upload followers all
-// check against it.
+// guards it: the script's requests, the chat connection and the upload
+// follower all check against it.
 type ledger struct {
-	// gen counts the user's sessions: a loss is counted once, by the
-	// first check that sees it for the current generation.
+	// gen counts the user's sessions. A check compares the generation it
+	// started in with the current one, so an answer from a session that
+	// has ended meanwhile is ignored and a loss is counted once.
 	gen      int
 	loggedIn bool
-	cart     map[string]*bounds
+	cart     map[string]*line
 	uploads  map[string]uploadState
+	// writes counts cart writes in flight; concurrent records that one
+	// was sent while another was in flight since the last full check: a
+	// shortfall then is an update lost to concurrency.
+	writes     int
+	concurrent bool
 }
 
 func newLedger() ledger {
-	return ledger{cart: map[string]*bounds{}, uploads: map[string]uploadState{}}
+	return ledger{cart: map[string]*line{}, uploads: map[string]uploadState{}}
 }
 
-// cartMin is the number of items the server must hold at the least.
-func (l *ledger) cartMin() int {
+// line returns one cart line, creating it empty.
+func (l *ledger) line(sku string) *line {
+	ln := l.cart[sku]
+	if ln == nil {
+		ln = &line{}
+		l.cart[sku] = ln
+	}
+	return ln
+}
+
+// acked is the number of items the server must hold at the least.
+func (l *ledger) acked() int {
 	n := 0
-	for _, b := range l.cart {
-		n += b.min
+	for _, ln := range l.cart {
+		n += ln.acked
 	}
 	return n
 }
 
-// line returns the bounds of one cart line, creating it empty.
-func (l *ledger) line(sku string) *bounds {
-	b := l.cart[sku]
-	if b == nil {
-		b = &bounds{}
-		l.cart[sku] = b
-	}
-	return b
-}
-
-// sessionLost is called when the server no longer knows the user's
-// session generation gen. It resets the ledger to a fresh anonymous
-// session and reports what went with the old one; it does nothing if
-// another check already counted this loss.
+// sessionLost is called when the server no longer knows the user's session
+// of generation gen. It counts the loss with what went with the session and
+// starts a new, anonymous generation; a later call for the same generation
+// does nothing.
 func (u *user) sessionLost(gen int) {
 	u.mu.Lock()
 	if u.led.gen != gen || !u.led.loggedIn {
 		u.mu.Unlock()
 		return
 	}
-	items := u.led.cartMin()
+	items := u.led.acked()
 	pending := 0
 	for id, st := range u.led.uploads {
 		if st == uploadPending {
@@ -72,7 +87,8 @@ func (u *user) sessionLost(gen int) {
 	}
 	u.led.gen++
 	u.led.loggedIn = false
-	u.led.cart = map[string]*bounds{}
+	u.led.cart = map[string]*line{}
+	u.led.writes, u.led.concurrent = 0, false
 	u.mu.Unlock()
 	now := time.Now()
 	rec := u.d.cfg.Recorder
@@ -100,6 +116,18 @@ func (u *user) finishUpload(id string, ok bool) {
 	if known && st == uploadPending && !ok {
 		u.d.cfg.Recorder.Loss(UploadsLost, 1, time.Now())
 	}
+}
+
+// pendingUploads reports whether an upload of the user is still running.
+func (u *user) pendingUploads() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, st := range u.led.uploads {
+		if st == uploadPending {
+			return true
+		}
+	}
+	return false
 }
 
 // unfinishedUploads marks the user's pending uploads as unfinished at the

@@ -25,8 +25,8 @@ func (u *user) upload(ctx context.Context, at time.Time) {
 	mw := multipart.NewWriter(&body)
 	fw, _ := mw.CreateFormFile("file", u.name+".txt")
 	words := []string{"sticky", "store", "session", "cart", "crash", "drain", "balance", "instance"}
-	for range u.d.cfg.UploadBytes / 8 {
-		fmt.Fprintf(fw, "%s ", words[u.rng.IntN(len(words))])
+	for i := range u.d.cfg.UploadBytes / 8 {
+		fmt.Fprintf(fw, "%s ", words[(i*7+int(u.m.ID))%len(words)])
 	}
 	mw.Close()
 	ex := u.do(ctx, "upload", at, http.MethodPost, "/api/files", body.Bytes(), mw.FormDataContentType())
@@ -39,7 +39,13 @@ func (u *user) upload(ctx context.Context, at time.Time) {
 	u.mu.Lock()
 	u.led.uploads[st.ID] = uploadPending
 	u.mu.Unlock()
-	u.d.followers.Go(func() { u.follow(st.ID) })
+	u.d.followers.Go(func() {
+		u.follow(st.ID)
+		select {
+		case u.uploadEnded <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // follow reads the job's progress events until a final state, reconnecting

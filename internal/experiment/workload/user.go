@@ -3,36 +3,48 @@ package workload
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 )
+
+// saltChoices separates the user's own choices from the model's streams.
+const saltChoices = 0x5e1ec7
 
 // user is one simulated browser.
 type user struct {
 	d    *Driver
-	spec Spec
+	m    model.User
 	name string
 	// http carries the user's cookie jar; its requests are bounded by
 	// their contexts, not a client timeout, so the WebSocket and event
 	// streams can share the jar.
 	http *http.Client
-	rng  *rand.Rand
+	// uploadEnded is signalled each time one of its uploads ends.
+	uploadEnded chan struct{}
+	// rng draws what the model leaves open (which product, how many),
+	// only from the goroutine that runs the script.
+	rng model.Rand
+	// muted: requests are not recorded (the final check).
+	muted atomic.Bool
 
 	mu  sync.Mutex
 	led ledger
 }
 
-func newUser(d *Driver, s Spec) *user {
+func newUser(d *Driver, m model.User) *user {
 	jar, _ := cookiejar.New(nil)
 	return &user{
-		d: d, spec: s, name: "u" + strconv.Itoa(s.ID),
-		http: &http.Client{Jar: jar, Transport: d.transport},
-		rng:  rand.New(rand.NewPCG(s.Seed, uint64(s.ID))),
-		led:  newLedger(),
+		d: d, m: m, name: "u" + strconv.FormatUint(m.ID, 10),
+		http:        &http.Client{Jar: jar, Transport: d.transport},
+		uploadEnded: make(chan struct{}, 1),
+		rng:         model.NewRand(d.params.Seed^saltChoices, model.StreamUsers|m.ID),
+		led:         newLedger(),
 	}
 }
 
@@ -43,53 +55,62 @@ func (u *user) gen() (int, bool) {
 	return u.led.gen, u.led.loggedIn
 }
 
-// run plays the user's script: arrive, log in, act at the user's rate
-// until it leaves, then look at the cart once more (checkout), so a loss
-// late in its stay is still seen. end is when the run stops acting.
+// run plays the user's script from the model until it ends or the run
+// does. The login comes first and the rest waits for it, as in a browser;
+// after that every step is sent at its time whether or not earlier ones
+// have been answered (open loop), so a slow system meets more concurrent
+// requests, not fewer.
 func (u *user) run(ctx context.Context, end time.Time) {
-	arrive := u.d.start.Add(u.spec.Arrival)
-	leave := arrive.Add(u.spec.Length)
-	if leave.After(end) {
-		leave = end
-	}
-	if !sleepUntil(ctx, arrive) {
+	script := u.d.params.NewUserScript(u.m)
+	step, ok := script.Next()
+	at := u.d.start.Add(step.At)
+	if !ok || !at.Before(end) || !sleepUntil(ctx, at) {
 		return
 	}
-	var chat *chatter
-	var chatDone chan struct{}
+	u.login(ctx, at, "login")
+
 	chatCtx, stopChat := context.WithCancel(ctx)
 	defer stopChat()
-	u.login(ctx, arrive, "login")
-	if u.spec.Chats {
+	var chat *chatter
+	var background sync.WaitGroup
+	if u.m.Chats {
 		chat = &chatter{u: u, live: map[string]int{}, history: map[string]bool{}}
-		chatDone = make(chan struct{})
-		go func() { defer close(chatDone); chat.run(chatCtx) }()
+		background.Go(func() { chat.run(chatCtx) })
+		background.Go(func() { u.postChats(chatCtx, end) })
 	}
-	uploaded := !u.spec.Uploads
-	at := arrive
+
+	var inflight sync.WaitGroup
+	stillHere := true
 	for {
-		at = at.Add(exp(u.rng, u.spec.Rate))
-		if !at.Before(leave) {
+		step, ok = script.Next()
+		if !ok {
+			stillHere = false
 			break
 		}
-		if !sleepUntil(ctx, at) {
+		at = u.d.start.Add(step.At)
+		if !at.Before(end) || !sleepUntil(ctx, at) {
 			break
 		}
-		if _, in := u.gen(); !in {
-			if !u.login(ctx, at, "relogin") {
-				continue
-			}
-		}
-		if !uploaded {
-			uploaded = true
-			u.upload(ctx, at)
+		if _, in := u.gen(); !in && !u.login(ctx, at, "relogin") {
+			// Logged out by the system: the user logs in again before
+			// going on; if even that fails, this step is skipped.
 			continue
 		}
-		u.act(ctx, at)
+		if step.Action == model.Logout {
+			inflight.Wait()
+			u.waitUploads(ctx, end)
+			u.logout(ctx, at)
+			stillHere = false
+			break
+		}
+		sku := u.d.products[u.rng.IntN(len(u.d.products))]
+		qty := 1 + u.rng.IntN(3)
+		step, at := step, at // the loop moves on while this one is in flight
+		inflight.Go(func() { u.perform(ctx, step, at, sku, qty) })
 	}
-	if ctx.Err() == nil {
-		sleepUntil(ctx, leave)
-		u.checkout(ctx, leave)
+	inflight.Wait()
+	if stillHere && ctx.Err() == nil {
+		u.finalCheck(ctx)
 	}
 	if chat != nil {
 		// Messages published just before leaving are still on their way:
@@ -97,34 +118,28 @@ func (u *user) run(ctx context.Context, end time.Time) {
 		chat.leaveAt = time.Now()
 		sleepUntil(ctx, chat.leaveAt.Add(u.d.cfg.ChatGrace))
 		stopChat()
-		<-chatDone
+		background.Wait()
 		if ctx.Err() == nil {
 			chat.settle()
 		}
 	}
 }
 
-// act performs one action drawn from the mix.
-func (u *user) act(ctx context.Context, at time.Time) {
-	m := u.d.cfg.Mix
-	chat := 0.0
-	if u.spec.Chats {
-		chat = m.ChatPost
-	}
-	x := u.rng.Float64() * (m.Browse + m.CartAdd + m.CartView + chat)
-	switch {
-	case x < m.Browse:
-		u.browse(ctx, at)
-	case x < m.Browse+m.CartAdd:
-		if u.spec.TwoTabs {
-			u.addTwoTabs(ctx, at)
+// perform sends one step of the script.
+func (u *user) perform(ctx context.Context, step model.Step, at time.Time, sku string, qty int) {
+	switch step.Action {
+	case model.Browse:
+		u.checkMe(ctx, at, "browse")
+	case model.AddToCart:
+		if step.Concurrent {
+			u.addTwoTabs(ctx, at, sku)
 		} else {
-			u.add(ctx, at)
+			u.add(ctx, at, "cart_add", sku, qty)
 		}
-	case x < m.Browse+m.CartAdd+m.CartView:
+	case model.ViewCart:
 		u.viewCart(ctx, at, "cart_view")
-	default:
-		u.postChat(ctx, at)
+	case model.Upload:
+		u.upload(ctx, at)
 	}
 }
 
@@ -140,14 +155,38 @@ func (u *user) login(ctx context.Context, at time.Time, op string) bool {
 	return true
 }
 
-// browse reads the catalogue and the page header (who is logged in).
-func (u *user) browse(ctx context.Context, at time.Time) {
-	u.do(ctx, "browse", at, http.MethodGet, "/api/products", nil, "")
-	u.checkMe(ctx, at, "me")
+// logout ends the session; from then on the server must hold nothing.
+func (u *user) logout(ctx context.Context, at time.Time) {
+	ex := u.doJSON(ctx, "logout", at, http.MethodPost, "/api/logout", nil)
+	if ex.status/100 != 2 {
+		return
+	}
+	u.mu.Lock()
+	u.led.gen++
+	u.led.loggedIn = false
+	u.led.cart = map[string]*line{}
+	u.mu.Unlock()
 }
 
-// checkMe asks who is logged in; a 401 for a user that is logged in means
-// the session is gone. It returns true when the session is known alive.
+// waitUploads lets the user's uploads finish before it logs out (a user
+// waits for its file's result), at the latest until end.
+func (u *user) waitUploads(ctx context.Context, end time.Time) {
+	timer := time.NewTimer(time.Until(end))
+	defer timer.Stop()
+	for u.pendingUploads() {
+		select {
+		case <-u.uploadEnded:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// checkMe reads the page header (who is logged in). A 401 for a user that
+// is logged in means the server lost its session. It returns true when the
+// session is known to be alive.
 func (u *user) checkMe(ctx context.Context, at time.Time, op string) bool {
 	gen, in := u.gen()
 	ex := u.do(ctx, op, at, http.MethodGet, "/api/me", nil, "")
@@ -166,191 +205,210 @@ type cartItem struct {
 	Qty int    `json:"qty"`
 }
 
-// add puts 1 to 3 of a product in the cart and checks the line's new
-// quantity, which the server answers, against the ledger.
-func (u *user) add(ctx context.Context, at time.Time) {
-	sku := u.d.products[u.rng.IntN(len(u.d.products))]
-	qty := 1 + u.rng.IntN(3)
-	ex := u.doJSON(ctx, "cart_add", at, http.MethodPost, "/api/cart/items", cartItem{SKU: sku, Qty: qty})
+// add puts qty of a product in the cart. The server answers with the
+// line's new quantity, which must include every add acknowledged before
+// this one was sent.
+func (u *user) add(ctx context.Context, at time.Time, op, sku string, qty int) {
+	u.mu.Lock()
+	gen := u.led.gen
+	ln := u.led.line(sku)
+	floor := ln.acked
+	ln.pending += qty
+	if u.led.writes > 0 {
+		u.led.concurrent = true
+	}
+	u.led.writes++
+	u.mu.Unlock()
+
+	ex := u.doJSON(ctx, op, at, http.MethodPost, "/api/cart/items", cartItem{SKU: sku, Qty: qty})
 	var got cartItem
 	ok := ex.status == http.StatusOK && json.Unmarshal(ex.body, &got) == nil
+
 	u.mu.Lock()
-	b := u.led.line(sku)
-	want := bounds{b.min + qty, b.max + qty}
-	switch {
-	case ok && got.Qty >= want.min:
-		*b = bounds{got.Qty, got.Qty}
+	if u.led.gen != gen {
 		u.mu.Unlock()
-		if got.Qty > want.max {
-			u.d.cfg.Recorder.Loss(CartItemsExtra, got.Qty-want.max, time.Now())
+		return // the session ended meanwhile; its loss is counted
+	}
+	u.led.writes--
+	ln.pending -= qty
+	switch {
+	case ok && got.Qty >= floor+qty:
+		ln.acked += qty
+		extra := got.Qty - ln.max()
+		if extra > 0 {
+			ln.acked += extra
+		}
+		u.mu.Unlock()
+		if extra > 0 {
+			u.d.cfg.Recorder.Loss(CartItemsExtra, extra, time.Now())
 		}
 	case ok:
+		concurrent := u.led.concurrent
 		u.mu.Unlock()
-		u.shortfall(ctx, at, sku, bounds{got.Qty, got.Qty}, want.min-got.Qty)
+		u.shortfall(ctx, at, gen, concurrent, floor+qty-got.Qty, func(l *ledger) {
+			ln := l.line(sku)
+			ln.acked = max(0, min(ln.acked+qty, got.Qty))
+		})
 	case ex.status == 0 || ex.status >= 500:
-		b.max += qty // maybe applied, maybe not
+		ln.unsure += qty // maybe applied, maybe not
 		u.mu.Unlock()
 	default:
-		u.mu.Unlock()
+		u.mu.Unlock() // refused: not applied
 	}
 }
 
-// addTwoTabs adds one of a product from two tabs at the same moment: both
-// requests carry the same cookies, and each answer may set new ones. The
-// user expects both to count.
-func (u *user) addTwoTabs(ctx context.Context, at time.Time) {
-	sku := u.d.products[u.rng.IntN(len(u.d.products))]
-	var exs [2]exchange
+// addTwoTabs adds one of a product from two tabs at the same moment: two
+// concurrent requests with the same cookies, each of whose answers may set
+// new ones. The user expects both to count.
+func (u *user) addTwoTabs(ctx context.Context, at time.Time, sku string) {
 	var wg sync.WaitGroup
-	for i := range exs {
-		wg.Go(func() {
-			exs[i] = u.doJSON(ctx, "cart_add_tab", at, http.MethodPost, "/api/cart/items", cartItem{SKU: sku, Qty: 1})
-		})
+	for range 2 {
+		wg.Go(func() { u.add(ctx, at, "cart_add_tab", sku, 1) })
 	}
 	wg.Wait()
-	acked, unsure, top := 0, 0, -1
-	for _, ex := range exs {
-		var got cartItem
-		switch {
-		case ex.status == http.StatusOK && json.Unmarshal(ex.body, &got) == nil:
-			acked++
-			top = max(top, got.Qty)
-		case ex.status == 0 || ex.status >= 500:
-			unsure++
-		}
+}
+
+// shortfall handles a cart the server holds fewer items of than it
+// acknowledged. Either the session is gone (the server no longer knows the
+// user: counted as a lost session, with everything it held) or, if the
+// session is alive, the items alone were lost: to an update that overwrote
+// another if the user had cart writes in flight at once, otherwise plainly
+// lost. resync then makes the ledger follow the server, so a loss counts
+// once.
+func (u *user) shortfall(ctx context.Context, at time.Time, gen int, concurrent bool, lost int, resync func(*ledger)) {
+	if !u.checkMe(ctx, at, "me_check") {
+		return // lost with the session (counted there), or the store cannot say
 	}
 	u.mu.Lock()
-	b := u.led.line(sku)
-	before := *b
-	if acked == 0 {
-		b.max += unsure
+	if u.led.gen != gen {
 		u.mu.Unlock()
 		return
 	}
-	want := bounds{before.min + acked, before.max + acked + unsure}
-	rec := u.d.cfg.Recorder
-	switch {
-	case top >= want.min:
-		*b = bounds{top, top + unsure}
-		u.mu.Unlock()
-		if top > want.max {
-			rec.Loss(CartItemsExtra, top-want.max, time.Now())
-		}
-	case top >= before.min:
-		// Both were acknowledged, the line holds fewer: one answer
-		// overwrote the other (the last writer won).
-		*b = bounds{top, top + unsure}
-		u.mu.Unlock()
-		rec.Loss(UpdatesLost, want.min-top, time.Now())
-	default:
-		u.mu.Unlock()
-		u.shortfall(ctx, at, sku, bounds{top, top + unsure}, want.min-top)
+	resync(&u.led)
+	if u.led.writes == 0 {
+		u.led.concurrent = false
 	}
-}
-
-// shortfall handles a cart line the server holds fewer of than it
-// acknowledged. Either the session is gone (the server no longer knows the
-// user: counted as a lost session with everything it held) or, if the
-// session is alive, the items alone were lost. Either way the line now is
-// what the server said, in the session the user continues with.
-func (u *user) shortfall(ctx context.Context, at time.Time, sku string, now bounds, lost int) {
-	alive := u.checkMe(ctx, at, "me_check")
-	u.mu.Lock()
-	*u.led.line(sku) = now
 	u.mu.Unlock()
-	if alive {
-		u.d.cfg.Recorder.Loss(CartItemsLost, lost, time.Now())
+	kind := CartItemsLost
+	if concurrent {
+		kind = UpdatesLost
 	}
+	u.d.cfg.Recorder.Loss(kind, lost, time.Now())
 }
 
-// viewCart reads the whole cart and checks every line against the ledger.
-// A shortfall is read again once: a read that then comes back whole was
-// stale (a cache behind its store), not a loss.
+// viewCart reads the whole cart and checks every line: the server must hold
+// at least what was acknowledged before the read was sent, and at most what
+// may have been applied by the time it answered. A shortfall is read again
+// once: a read that then comes back whole was stale (a cache behind its
+// store), not a loss.
 func (u *user) viewCart(ctx context.Context, at time.Time, op string) {
-	gen, in := u.gen()
-	items, ok := u.readCart(ctx, at, op)
+	gen, floors, items, ok := u.readCart(ctx, at, op)
 	if !ok {
 		return
 	}
-	rec := u.d.cfg.Recorder
-	short, extra := u.compareCart(items)
+	short, extra := u.compareCart(gen, floors, items)
 	if short > 0 {
-		again, ok := u.readCart(ctx, at, "cart_recheck")
-		if !ok {
+		gen2, floors2, again, ok := u.readCart(ctx, at, "cart_recheck")
+		if !ok || gen2 != gen {
 			return
 		}
-		if s, _ := u.compareCart(again); s == 0 {
-			rec.Loss(StaleReads, 1, time.Now())
+		if s, _ := u.compareCart(gen, floors2, again); s == 0 {
+			u.d.cfg.Recorder.Loss(StaleReads, 1, time.Now())
 		}
-		items = again
-		short, extra = u.compareCart(again)
+		floors, items = floors2, again
+		short, extra = u.compareCart(gen, floors, items)
 	}
-	if short > 0 && in && !u.checkMe(ctx, at, "me_check") {
-		// The session is gone (counted with what it held), or the store
-		// cannot say right now.
-		return
+	have := map[string]int{}
+	for _, it := range items {
+		have[it.SKU] += it.Qty
 	}
 	if short > 0 {
-		rec.Loss(CartItemsLost, short, time.Now())
+		u.mu.Lock()
+		concurrent := u.led.concurrent
+		u.mu.Unlock()
+		u.shortfall(ctx, at, gen, concurrent, short, func(l *ledger) {
+			for sku, ln := range l.cart {
+				ln.acked = min(ln.acked, have[sku])
+			}
+		})
 	}
 	if extra > 0 {
-		rec.Loss(CartItemsExtra, extra, time.Now())
+		u.d.cfg.Recorder.Loss(CartItemsExtra, extra, time.Now())
 	}
-	if short+extra == 0 {
-		return
-	}
-	// The ledger follows the server from here, so a loss counts once.
+	// A line with nothing in flight is now known exactly: what was unsure
+	// either was applied or was not.
 	u.mu.Lock()
 	if u.led.gen == gen {
-		u.led.cart = map[string]*bounds{}
-		for _, it := range items {
-			u.led.cart[it.SKU] = &bounds{it.Qty, it.Qty}
+		for sku, n := range have {
+			if ln := u.led.line(sku); ln.pending == 0 && n >= ln.acked {
+				ln.acked, ln.unsure = n, 0
+			}
+		}
+		if u.led.writes == 0 {
+			u.led.concurrent = false
 		}
 	}
 	u.mu.Unlock()
 }
 
-func (u *user) readCart(ctx context.Context, at time.Time, op string) ([]cartItem, bool) {
+// readCart reads the cart, with the ledger's floors as they were when the
+// read was sent.
+func (u *user) readCart(ctx context.Context, at time.Time, op string) (gen int, floors map[string]int, items []cartItem, ok bool) {
+	u.mu.Lock()
+	gen = u.led.gen
+	floors = map[string]int{}
+	for sku, ln := range u.led.cart {
+		floors[sku] = ln.acked
+	}
+	u.mu.Unlock()
 	ex := u.do(ctx, op, at, http.MethodGet, "/api/cart", nil, "")
 	var body struct {
 		Items []cartItem `json:"items"`
 	}
 	if ex.status != http.StatusOK || json.Unmarshal(ex.body, &body) != nil {
-		return nil, false
+		return gen, nil, nil, false
 	}
-	return body.Items, true
+	return gen, floors, body.Items, true
 }
 
 // compareCart returns how many acknowledged items the server's cart lacks
-// and how many it holds beyond what the user can have added.
-func (u *user) compareCart(items []cartItem) (short, extra int) {
+// and how many it holds beyond what can have been applied.
+func (u *user) compareCart(gen int, floors map[string]int, items []cartItem) (short, extra int) {
 	have := map[string]int{}
 	for _, it := range items {
 		have[it.SKU] += it.Qty
 	}
+	for sku, floor := range floors {
+		if n := have[sku]; n < floor {
+			short += floor - n
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for sku, b := range u.led.cart {
-		if n := have[sku]; n < b.min {
-			short += b.min - n
-		} else if n > b.max {
-			extra += n - b.max
-		}
-		delete(have, sku)
+	if u.led.gen != gen {
+		return 0, 0
 	}
-	for _, n := range have {
-		extra += n
+	for sku, n := range have {
+		if ln := u.led.cart[sku]; ln == nil {
+			extra += n
+		} else if n > ln.max() {
+			extra += n - ln.max()
+		}
 	}
 	return short, extra
 }
 
-// checkout is the user's last look before leaving: who am I, what is in
-// my cart.
-func (u *user) checkout(ctx context.Context, at time.Time) {
-	if _, in := u.gen(); in && !u.checkMe(ctx, at, "me") {
+// finalCheck is a last look, when the run ends, by a user still in the
+// system: who am I, what is in my cart. Its requests are not part of the
+// offered load (not recorded as requests), only what they find is.
+func (u *user) finalCheck(ctx context.Context) {
+	u.muted.Store(true)
+	defer u.muted.Store(false)
+	at := time.Now()
+	if _, in := u.gen(); in && !u.checkMe(ctx, at, "final_check") {
 		return
 	}
-	u.viewCart(ctx, at, "checkout")
+	u.viewCart(ctx, at, "final_check")
 }
 
 // sleepUntil waits until t; false if ctx ended first.
@@ -367,12 +425,4 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// exp draws an exponential interval with the given rate per second.
-func exp(r *rand.Rand, rate float64) time.Duration {
-	if rate <= 0 {
-		return time.Duration(1<<62 - 1)
-	}
-	return time.Duration(r.ExpFloat64() / rate * float64(time.Second))
 }
