@@ -121,6 +121,10 @@ Flags:`)
 	}
 	fmt.Fprintln(stdout)
 	report.Table(stdout, res)
+	fmt.Fprintln(stdout, "\nverdict:")
+	for _, line := range report.Verdict(res) {
+		fmt.Fprintf(stdout, "  - %s\n", line)
+	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(dir, "results.json"), filepath.Join(dir, "report.html"))
 	if runErr != nil {
 		fmt.Fprintln(stderr, "unstuck experiment: interrupted; the results cover what was measured until then")
@@ -148,7 +152,11 @@ func (f *experimentFlags) liveConfig() (live.Config, error) {
 	}
 	p := model.Default()
 	if f.quick {
+		// The model's quick run, on a timeline short enough that four
+		// architectures, with their processes' start and stop, take
+		// under a minute.
 		p = model.Quick()
+		p.Duration = 8 * time.Second
 		cfg.Settle = 3 * time.Second
 	}
 	p.Seed = f.seed

@@ -36,8 +36,7 @@ func appArgs(a model.Arch) []string {
 }
 
 // balancerConfig configures the balancer for arch over the given
-// backends. Health is checked often, so a crash shows within a second, as
-// in the demo.
+// backends.
 func balancerConfig(a model.Arch, listen string, backends []lb.BackendConfig) *lb.Config {
 	cfg := &lb.Config{Listen: listen, Admin: lb.AdminConfig{Listen: "off"}, Backends: backends}
 	cfg.Policy.Name = a.Policy
@@ -51,10 +50,14 @@ func balancerConfig(a model.Arch, listen string, backends []lb.BackendConfig) *l
 		cfg.Sticky.Spill = a.Spill
 	}
 	cfg.Health.Active.Path = "/healthz"
+	// Two failed checks in a row, a second each: an instance slowed down
+	// by a busy machine is not taken for a dead one (which, for sticky,
+	// would move its users and lose their sessions). A killed instance
+	// refuses connections, which the balancer sees at once anyway.
 	cfg.Health.Active.Interval = 500 * time.Millisecond
-	cfg.Health.Active.Timeout = 400 * time.Millisecond
+	cfg.Health.Active.Timeout = time.Second
 	cfg.Health.Active.Rise = 1
-	cfg.Health.Active.Fall = 1
+	cfg.Health.Active.Fall = 2
 	cfg.Shutdown.Grace = time.Second
 	cfg.WebSocket.CloseWindow = time.Second
 	return cfg

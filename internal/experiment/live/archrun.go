@@ -164,6 +164,7 @@ func (r *archRun) run(ctx context.Context) *report.Architecture {
 	r.out.Events = slices.Clone(r.events)
 	r.mu.Unlock()
 	r.out.Figures, r.out.Phases, r.out.Series = col.Build(in)
+	r.countUsers(spans)
 	r.out.Complete = runErr == nil
 	switch {
 	case runErr == nil:
@@ -416,6 +417,24 @@ func (r *archRun) report(ctx context.Context, col *metrics.Collector, drv *workl
 			Elapsed: max(el, 0), RPS: l.RPS, Users: drv.Active(),
 			Requests: l.Requests, Errors: l.Errors, Losses: l.Losses,
 		})
+	}
+}
+
+// countUsers fills in how many users were in the system in each phase and
+// in the whole run.
+func (r *archRun) countUsers(spans []model.Span) {
+	users := workload.Users(&r.cfg.Params)
+	r.out.Users = len(users)
+	for _, s := range spans {
+		n := 0
+		for _, u := range users {
+			if u.Start < s.End && u.End() > s.Start {
+				n++
+			}
+		}
+		if f := r.out.Phases[s.Name]; f != nil {
+			f.Users = n
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +107,7 @@ type chatter struct {
 	offset  uint64
 	epoch   string
 	joined  time.Time // first subscribed; zero if never
+	conns   int
 	leaveAt time.Time
 }
 
@@ -146,8 +148,10 @@ func (c *chatter) run(ctx context.Context) {
 // breaks.
 func (c *chatter) session(ctx context.Context) error {
 	u := c.u
-	if _, in := u.gen(); !in {
-		return errors.New("not logged in") // the script logs in again
+	if _, in := u.gen(); !in && !u.login(ctx, time.Now(), "relogin") {
+		// Logged out by the system: the chat page sends the user to the
+		// login form at once; if that fails too, try again later.
+		return errors.New("not logged in")
 	}
 	wsURL := "ws" + strings.TrimPrefix(u.d.cfg.BaseURL, "http") + "/ws"
 	dialCtx, cancel := context.WithTimeout(ctx, u.d.cfg.RequestTimeout)
@@ -203,6 +207,7 @@ func (c *chatter) session(ctx context.Context) error {
 		case "subscribed":
 			if f.ID == 1 && !subscribed {
 				subscribed = true
+				c.conns++
 				c.offset, c.epoch = f.Offset, f.Epoch
 				if c.joined.IsZero() {
 					c.joined = time.Now()
@@ -282,6 +287,9 @@ func (c *chatter) settle() {
 	for _, m := range c.u.d.room.between(c.joined, c.leaveAt) {
 		if c.live[m.text] == 0 && !c.history[m.text] {
 			rec.Loss(MessagesLost, 1, m.at)
+			if os.Getenv("UNSTUCK_DEBUG_CHAT") != "" {
+				fmt.Fprintf(os.Stderr, "LOST %s at %v by %s joined %v leave %v conns %d offset %d\n", m.text, m.at.Format("05.000"), c.u.name, c.joined.Format("05.000"), c.leaveAt.Format("05.000"), c.conns, c.offset)
+			}
 		}
 	}
 }

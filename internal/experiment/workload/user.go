@@ -33,8 +33,9 @@ type user struct {
 	// muted: requests are not recorded (the final check).
 	muted atomic.Bool
 
-	mu  sync.Mutex
-	led ledger
+	loginMu sync.Mutex // one login at a time
+	mu      sync.Mutex
+	led     ledger
 }
 
 func newUser(d *Driver, m model.User) *user {
@@ -144,7 +145,14 @@ func (u *user) perform(ctx context.Context, step model.Step, at time.Time, sku s
 }
 
 // login logs in as the user's name; true when the server acknowledged it.
+// The script and the chat tab may both find the user logged out: the
+// first logs in, the other finds it done.
 func (u *user) login(ctx context.Context, at time.Time, op string) bool {
+	u.loginMu.Lock()
+	defer u.loginMu.Unlock()
+	if _, in := u.gen(); in {
+		return true
+	}
 	ex := u.doJSON(ctx, op, at, http.MethodPost, "/api/login", map[string]string{"user": u.name})
 	if ex.status != http.StatusOK {
 		return false
