@@ -288,7 +288,7 @@ func imbalanceChart(r *Results) template.HTML {
 		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even.",
 		Y:      chart.Axis{Label: "max / mean", From: 1},
 		Groups: groups, Series: series,
-		Refs:   []chart.Ref{{Y: 1, Label: "even"}},
+		Refs: []chart.Ref{{Y: 1, Label: "even"}},
 	}
 	return c.SVG()
 }

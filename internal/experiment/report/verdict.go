@@ -45,7 +45,9 @@ type verdict struct {
 	out   []string
 }
 
-func (v *verdict) add(format string, args ...any) { v.out = append(v.out, fmt.Sprintf(format, args...)) }
+func (v *verdict) add(format string, args ...any) {
+	v.out = append(v.out, fmt.Sprintf(format, args...))
+}
 
 func (v *verdict) fig(name string) *Figures { return &v.r.Architectures[name].Figures }
 

@@ -55,7 +55,7 @@ func (u *user) follow(id string) {
 	ctx, cancel := context.WithDeadline(u.d.ctx, u.d.settleBy)
 	defer cancel()
 	path := "/api/files/" + url.PathEscape(id)
-	attempt := 0
+	attempt, notFound := 0, 0
 	for ctx.Err() == nil {
 		u.mu.Lock()
 		st := u.led.uploads[id]
@@ -80,14 +80,25 @@ func (u *user) follow(id string) {
 			}
 		case status == http.StatusNotFound:
 			// Not this session's job: the session is gone (counted with
-			// its uploads), or the job itself is.
+			// its uploads), or the job is. A copy of the session read a
+			// moment too early (a cache catching up) says the same once,
+			// so the job counts as lost only when three answers a while
+			// apart agree.
 			if u.checkMe(ctx, time.Now(), "me_check") {
-				u.finishUpload(id, false)
-				return
+				notFound++
+				if notFound >= 3 {
+					u.finishUpload(id, false)
+					return
+				}
 			}
+		default:
+			notFound = 0
 		}
 		attempt++
 		backoff := time.Duration(rand.Int64N(int64(min(2*time.Second, 100*time.Millisecond<<min(attempt, 5))) + 1))
+		if notFound > 0 {
+			backoff = max(backoff, 300*time.Millisecond)
+		}
 		if !sleepUntil(ctx, time.Now().Add(backoff)) {
 			return
 		}
