@@ -115,6 +115,8 @@ func (c *Collector) Request(r workload.Request) {
 		p.streams++
 	}
 	switch {
+	case r.Status == 0 && r.Err == "":
+		p.byStatus["error"]++
 	case r.Status == 0:
 		p.byStatus[r.Err]++
 	case r.Status >= 400:

@@ -42,6 +42,10 @@ type ledger struct {
 	// shortfall then is an update lost to concurrency.
 	writes     int
 	concurrent bool
+	// unsynced: the server lost the session, and what the session the
+	// user continues with holds (adds that landed in it after the loss)
+	// is unknown until the next cart read, which the ledger then adopts.
+	unsynced bool
 }
 
 func newLedger() ledger {
@@ -89,6 +93,7 @@ func (u *user) sessionLost(gen int) {
 	u.led.loggedIn = false
 	u.led.cart = map[string]*line{}
 	u.led.writes, u.led.concurrent = 0, false
+	u.led.unsynced = true
 	u.mu.Unlock()
 	now := time.Now()
 	rec := u.d.cfg.Recorder

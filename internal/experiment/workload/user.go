@@ -239,6 +239,10 @@ func (u *user) add(ctx context.Context, at time.Time, op, sku string, qty int) {
 	}
 	u.led.writes--
 	ln.pending -= qty
+	if u.led.unsynced {
+		u.mu.Unlock()
+		return // nothing to check against until the next cart read
+	}
 	switch {
 	case ok && got.Qty >= floor+qty:
 		ln.acked += qty
@@ -344,8 +348,16 @@ func (u *user) viewCart(ctx context.Context, at time.Time, op string) {
 		u.d.cfg.Recorder.Loss(CartItemsExtra, extra, time.Now())
 	}
 	// A line with nothing in flight is now known exactly: what was unsure
-	// either was applied or was not.
+	// either was applied or was not. After a lost session the ledger
+	// adopts the new session's cart as it is.
 	u.mu.Lock()
+	if u.led.gen == gen && u.led.unsynced && u.led.writes == 0 {
+		u.led.cart = map[string]*line{}
+		for sku, n := range have {
+			u.led.line(sku).acked = n
+		}
+		u.led.unsynced = false
+	}
 	if u.led.gen == gen {
 		for sku, n := range have {
 			if ln := u.led.line(sku); ln.pending == 0 && n >= ln.acked {
@@ -386,14 +398,17 @@ func (u *user) compareCart(gen int, floors map[string]int, items []cartItem) (sh
 	for _, it := range items {
 		have[it.SKU] += it.Qty
 	}
+	u.mu.Lock()
+	unsynced := u.led.unsynced
+	u.mu.Unlock()
 	for sku, floor := range floors {
-		if n := have[sku]; n < floor {
+		if n := have[sku]; n < floor && !unsynced {
 			short += floor - n
 		}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.led.gen != gen {
+	if u.led.gen != gen || u.led.unsynced {
 		return 0, 0
 	}
 	for sku, n := range have {
