@@ -105,15 +105,9 @@ func (f *Fleet) Add(ctx context.Context) (InstanceInfo, error) {
 // Crash kills the instance with SIGKILL, as a machine failure would: it gets
 // no chance to finish requests or save anything.
 func (f *Fleet) Crash(name string) error {
-	inst, err := f.get(name)
+	cmd, done, err := f.running(name)
 	if err != nil {
 		return err
-	}
-	f.mu.Lock()
-	cmd, done := inst.cmd, inst.done
-	f.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("instance %s is not running", name)
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
@@ -125,15 +119,9 @@ func (f *Fleet) Crash(name string) error {
 // SIGKILL if it has not exited within StopGrace. It returns once the
 // process is gone; Restart brings it back on the same address.
 func (f *Fleet) Terminate(name string) error {
-	inst, err := f.get(name)
+	cmd, done, err := f.running(name)
 	if err != nil {
 		return err
-	}
-	f.mu.Lock()
-	cmd, done := inst.cmd, inst.done
-	f.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("instance %s is not running", name)
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	timer := time.NewTimer(f.grace())
@@ -145,6 +133,22 @@ func (f *Fleet) Terminate(name string) error {
 		<-done
 	}
 	return nil
+}
+
+// running returns the process of a running instance and the channel
+// closed when it exits.
+func (f *Fleet) running(name string) (*exec.Cmd, chan struct{}, error) {
+	inst, err := f.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.mu.Lock()
+	cmd, done := inst.cmd, inst.done
+	f.mu.Unlock()
+	if cmd == nil {
+		return nil, nil, fmt.Errorf("instance %s is not running", name)
+	}
+	return cmd, done, nil
 }
 
 func (f *Fleet) grace() time.Duration {
