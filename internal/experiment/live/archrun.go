@@ -237,8 +237,9 @@ func (r *archRun) waitUp(ctx context.Context, n int) error {
 // since is the offset of now in the run.
 func (r *archRun) since() time.Duration { return time.Since(r.start) }
 
-func (r *archRun) event(action, detail string) {
-	at := r.since()
+func (r *archRun) event(action, detail string) { r.eventAt(r.since(), action, detail) }
+
+func (r *archRun) eventAt(at time.Duration, action, detail string) {
 	r.mu.Lock()
 	r.events = append(r.events, report.Event{
 		AtS: at.Seconds(), Phase: r.cfg.Params.Timeline.PhaseAt(r.cfg.Params.Duration, at),
@@ -288,11 +289,12 @@ func (r *archRun) perform(ctx context.Context, ev model.Event) {
 		r.event("drain", name+" drained at the balancer: no new users")
 	case model.Stop:
 		name := instanceName(ev.Instance)
+		at, begun := r.since(), time.Now()
 		if err := r.fleet.Terminate(name); err != nil {
-			r.event("stop", "failed: "+err.Error())
+			r.eventAt(at, "stop", "failed: "+err.Error())
 			return
 		}
-		r.event("stop", name+" stopped (SIGTERM)")
+		r.eventAt(at, "stop", fmt.Sprintf("%s stopped (SIGTERM; gone after %.1f s)", name, time.Since(begun).Seconds()))
 	case model.Kill:
 		name := instanceName(ev.Instance)
 		if err := r.fleet.Crash(name); err != nil {
@@ -334,11 +336,22 @@ func (r *archRun) watchRotation(ctx context.Context) {
 		at := max(r.since(), 0)
 		for _, b := range r.bl.Backends() {
 			up := b.State == "up"
-			if was, seen := in[b.Name]; !seen || was != up {
-				in[b.Name] = up
-				r.mu.Lock()
-				r.rotations = append(r.rotations, metrics.Rotation{At: at, Instance: b.Name, In: up})
-				r.mu.Unlock()
+			was, seen := in[b.Name]
+			if seen && was == up {
+				continue
+			}
+			in[b.Name] = up
+			r.mu.Lock()
+			r.rotations = append(r.rotations, metrics.Rotation{At: at, Instance: b.Name, In: up})
+			r.mu.Unlock()
+			if seen {
+				// What the balancer decided, next to what the timeline did:
+				// an ejection for 503s during the store's outage shows here.
+				word := "back in rotation"
+				if !up {
+					word = "out of rotation (" + b.State + ")"
+				}
+				r.eventAt(at, "balancer", b.Name+" "+word)
 			}
 		}
 		select {

@@ -271,6 +271,7 @@ func imbalanceChart(r *Results) template.HTML {
 		groups = append(groups, ph.Name)
 	}
 	var series []chart.BarSeries
+	top := 1.5
 	for i, name := range ranArchs(r) {
 		a := r.Architectures[name]
 		var vals []float64
@@ -278,6 +279,7 @@ func imbalanceChart(r *Results) template.HTML {
 			val := math.NaN()
 			if f := a.Phases[ph.Name]; f != nil && f.ImbalanceMaxOverMean != nil {
 				val = *f.ImbalanceMaxOverMean
+				top = math.Max(top, val*1.1)
 			}
 			vals = append(vals, val)
 		}
@@ -285,8 +287,8 @@ func imbalanceChart(r *Results) template.HTML {
 	}
 	c := chart.Bars{
 		Title:  "Load imbalance per phase: the busiest instance over the mean",
-		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even.",
-		Y:      chart.Axis{Label: "max / mean", From: 1},
+		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; a dash: fewer than two instances were in rotation for the whole phase.",
+		Y:      chart.Axis{Label: "max / mean", From: 1, To: top},
 		Groups: groups, Series: series,
 		Refs: []chart.Ref{{Y: 1, Label: "even"}},
 	}

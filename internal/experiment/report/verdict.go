@@ -224,6 +224,15 @@ func (v *verdict) outage() {
 		}
 		v.add("While the store restarted, %s had %d errors (%.1f%% of its requests) and a p99 of %s against %s in steady state: %s.",
 			a, sr.Errors, 100*errRate, p99, base, what)
+		ejected := 0
+		for _, e := range v.r.Architectures[a].Events {
+			if e.Action == "balancer" && e.Phase == "store_restart" && strings.Contains(e.Detail, "(ejected)") {
+				ejected++
+			}
+		}
+		if ejected > 0 {
+			v.add("In %s the balancer took %d healthy instances out of rotation (ejected) for the 503s they answered while the store was down, and kept them out after it came back.", a, ejected)
+		}
 	}
 }
 
