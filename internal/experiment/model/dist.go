@@ -71,6 +71,7 @@ func invPowerLaw(beta, lo, hi, u float64) float64 {
 // the rest. Mu is solved for by NewTruncLogNormal from a stated mean.
 type TruncLogNormal struct {
 	Mu, Sigma, Max float64
+	top            float64 // Phi at the cap; computed by NewTruncLogNormal
 }
 
 // NewTruncLogNormal returns the log-normal with shape sigma truncated at
@@ -79,14 +80,18 @@ func NewTruncLogNormal(mean, sigma, max float64) TruncLogNormal {
 	lo, hi := math.Log(mean)-10*sigma-10, math.Log(max)
 	for range 200 {
 		mid := (lo + hi) / 2
-		if (TruncLogNormal{mid, sigma, max}).Mean() < mean {
+		if (TruncLogNormal{Mu: mid, Sigma: sigma, Max: max}).Mean() < mean {
 			lo = mid
 		} else {
 			hi = mid
 		}
 	}
-	return TruncLogNormal{Mu: (lo + hi) / 2, Sigma: sigma, Max: max}
+	d := TruncLogNormal{Mu: (lo + hi) / 2, Sigma: sigma, Max: max}
+	d.top = d.cdfTop()
+	return d
 }
+
+func (d TruncLogNormal) cdfTop() float64 { return phi((math.Log(d.Max) - d.Mu) / d.Sigma) }
 
 // Mean is the exact mean after truncation.
 func (d TruncLogNormal) Mean() float64 {
@@ -98,7 +103,10 @@ func (d TruncLogNormal) Mean() float64 {
 // Sample draws one value by inversion (one uniform per draw, no
 // rejection, so a user's later draws never shift).
 func (d TruncLogNormal) Sample(r *Rand) float64 {
-	top := phi((math.Log(d.Max) - d.Mu) / d.Sigma)
+	top := d.top
+	if top == 0 {
+		top = d.cdfTop()
+	}
 	u := r.open01() * top
 	return math.Min(d.Max, math.Exp(d.Mu+d.Sigma*phiInv(u)))
 }
