@@ -34,6 +34,7 @@ type experimentFlags struct {
 	quick     bool
 	seed      uint64
 	simulate  bool
+	calibrate string
 	set       map[string]bool // flags given on the command line
 }
 
@@ -60,7 +61,8 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&f.force, "force", false, "write into an existing --out directory, replacing its results")
 	fs.BoolVar(&f.quick, "quick", false, "a short run (under a minute for all four architectures): fewer users, a 10s timeline")
 	fs.Uint64Var(&f.seed, "seed", def.Seed, "seed of every random draw: the same seed gives the same users and scripts")
-	fs.BoolVar(&f.simulate, "simulate", false, "run the model as a discrete-event simulation instead (no sockets); --instances and --users then take ranges such as 3..10000")
+	fs.BoolVar(&f.simulate, "simulate", false, "run the model as a discrete-event simulation instead (no sockets) and write simulation.json and simulation.html; --instances and --users then take ranges such as 3..10000 and 1e3..1e7")
+	fs.StringVar(&f.calibrate, "calibrate", "", "with --simulate: a live run's results.json to calibrate against [--out's results.json, if there is one]")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: unstuck experiment [flags]
 
@@ -93,7 +95,7 @@ Flags:`)
 		fmt.Fprintf(stderr, "unstuck experiment: %v\n", err)
 		return 2
 	}
-	dir, err := prepareOut(f.out, f.force, "results.json")
+	dir, err := prepareOut(f.out, f.force, "results.json", "report.html")
 	if err != nil {
 		fmt.Fprintf(stderr, "unstuck experiment: %v\n", err)
 		return 2
@@ -133,22 +135,36 @@ Flags:`)
 	return 0
 }
 
-// liveConfig checks the flags of a live run and turns them into its
-// configuration; errors name the flag.
-func (f *experimentFlags) liveConfig() (live.Config, error) {
-	var cfg live.Config
+// archs checks --arch.
+func (f *experimentFlags) archs() ([]model.Arch, error) {
+	var out []model.Arch
 	seen := map[string]bool{}
 	for _, name := range strings.Split(f.arch, ",") {
 		name = strings.TrimSpace(name)
 		a, err := model.ArchNamed(name)
 		if err != nil {
-			return cfg, fmt.Errorf("--arch %q: want a comma-separated list of sticky, store, affinity, cookie", f.arch)
+			return nil, fmt.Errorf("--arch %q: want a comma-separated list of sticky, store, affinity, cookie", f.arch)
 		}
 		if seen[name] {
-			return cfg, fmt.Errorf("--arch %q: %s twice", f.arch, name)
+			return nil, fmt.Errorf("--arch %q: %s twice", f.arch, name)
 		}
 		seen[name] = true
-		cfg.Archs = append(cfg.Archs, a)
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// liveConfig checks the flags of a live run and turns them into its
+// configuration; errors name the flag.
+func (f *experimentFlags) liveConfig() (live.Config, error) {
+	var cfg live.Config
+	archs, err := f.archs()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Archs = archs
+	if f.set["calibrate"] {
+		return cfg, errors.New("--calibrate goes with --simulate")
 	}
 	p := model.Default()
 	if f.quick {
@@ -235,9 +251,11 @@ func appHasCookieSessions(exe string) bool {
 	return strings.Contains(rest, "cookie")
 }
 
-// prepareOut creates the output directory (a fresh, dated one by default)
-// and refuses an existing one holding results unless forced.
-func prepareOut(dir string, force bool, marker string) (string, error) {
+// prepareOut creates the output directory (a fresh, dated one by default).
+// It refuses a directory that already holds one of the files the run
+// would write, unless forced: nothing is overwritten silently. (A live
+// run's directory may receive a simulation, and the other way round.)
+func prepareOut(dir string, force bool, files ...string) (string, error) {
 	if dir == "" {
 		dir = "experiment-" + time.Now().Format("20060102-150405")
 	}
@@ -245,9 +263,10 @@ func prepareOut(dir string, force bool, marker string) (string, error) {
 		if !st.IsDir() {
 			return "", fmt.Errorf("--out %s: exists and is not a directory", dir)
 		}
-		entries, _ := os.ReadDir(dir)
-		if len(entries) > 0 && !force {
-			return "", fmt.Errorf("--out %s: exists and is not empty; choose another directory, or pass --force to replace its %s", dir, marker)
+		for _, name := range files {
+			if fileExists(filepath.Join(dir, name)) && !force {
+				return "", fmt.Errorf("--out %s: already holds %s; choose another directory, or pass --force to replace it", dir, name)
+			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -195,20 +195,24 @@ func TestExperimentFlagErrorsNameTheFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for args, want := range map[string]string{
-		"--arch wobbly":            "--arch",
-		"--arch sticky,sticky":     "--arch",
-		"--users 0":                "--users 0",
-		"--users lots":             "--users",
-		"--instances 2":            "--instances 2",
-		"--instances 99":           "--instances 99",
-		"--duration 1s":            "--duration 1s",
-		"--store mysql://h:1":      "--store",
-		"--store memory":           "--store memory",
-		"--seed -1":                "-seed",
-		"extra":                    "unexpected argument",
-		"--out " + full:            "--out",
-		"--quick --duration 2h":    "--duration 2h",
-		"--simulate --users wobbl": "--users",
+		"--arch wobbly":                  "--arch",
+		"--arch sticky,sticky":           "--arch",
+		"--users 0":                      "--users 0",
+		"--users lots":                   "--users",
+		"--instances 2":                  "--instances 2",
+		"--instances 99":                 "--instances 99",
+		"--duration 1s":                  "--duration 1s",
+		"--store mysql://h:1":            "--store",
+		"--store memory":                 "--store memory",
+		"--seed -1":                      "-seed",
+		"extra":                          "unexpected argument",
+		"--out " + full:                  "--out",
+		"--quick --duration 2h":          "--duration 2h",
+		"--simulate --users wobbl":       "--users",
+		"--simulate --instances 1..5":    "--instances",
+		"--simulate --store redis":       "--store",
+		"--calibrate x.json":             "--calibrate",
+		"--simulate --calibrate nope.js": "--calibrate",
 	} {
 		var out, errb bytes.Buffer
 		code := run(t.Context(), append([]string{"experiment"}, strings.Fields(args)...), &out, &errb)
@@ -219,5 +223,46 @@ func TestExperimentFlagErrorsNameTheFlag(t *testing.T) {
 	// An existing --out is never overwritten silently.
 	if b, _ := os.ReadFile(filepath.Join(full, "results.json")); string(b) != "{}" {
 		t.Errorf("--out was overwritten: %q", b)
+	}
+}
+
+// TestExperimentSimulate runs a small simulation with the built binary and
+// calibrates it against a live run's results: both files are written, with
+// the keys the issue names, and nothing else is overwritten.
+func TestExperimentSimulate(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "results.json")
+	if err := os.WriteFile(live, []byte(`{"parameters":{"users":100,"instances":3,"seed":1,"duration_s":8},
+		"architectures":{"store":{"sessions_lost":0,"cart_items_lost":0,"imbalance_max_over_mean":1.1,"phases":{}}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, unstuckBinary(t), "experiment", "--simulate", "--quick",
+		"--instances", "3..30", "--users", "1e3..1e4", "--out", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("experiment --simulate: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "simulation.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"rows"`, `"theory"`, `"calibration"`, `"imbalance_max_over_mean"`, `"sessions_lost_per_crash"`,
+		`"seconds_to_fair_share"`, `"store_ops_per_s"`, `"available": true`} {
+		if !bytes.Contains(raw, []byte(key)) {
+			t.Errorf("simulation.json has no %s", key)
+		}
+	}
+	if html, err := os.ReadFile(filepath.Join(dir, "simulation.html")); err != nil || !bytes.Contains(html, []byte("<svg")) {
+		t.Errorf("simulation.html: %v", err)
+	}
+	if !strings.Contains(string(out), "calibrating against") || !strings.Contains(string(out), "verdict:") {
+		t.Errorf("output:\n%s", out)
+	}
+	// A second run into the same directory is refused.
+	var errb bytes.Buffer
+	code := run(t.Context(), []string{"experiment", "--simulate", "--quick", "--out", dir}, &bytes.Buffer{}, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "--force") {
+		t.Errorf("second --simulate into %s: exit %d, %q; want a refusal naming --force", dir, code, errb.String())
 	}
 }
