@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/unstuck-dev/unstuck/internal/experiment/report"
+	"github.com/unstuck-dev/unstuck/internal/testenv"
 )
 
 // TestExperimentQuick runs `unstuck experiment --quick` as a user would
@@ -101,6 +104,36 @@ func TestExperimentQuick(t *testing.T) {
 	if !strings.Contains(string(out), "verdict:") {
 		t.Errorf("no verdict on the terminal:\n%s", out)
 	}
+	reportInBrowser(t, filepath.Join(dir, "report.html"))
+}
+
+// reportInBrowser opens report.html in headless Chromium, as a reader
+// would, checks that the verdict and the charts are there and drawn, and
+// keeps a screenshot of its top (UNSTUCK_SCREENSHOTS=docs refreshes the
+// README's; UNSTUCK_EXPERIMENT_REPORT names another report.html to show,
+// such as a default run's).
+func reportInBrowser(t *testing.T, path string) {
+	t.Helper()
+	if p := os.Getenv("UNSTUCK_EXPERIMENT_REPORT"); p != "" {
+		path = p
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := testenv.Browser(t)
+	do(t, tab, chromedp.EmulateViewport(1100, 1500), chromedp.Navigate("file://"+abs), chromedp.WaitVisible(chromedp.CSS(".verdict")))
+	if n := js[int](t, tab, `document.querySelectorAll(".verdict li").length`); n < 3 {
+		t.Errorf("report.html shows %d verdict sentences", n)
+	}
+	if n := js[int](t, tab, `[...document.querySelectorAll("figure svg")].filter(s => s.getBoundingClientRect().width > 300 && s.querySelector("path")).length`); n < 4 {
+		t.Errorf("report.html draws %d charts, want the load per instance, latency, imbalance and scale-out ones", n)
+	}
+	shot, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveScreenshot(t, "experiment.png", shot)
 }
 
 // TestExperimentCtrlCLeavesNoProcess interrupts a run: every process it

@@ -81,11 +81,11 @@ func (v *verdict) losses() {
 				where = append(where, fmt.Sprintf("%d in %s", n, ph.Name))
 			}
 		}
-		users := ""
+		users := "users"
 		if f.Users > 0 {
-			users = fmt.Sprintf(" of %d users", f.Users)
+			users = fmt.Sprintf("of its %d users", f.Users)
 		}
-		v.add("%s logged out %d users%s who had to log in again (%s), losing %d cart items and %d uploads with them: state kept in an instance dies with it, and a drain cannot move it.",
+		v.add("%s logged out %d %s, who had to log in again (%s), and lost %d cart items and %d uploads with them: state kept in an instance dies with it, and a drain cannot move it.",
 			a, f.SessionsLost, users, strings.Join(where, ", "), f.CartItemsLost, f.UploadsLost)
 	}
 }
