@@ -11,8 +11,11 @@ import (
 // Config configures a Manager. The zero value of every field but Store is
 // a sensible default.
 type Config struct {
-	// Store keeps the sessions. Required.
-	Store Store
+	// Store keeps the sessions. Required: a Store (memstore, redisstore,
+	// natsstore, dynamostore: the session on the server, a token in the
+	// cookie) or a ClientStore (cookiestore: the session sealed into the
+	// cookie itself). Switching is changing this one value.
+	Store Backend
 
 	// Cookie configures the session cookie.
 	Cookie CookieConfig
@@ -50,7 +53,9 @@ type Config struct {
 	// ErrorHandler answers a request whose session could not be loaded or
 	// saved. It runs before any byte of the handler's response was sent,
 	// and the handler's own output is discarded. Default: 503 Service
-	// Unavailable with Retry-After.
+	// Unavailable with Retry-After when the store (or a ClientStore's
+	// revocation feed) cannot answer (ErrUnavailable); 500 when the session
+	// outgrew its cookies (ErrTooLarge).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	// OnCreate is called after a new session was stored.
@@ -146,6 +151,11 @@ func (c *Config) withDefaults() (Config, error) {
 		retry := int((d.RetryAfter + time.Second - 1) / time.Second)
 		d.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			h := w.Header()
+			if errors.Is(err, ErrTooLarge) {
+				h.Set("Cache-Control", "no-store")
+				http.Error(w, "session too large", http.StatusInternalServerError)
+				return
+			}
 			h.Set("Retry-After", itoa(retry))
 			h.Set("Cache-Control", "no-store")
 			http.Error(w, "session store unavailable, retry shortly", http.StatusServiceUnavailable)

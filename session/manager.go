@@ -15,8 +15,11 @@ import (
 // Manager loads and saves sessions for HTTP handlers. It is safe for
 // concurrent use; create one per application and share it.
 type Manager struct {
-	cfg     Config
-	fresh   FreshLoader // cfg.Store, when it has a cache that may lag
+	cfg Config
+	// Exactly one of store and client is set: where the sessions live.
+	store   Store
+	client  ClientStore
+	fresh   FreshLoader // store, when it has a cache that may lag
 	updates keyedLocks  // serializes Updates of one session on this instance
 }
 
@@ -67,10 +70,18 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: c}
-	if f, ok := c.Store.(FreshLoader); ok && f.Cached() {
+	switch b := c.Store.(type) {
+	case ClientStore:
+		m.client = b
+	case Store:
+		m.store = b
+	default:
+		return nil, fmt.Errorf("session: Config.Store is a %T, want a session.Store or a session.ClientStore", c.Store)
+	}
+	if f, ok := m.store.(FreshLoader); ok && f.Cached() {
 		m.fresh = f
 	}
-	if n, ok := c.Store.(ExpiryNotifier); ok && c.OnExpire != nil {
+	if n, ok := m.store.(ExpiryNotifier); ok && c.OnExpire != nil {
 		n.NotifyExpired(func(id string, r *Record) { m.hook(c.OnExpire, context.Background(), id, r) })
 	}
 	return m, nil
@@ -96,7 +107,11 @@ type ctxKey struct{}
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := &state{m: m, r: r}
-		s.readToken(r)
+		if m.client != nil {
+			s.readClient(r)
+		} else {
+			s.readToken(r)
+		}
 		ctx := context.WithValue(r.Context(), ctxKey{}, s)
 		r = r.WithContext(ctx)
 		s.r = r
@@ -219,15 +234,52 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
-// load reads a record, through the cache only when the cache is at least as
-// new as minVersion.
+// load reads a record from the Store, through the cache only when the cache
+// is at least as new as minVersion.
 func (m *Manager) load(ctx context.Context, id string, minVersion uint64) (*Record, error) {
 	ctx, cancel := m.storeCtx(ctx)
 	defer cancel()
 	if m.fresh != nil && minVersion > 0 {
 		return m.fresh.LoadAtLeast(ctx, id, minVersion)
 	}
-	return m.cfg.Store.Load(ctx, id)
+	return m.store.Load(ctx, id)
+}
+
+// commit writes c to session id, whose current record (when loaded) is
+// cur. With a ClientStore the request's copy is the session, so the change
+// is only applied to it; the cookie carries it out at save.
+func (m *Manager) commit(ctx context.Context, id string, cur *Record, c Change) (uint64, error) {
+	if m.client != nil {
+		next, err := c.Apply(cur)
+		if err != nil {
+			return 0, err
+		}
+		return next.Version, nil
+	}
+	ctx, cancel := m.storeCtx(ctx)
+	defer cancel()
+	return m.store.Commit(ctx, id, c)
+}
+
+// end ends session id for good (logout, rotation) and returns the record it
+// held: the Store's tombstone, or a ClientStore's revocation of every copy
+// of the cookie, cur being what this request's copy held.
+func (m *Manager) end(ctx context.Context, id string, cur *Record) (*Record, error) {
+	ctx, cancel := m.storeCtx(ctx)
+	defer cancel()
+	if m.client != nil {
+		return cur, m.client.Revoke(ctx, id, m.revokeUntil(cur))
+	}
+	return m.store.Delete(ctx, id)
+}
+
+// newToken mints a new session: a token and the Store id derived from it,
+// or a ClientStore's id (the cookie then carries the session, not a token).
+func (m *Manager) newToken() (token, id string) {
+	if m.client != nil {
+		return "", m.client.NewID()
+	}
+	return newToken()
 }
 
 func (m *Manager) hook(f func(context.Context, Event), ctx context.Context, id string, r *Record) {
@@ -254,7 +306,8 @@ type Info struct {
 
 // SessionsOfUser lists the live sessions bound to userID with SetUser (one
 // per device or browser), from the store's per-user index: it never scans
-// the keyspace.
+// the keyspace. A ClientStore cannot list the cookies its clients hold:
+// ErrNotSupported.
 func (m *Manager) SessionsOfUser(ctx context.Context, userID string) ([]Info, error) {
 	if userID == "" {
 		return nil, nil
@@ -262,6 +315,9 @@ func (m *Manager) SessionsOfUser(ctx context.Context, userID string) ([]Info, er
 	sctx, cancel := m.storeCtx(ctx)
 	ids, err := m.cfg.Store.UserSessions(sctx, userID)
 	cancel()
+	if errors.Is(err, ErrNotSupported) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, unavailable("user sessions", err)
 	}
@@ -269,7 +325,7 @@ func (m *Manager) SessionsOfUser(ctx context.Context, userID string) ([]Info, er
 	now := time.Now()
 	for _, id := range ids {
 		sctx, cancel := m.storeCtx(ctx)
-		rec, err := m.cfg.Store.Load(sctx, id)
+		rec, err := m.store.Load(sctx, id)
 		cancel()
 		if err != nil {
 			return nil, unavailable("load", err)
@@ -282,17 +338,15 @@ func (m *Manager) SessionsOfUser(ctx context.Context, userID string) ([]Info, er
 	return out, nil
 }
 
-// DestroySession ends the session with the given Info.ID, such as one
-// device a user chose to log out. Ending a session that no longer exists is
-// not an error.
+// DestroySession ends the session with the given id (Info.ID or Event.ID),
+// such as one device a user chose to log out. Ending a session that no
+// longer exists is not an error.
 func (m *Manager) DestroySession(ctx context.Context, id string) error {
-	sctx, cancel := m.storeCtx(ctx)
-	rec, err := m.cfg.Store.Delete(sctx, id)
-	cancel()
+	rec, err := m.end(ctx, id, nil)
 	if err != nil {
 		return unavailable("delete", err)
 	}
-	if rec != nil {
+	if rec != nil || m.client != nil {
 		m.hook(m.cfg.OnDestroy, ctx, id, rec)
 	}
 	return nil
@@ -300,8 +354,22 @@ func (m *Manager) DestroySession(ctx context.Context, id string) error {
 
 // DestroyAllForUser ends every session bound to userID ("log out
 // everywhere") and returns how many it ended. Requests already in flight
-// on those sessions cannot write them back.
+// on those sessions cannot write them back. With a ClientStore it ends
+// every session of the user issued before now, without knowing how many
+// there were (it returns -1) and without OnDestroy for each.
 func (m *Manager) DestroyAllForUser(ctx context.Context, userID string) (int, error) {
+	if m.client != nil {
+		if userID == "" {
+			return 0, nil
+		}
+		sctx, cancel := m.storeCtx(ctx)
+		defer cancel()
+		now := time.Now()
+		if err := m.client.RevokeUser(sctx, userID, now, now.Add(m.cfg.Lifetime)); err != nil {
+			return 0, unavailable("revoke user", err)
+		}
+		return -1, nil
+	}
 	infos, err := m.SessionsOfUser(ctx, userID)
 	if err != nil {
 		return 0, err

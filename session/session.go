@@ -20,13 +20,15 @@ type state struct {
 
 	mu         sync.Mutex
 	viaHeader  bool
-	token, id  string  // the presented or issued token; "" when none
-	issued     bool    // token or version is new in this request: send the cookie
-	minVersion uint64  // version the client last saw written (cookie hint)
-	loaded     bool    // Load ran (or there was nothing to load)
-	rec        *Record // the stored session; nil when there is none yet
-	failed     error   // a store failure that must fail the response
-	ended      bool    // Destroy ran: expire the cookie unless a new session follows
+	token, id  string   // the presented or issued token; "" when none
+	parts      []string // ClientStore: the sealed session the client presented
+	present    uint64   // ClientStore: which cookies name, name.1, ... came
+	issued     bool     // token or version is new in this request: send the cookie
+	minVersion uint64   // version the client last saw written (cookie hint)
+	loaded     bool     // Load ran (or there was nothing to load)
+	rec        *Record  // the stored session; nil when there is none yet
+	failed     error    // a store failure that must fail the response
+	ended      bool     // Destroy ran: expire the cookie unless a new session follows
 
 	// pending changes, written at save
 	set       map[string][]byte
@@ -59,11 +61,14 @@ func (s *state) loadLocked(ctx context.Context) error {
 	if s.loaded {
 		return nil
 	}
-	if s.id == "" {
-		s.loaded = true
-		return nil
+	var rec *Record
+	var err error
+	switch {
+	case s.m.client != nil:
+		rec, err = s.openLocked(ctx)
+	case s.id != "":
+		rec, err = s.m.load(ctx, s.id, s.minVersion)
 	}
-	rec, err := s.m.load(ctx, s.id, s.minVersion)
 	if err != nil {
 		// Never let the handler go on with an empty session: the
 		// response fails even if the handler ignores this error.
@@ -88,12 +93,13 @@ func (s *state) loadLocked(ctx context.Context) error {
 // write can go to the store blind: a per-key write needs no read, so a
 // request that only writes costs one round trip. With a near cache and a
 // persistent cookie, the session is loaded (usually free) because the
-// re-sent cookie needs the session's deadline.
+// re-sent cookie needs the session's deadline; with a ClientStore it is
+// always opened, since the cookie carries all of it.
 func (s *state) loadForWriteLocked(ctx context.Context) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if !s.loaded && s.id != "" && (s.m.fresh == nil || !s.m.cfg.Cookie.Persist) {
+	if !s.loaded && s.id != "" && s.m.client == nil && (s.m.fresh == nil || !s.m.cfg.Cookie.Persist) {
 		return nil
 	}
 	return s.loadLocked(ctx)
@@ -104,9 +110,7 @@ func (s *state) loadForWriteLocked(ctx context.Context) error {
 func (s *state) blindFlushLocked(ctx context.Context) error {
 	m := s.m
 	c := s.changeLocked(time.Now())
-	sctx, cancel := m.storeCtx(ctx)
-	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-	cancel()
+	ver, err := m.commit(ctx, s.id, nil, c)
 	switch {
 	case err == nil:
 		s.resetPendingLocked()
@@ -192,8 +196,20 @@ func Set(ctx context.Context, key string, v any) error {
 	if s.set == nil {
 		s.set = map[string][]byte{}
 	}
+	prev, hadPrev := s.set[key]
+	_, wasDeleted := s.del[key]
 	s.set[key] = b
 	delete(s.del, key)
+	if err := s.fitsLocked(); err != nil {
+		delete(s.set, key)
+		if hadPrev {
+			s.set[key] = prev
+		}
+		if wasDeleted {
+			s.del[key] = struct{}{}
+		}
+		return err
+	}
 	return s.afterSaveLocked(ctx)
 }
 
@@ -202,10 +218,15 @@ func Set(ctx context.Context, key string, v any) error {
 var ErrResponseStarted = errors.New("session: response already started; change the session before writing the response")
 
 // afterSaveLocked writes a change made after the response started through to
-// the store at once, since the save at the first byte has already run.
+// the store at once, since the save at the first byte has already run. With
+// a ClientStore the cookie has gone out, so the change cannot be kept.
 func (s *state) afterSaveLocked(ctx context.Context) error {
 	if !s.saved || !s.dirtyLocked() {
 		return nil
+	}
+	if s.m.client != nil {
+		s.resetPendingLocked()
+		return ErrResponseStarted
 	}
 	if !s.loaded && s.id != "" {
 		return s.blindFlushLocked(ctx)
@@ -330,7 +351,12 @@ func SetUser(ctx context.Context, userID string) error {
 	if err := s.loadLocked(ctx); err != nil {
 		return err
 	}
+	prevSet, prevUser := s.setUser, s.userID
 	s.setUser, s.userID = true, userID
+	if err := s.fitsLocked(); err != nil {
+		s.setUser, s.userID = prevSet, prevUser
+		return err
+	}
 	return s.afterSaveLocked(ctx)
 }
 
@@ -352,13 +378,13 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 	if err := s.loadLocked(ctx); err != nil {
 		return zero, err
 	}
-	if s.saved && s.rec == nil {
+	m := s.m
+	if s.saved && (s.rec == nil || m.client != nil) {
 		return zero, ErrResponseStarted
 	}
 	if err := s.flushLocked(ctx); err != nil {
 		return zero, err
 	}
-	m := s.m
 	// Requests of one session on this instance take turns, so only
 	// instances (not every request) contend in the store.
 	unlock, err := m.updates.lock(ctx, s.id)
@@ -387,12 +413,19 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 			expect[key] = oldB
 		}
 		c := Change{Set: map[string][]byte{key: newB}, Expect: expect, IdleDeadline: m.idleDeadline(time.Now(), s.rec)}
-		sctx, cancel := m.storeCtx(ctx)
-		ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-		cancel()
+		ver, err := m.commit(ctx, s.id, s.rec, c)
 		switch {
 		case err == nil:
 			s.rec.Values[key] = newB
+			if err := s.fitsLocked(); err != nil {
+				// Only with a ClientStore, whose commit is this copy.
+				if ok {
+					s.rec.Values[key] = oldB
+				} else {
+					delete(s.rec.Values, key)
+				}
+				return zero, err
+			}
 			s.rec.Version = ver
 			s.rec.IdleDeadline = c.IdleDeadline
 			s.wroteLocked()
@@ -461,9 +494,7 @@ func RenewToken(ctx context.Context) error {
 	// Tombstone the old id first and carry over what it held at that
 	// moment, so a write that raced the rotation is either in the copy or
 	// rejected, never silently dropped after the copy.
-	sctx, cancel := m.storeCtx(ctx)
-	old, err := m.cfg.Store.Delete(sctx, s.id)
-	cancel()
+	old, err := m.end(ctx, s.id, s.rec)
 	if err != nil {
 		s.failed = unavailable("renew", err)
 		return s.failed
@@ -509,10 +540,14 @@ func Destroy(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.m.client != nil {
+		// The id is inside the cookie: open it to know what to revoke.
+		if err := s.loadLocked(ctx); err != nil {
+			return err
+		}
+	}
 	if s.id != "" {
-		sctx, cancel := s.m.storeCtx(ctx)
-		old, err := s.m.cfg.Store.Delete(sctx, s.id)
-		cancel()
+		old, err := s.m.end(ctx, s.id, s.rec)
 		if err != nil {
 			s.failed = unavailable("destroy", err)
 			return s.failed
@@ -561,7 +596,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 	m := s.m
 	now := time.Now()
 	if s.rec == nil {
-		token, id := newToken()
+		token, id := m.newToken()
 		c := s.changeLocked(now)
 		c.Create, c.Clear, c.Delete = true, false, nil
 		c.Created, c.Deadline = now, now.Add(m.cfg.Lifetime)
@@ -571,9 +606,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 			c.Created, c.Deadline = rotated.Created, rotated.Deadline
 		}
 		c.IdleDeadline = m.idleDeadline(now, &Record{Deadline: c.Deadline})
-		sctx, cancel := m.storeCtx(ctx)
-		ver, err := m.cfg.Store.Commit(sctx, id, c)
-		cancel()
+		ver, err := m.commit(ctx, id, nil, c)
 		if err != nil {
 			s.failed = unavailable("create", err)
 			return s.failed
@@ -592,9 +625,7 @@ func (s *state) flushLocked(ctx context.Context) error {
 		return nil
 	}
 	c := s.changeLocked(now)
-	sctx, cancel := m.storeCtx(ctx)
-	ver, err := m.cfg.Store.Commit(sctx, s.id, c)
-	cancel()
+	ver, err := m.commit(ctx, s.id, s.rec, c)
 	if errors.Is(err, ErrGone) {
 		// Destroyed or rotated by another request meanwhile: the
 		// logout wins, and this request's writes are dropped on purpose.
@@ -609,6 +640,12 @@ func (s *state) flushLocked(ctx context.Context) error {
 	}
 	rec, _ := c.Apply(s.rec)
 	rec.Version = ver
+	if m.client != nil && c.SetUser && c.UserID != s.rec.UserID {
+		// A new user gets a new id, so the id's issue time (RevokeUser)
+		// is never older than the binding. No revocation: that is
+		// RenewToken's job.
+		s.id = m.client.NewID()
+	}
 	s.rec = rec
 	s.resetPendingLocked()
 	s.wroteLocked()
@@ -616,9 +653,9 @@ func (s *state) flushLocked(ctx context.Context) error {
 }
 
 // wroteLocked notes a write, so the cookie carries the new version when the
-// store's cache may lag.
+// store's cache may lag, or the new session with a ClientStore.
 func (s *state) wroteLocked() {
-	if s.m.fresh != nil {
+	if s.m.fresh != nil || s.m.client != nil {
 		s.issued = true // read by save; harmless once the header is out
 	}
 }
@@ -652,10 +689,15 @@ func (s *state) save(h http.Header) error {
 		now := time.Now()
 		touchAt := s.rec.IdleDeadline.Add(-time.Duration(float64(m.cfg.IdleTimeout) * (1 - m.cfg.TouchAfter)))
 		if !s.rec.IdleDeadline.IsZero() && !now.Before(touchAt) && s.rec.IdleDeadline.Before(s.rec.Deadline) {
-			sctx, cancel := m.storeCtx(ctx)
-			_, err := m.cfg.Store.Commit(sctx, s.id, Change{IdleDeadline: m.idleDeadline(now, s.rec)})
-			cancel()
-			if err != nil && !errors.Is(err, ErrGone) {
+			touch := Change{IdleDeadline: m.idleDeadline(now, s.rec)}
+			_, err := m.commit(ctx, s.id, s.rec, touch)
+			switch {
+			case err == nil:
+				s.rec.IdleDeadline = touch.IdleDeadline
+				if m.client != nil {
+					s.issued = true // the deadline travels in the cookie
+				}
+			case !errors.Is(err, ErrGone):
 				// The request wrote nothing, so nothing is lost: serve
 				// it and let a later request move the deadline.
 				m.cfg.Logger.WarnContext(ctx, "session: idle deadline not extended", "err", err)
@@ -663,6 +705,9 @@ func (s *state) save(h http.Header) error {
 		}
 	}
 	s.headerOut = true
+	if m.client != nil {
+		return s.writeClientLocked(ctx, h)
+	}
 	if s.issued && s.token != "" {
 		v, ver, deadline := s.token, s.blindVersion, time.Time{}
 		if s.rec != nil {
@@ -671,34 +716,39 @@ func (s *state) save(h http.Header) error {
 		if m.fresh != nil {
 			v += "." + strconv.FormatUint(ver, 10)
 		}
-		s.setCookieLocked(h, v, deadline)
+		s.setCookieLocked(h, m.cfg.Cookie.Name, v, deadline)
 	} else if s.ended && s.token == "" {
-		s.setCookieLocked(h, "", time.Time{})
+		s.setCookieLocked(h, m.cfg.Cookie.Name, "", time.Time{})
+	} else {
+		return nil
+	}
+	if s.viaHeader && m.cfg.Header != "" {
+		h.Set(m.cfg.Header, s.token)
 	}
 	return nil
 }
 
-func (s *state) setCookieLocked(h http.Header, token string, deadline time.Time) {
+// setCookieLocked adds one Set-Cookie; an empty value deletes the cookie.
+func (s *state) setCookieLocked(h http.Header, name, value string, deadline time.Time) {
 	cfg := &s.m.cfg
 	c := &http.Cookie{
-		Name:     cfg.Cookie.Name,
-		Value:    token,
+		Name:     name,
+		Value:    value,
 		Path:     cfg.Cookie.Path,
 		Domain:   cfg.Cookie.Domain,
 		HttpOnly: true,
 		Secure:   cfg.Cookie.Secure || s.r.TLS != nil,
 		SameSite: cfg.Cookie.SameSite,
 	}
-	if token == "" {
+	if value == "" {
 		c.MaxAge = -1
 	} else if cfg.Cookie.Persist && !deadline.IsZero() {
 		c.Expires = deadline.UTC()
 		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
 	}
 	h.Add("Set-Cookie", c.String())
-	h.Add("Vary", "Cookie")
-	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
-	if s.viaHeader && cfg.Header != "" {
-		h.Set(cfg.Header, token)
+	if !slices.Contains(h.Values("Vary"), "Cookie") {
+		h.Add("Vary", "Cookie")
 	}
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
 }

@@ -7,8 +7,23 @@ import (
 	"time"
 )
 
-// Store keeps session records. Implementations live in sub-packages
-// (memstore, redisstore, natsstore); sessiontest.Run checks that a Store
+// Backend is what Config.Store takes: where a Manager keeps its sessions.
+// It is one of two kinds, and New refuses anything else:
+//
+//   - a Store keeps each session on the server and gives the client a
+//     random token (memstore, redisstore, natsstore, dynamostore);
+//   - a ClientStore seals each session into the client's cookie and keeps
+//     on the server only what it must to end sessions (cookiestore).
+//
+// The one method they share answers Manager.SessionsOfUser; a ClientStore,
+// which cannot list the cookies its clients hold, returns ErrNotSupported.
+type Backend interface {
+	UserSessions(ctx context.Context, userID string) ([]string, error)
+}
+
+// Store keeps session records on the server. Implementations live in
+// sub-packages (memstore, redisstore, natsstore, dynamostore);
+// sessiontest.Run checks that a Store
 // keeps every guarantee documented here, so a third-party store can prove
 // itself with one line.
 //
@@ -215,4 +230,8 @@ var (
 	// ErrNotFound reports a Commit to an id with no record at all, not
 	// even a tombstone: never created, or expired. It matches ErrGone.
 	ErrNotFound = fmt.Errorf("%w (no record)", ErrGone)
+	// ErrNotSupported reports a call the backend cannot answer, such as
+	// SessionsOfUser on a ClientStore (nobody can list the cookies that
+	// clients hold).
+	ErrNotSupported = errors.New("session: not supported by this backend")
 )

@@ -18,6 +18,7 @@ import (
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/cookiestore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
 	"github.com/unstuck-dev/unstuck/session/natsstore"
 	rstore "github.com/unstuck-dev/unstuck/session/redisstore"
@@ -79,7 +80,7 @@ func (c countingConn) Do(cmd string, args ...any) (any, error) {
 	return c.Conn.Do(cmd, args...)
 }
 
-func ours(name string, st session.Store, trips func() int64) system {
+func ours(name string, st session.Backend, trips func() int64) system {
 	m, err := session.New(session.Config{Store: st, IdleTimeout: idle, Lifetime: lifetime})
 	if err != nil {
 		panic(err)
@@ -201,6 +202,23 @@ func setup(b *testing.B) []system {
 		systems = append(systems, ours(name, st, func() int64 { return int64(nc.Stats().OutMsgs) }))
 	}
 
+	// Sessions sealed into the cookie; revocations through the same
+	// Redis (a login revokes the old id: one round trip; the feed's poll
+	// adds one every second, counted too).
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	var n atomic.Int64
+	key := make([]byte, 32)
+	cs, err := cookiestore.New(ctx, cookiestore.Options{Keys: [][]byte{key}, Redis: countingClient{Client: c, n: &n}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cs.Close() })
+	systems = append(systems, ours("cookie", cs, n.Load))
+
 	systems = append(systems, scsSystem(srv.Addr()))
 	return systems
 }
@@ -208,7 +226,9 @@ func setup(b *testing.B) []system {
 // BenchmarkSessions measures one request through each library's middleware
 // per op (the handler is called directly, so only session work and the
 // store are measured), 64 concurrent clients each with its own session.
-// rt/op is the mean number of store round trips per request.
+// rt/op is the mean number of store round trips per request; req-B/op and
+// resp-B/op the bytes the session adds to each request (its Cookie header)
+// and response (its Set-Cookie headers).
 func BenchmarkSessions(b *testing.B) {
 	systems := setup(b)
 	for _, sc := range scenarios {
@@ -221,7 +241,10 @@ func BenchmarkSessions(b *testing.B) {
 // client is one browser: its current cookie.
 type client struct{ cookie *http.Cookie }
 
-func (c *client) do(b *testing.B, sys system, h http.Handler) {
+// wire counts the bytes sessions add to requests and responses.
+type wire struct{ req, resp atomic.Int64 }
+
+func (c *client) do(b *testing.B, sys system, h http.Handler, w *wire) {
 	req := httptest.NewRequest("GET", "/", nil)
 	req.RemoteAddr = net.JoinHostPort("127.0.0.1", "1")
 	if c.cookie != nil {
@@ -233,11 +256,19 @@ func (c *client) do(b *testing.B, sys system, h http.Handler) {
 		b.Errorf("%s: %d %s", sys.name, rec.Code, rec.Body)
 		return
 	}
+	var out int
 	for _, line := range rec.Header().Values("Set-Cookie") {
+		out += len("Set-Cookie: \r\n") + len(line)
 		ck, err := http.ParseSetCookie(line)
 		if err == nil && ck.Name == sys.cookie {
 			c.cookie = &http.Cookie{Name: ck.Name, Value: ck.Value}
 		}
+	}
+	if w != nil {
+		if v := req.Header.Get("Cookie"); v != "" {
+			w.req.Add(int64(len("Cookie: \r\n") + len(v)))
+		}
+		w.resp.Add(int64(out))
 	}
 }
 
@@ -245,10 +276,11 @@ func run(b *testing.B, sys system, scenario string) {
 	cs := make([]*client, clients)
 	for i := range cs {
 		cs[i] = &client{}
-		cs[i].do(b, sys, sys.routes["setup"])
-		cs[i].do(b, sys, sys.routes["read"]) // warm any cache, as a returning user would
+		cs[i].do(b, sys, sys.routes["setup"], nil)
+		cs[i].do(b, sys, sys.routes["read"], nil) // warm any cache, as a returning user would
 	}
 	var next atomic.Int64
+	var w wire
 	h := sys.routes[scenario]
 	before := sys.trips()
 	b.SetParallelism((clients + 1) / 2) // 64 goroutines on 2 cores
@@ -256,10 +288,12 @@ func run(b *testing.B, sys system, scenario string) {
 	b.RunParallel(func(pb *testing.PB) {
 		c := cs[int(next.Add(1)-1)%clients]
 		for pb.Next() {
-			c.do(b, sys, h)
+			c.do(b, sys, h, &w)
 		}
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(sys.trips()-before)/float64(b.N), "rt/op")
+	b.ReportMetric(float64(w.req.Load())/float64(b.N), "req-B/op")
+	b.ReportMetric(float64(w.resp.Load())/float64(b.N), "resp-B/op")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }

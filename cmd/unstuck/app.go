@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,17 +19,23 @@ import (
 	"github.com/unstuck-dev/unstuck/jobs"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/cookiestore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
 )
 
 // appFlags are `unstuck app`'s settings.
 type appFlags struct {
 	listen, id, store, backplane, sessions, control string
+	cookieKeysFile, cookieFeedDown                  string
 	jobDelay                                        time.Duration
 	nearCache                                       bool
 	drain                                           time.Duration
 	jobVisibility                                   time.Duration
 }
+
+// cookieKeysEnv carries the cookie keys when no file is given, so they never
+// appear on a command line (which other users of the machine can read).
+const cookieKeysEnv = "UNSTUCK_COOKIE_KEYS"
 
 func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("unstuck app", flag.ContinueOnError)
@@ -39,7 +46,9 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.id, "id", host, "instance name, sent in X-Unstuck-Instance and shown on every page")
 	fs.StringVar(&f.store, "store", "memory", "shared store: "+storeurl.Describe)
 	fs.StringVar(&f.backplane, "backplane", "", "nats:// or redis:// URL for chat and jobs when --store holds sessions only (memory, dynamodb://)")
-	fs.StringVar(&f.sessions, "sessions", "shared", `where sessions live: "shared" (in --store) or "memory" (this process only: the sticky architecture)`)
+	fs.StringVar(&f.sessions, "sessions", "shared", `where sessions live: "shared" (in --store), "memory" (this process only: the sticky architecture) or "cookie" (sealed into the client's cookie; logouts travel over --store or --backplane)`)
+	fs.StringVar(&f.cookieKeysFile, "cookie-keys-file", "", "with --sessions cookie: a file of keys (hex or base64, 32+ bytes each, one per line, the first seals); default: $"+cookieKeysEnv)
+	fs.StringVar(&f.cookieFeedDown, "cookie-feed-down", "fail-closed", `with --sessions cookie, when this instance cannot confirm it knows every logout: "fail-closed" (503) or "accept" (serve, log a warning)`)
 	fs.StringVar(&f.control, "control", "", "the demo's control API base URL, for the page's chaos buttons")
 	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps, so a person can crash an instance mid-job")
 	fs.BoolVar(&f.nearCache, "near-cache", true, "keep recently used sessions in memory, invalidated by the store")
@@ -56,8 +65,12 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unstuck app: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if f.sessions != "shared" && f.sessions != "memory" {
-		fmt.Fprintf(stderr, "unstuck app: --sessions %q: want shared or memory\n", f.sessions)
+	if f.sessions != "shared" && f.sessions != "memory" && f.sessions != "cookie" {
+		fmt.Fprintf(stderr, "unstuck app: --sessions %q: want shared, memory or cookie\n", f.sessions)
+		return 2
+	}
+	if f.cookieFeedDown != "fail-closed" && f.cookieFeedDown != "accept" {
+		fmt.Fprintf(stderr, "unstuck app: --cookie-feed-down %q: want fail-closed or accept\n", f.cookieFeedDown)
 		return 2
 	}
 	if f.jobVisibility < time.Second {
@@ -98,11 +111,18 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		parts.UseBackplane(bp)
 	}
 
-	sessStore := parts.Sessions
-	if f.sessions == "memory" {
+	var sessStore session.Backend = parts.Sessions
+	switch f.sessions {
+	case "memory":
 		mem := memstore.New(memstore.Options{})
 		defer mem.Close()
 		sessStore = mem
+	case "cookie":
+		cs, err := openCookieSessions(ctx, f, parts, log)
+		if err != nil {
+			return err
+		}
+		sessStore = cs
 	}
 	sessions, err := session.New(session.Config{
 		Store:        sessStore,
@@ -112,8 +132,14 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		StoreTimeout: 2 * time.Second,
 		Logger:       log,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Content-Type", "application/json")
+			if errors.Is(err, session.ErrTooLarge) {
+				// The Manager has logged the size.
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprintf(w, `{"error":"session too large"}`+"\n")
+				return
+			}
+			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, `{"error":"session store unavailable, try again"}`+"\n")
 			log.Warn("session store unavailable", "path", r.URL.Path, "err", err)
@@ -202,8 +228,43 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 }
 
 func storeKind(kind, sessions string) string {
-	if sessions == "memory" {
+	switch sessions {
+	case "memory":
 		return "instance's own memory"
+	case "cookie":
+		return "sealed cookie"
 	}
 	return kind
+}
+
+// openCookieSessions opens the cookie store with the keys from
+// --cookie-keys-file or $UNSTUCK_COOKIE_KEYS, its logouts carried over the
+// store's (or backplane's) connection.
+func openCookieSessions(ctx context.Context, f appFlags, parts *storeurl.Parts, log *slog.Logger) (*cookiestore.Store, error) {
+	raw, from := os.Getenv(cookieKeysEnv), "$"+cookieKeysEnv
+	if f.cookieKeysFile != "" {
+		b, err := os.ReadFile(f.cookieKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cookie-keys-file: %w", err)
+		}
+		raw, from = string(b), "--cookie-keys-file "+f.cookieKeysFile
+	}
+	if strings.TrimSpace(raw) == "" {
+		return nil, fmt.Errorf("--sessions cookie needs keys: give --cookie-keys-file or set $%s (for example `openssl rand -hex 32`); every instance needs the same ones", cookieKeysEnv)
+	}
+	keys, err := cookiestore.ParseKeys(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	policy := cookiestore.FailClosed
+	if f.cookieFeedDown == "accept" {
+		policy = cookiestore.Accept
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	cs, err := parts.CookieStore(openCtx, cookiestore.Options{Keys: keys, FeedDown: policy, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--sessions cookie: %w", err)
+	}
+	return cs, nil
 }

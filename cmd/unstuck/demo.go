@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 type demoFlags struct {
 	instances     int
 	store, mode   string
+	sessions      string // app's name for the mode, accepted too
 	listen, admin string
 	jobDelay      time.Duration
 }
@@ -35,7 +38,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f demoFlags
 	fs.IntVar(&f.instances, "instances", 3, "how many shop instances to start (1 to 16)")
 	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), redis://HOST:PORT, dynamodb://TABLE?region=R&endpoint=URL&create=true (sessions; chat and jobs over the embedded NATS), or memory (with --mode sticky)`)
-	fs.StringVar(&f.mode, "mode", "store", `"store": all state in the shared store, no stickiness needed; "sticky": sessions in each instance's memory plus a sticky cookie, to compare`)
+	fs.StringVar(&f.mode, "mode", "store", `"store": all state in the shared store, no stickiness needed; "sticky": sessions in each instance's memory plus a sticky cookie, to compare; "cookie": sessions sealed into the browser's cookie, logouts pushed to every instance over the store`)
+	fs.StringVar(&f.sessions, "sessions", "", `the same choice in unstuck app's words: "shared" (= --mode store), "memory" (= sticky) or "cookie"`)
 	fs.StringVar(&f.listen, "listen", ":8080", "the shop's address (the balancer)")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:9090", "the dashboard, admin and control API address")
 	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps")
@@ -62,8 +66,18 @@ func (f *demoFlags) validate() error {
 	if f.instances < 1 || f.instances > 16 {
 		return fmt.Errorf("--instances %d: want 1 to 16", f.instances)
 	}
-	if f.mode != "store" && f.mode != "sticky" {
-		return fmt.Errorf("--mode %q: want store or sticky", f.mode)
+	if f.sessions != "" {
+		mode, ok := map[string]string{"shared": "store", "memory": "sticky", "cookie": "cookie"}[f.sessions]
+		if !ok {
+			return fmt.Errorf("--sessions %q: want shared, memory or cookie", f.sessions)
+		}
+		if f.mode != "store" && f.mode != mode {
+			return fmt.Errorf("--sessions %s and --mode %s disagree: give one", f.sessions, f.mode)
+		}
+		f.mode = mode
+	}
+	if f.mode != "store" && f.mode != "sticky" && f.mode != "cookie" {
+		return fmt.Errorf("--mode %q: want store, sticky or cookie", f.mode)
 	}
 	if f.store != "nats" {
 		if _, err := storeurl.Kind(f.store); err != nil {
@@ -72,6 +86,9 @@ func (f *demoFlags) validate() error {
 	}
 	if f.store == "memory" && f.mode == "store" {
 		return errors.New("--store memory keeps state inside each instance: use it with --mode sticky, or pick nats or redis://")
+	}
+	if f.store == "memory" && f.mode == "cookie" {
+		return errors.New("--store memory cannot carry logouts between instances: use --mode cookie with nats or redis://")
 	}
 	return nil
 }
@@ -118,9 +135,16 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 			appArgs = append(appArgs, "--backplane", n.URL())
 		}
 	}
-	sessions := "shared"
-	if f.mode == "sticky" {
-		sessions = "memory"
+	sessions := map[string]string{"store": "shared", "sticky": "memory", "cookie": "cookie"}[f.mode]
+	if f.mode == "cookie" {
+		// One key for the whole fleet, so any instance opens any cookie;
+		// in a file only this user can read (the temp dir is 0700), never
+		// on a command line.
+		keyFile, err := writeCookieKey(dir)
+		if err != nil {
+			return err
+		}
+		appArgs = append(appArgs, "--cookie-keys-file", keyFile)
 	}
 
 	controlURL := "http://" + adminL.Addr().String()
@@ -198,6 +222,17 @@ func runDemoSystem(ctx context.Context, f demoFlags, log *slog.Logger, stdout, s
 	_ = adminSrv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return nil
+}
+
+// writeCookieKey writes a fresh random key for the fleet's cookie sessions.
+func writeCookieKey(dir string) (string, error) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	path := filepath.Join(dir, "cookie-keys")
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cookie key: %w", err)
+	}
+	return path, nil
 }
 
 // startInstances starts n instances at once, so the demo is ready in the

@@ -24,7 +24,11 @@ import (
 )
 
 // newShop runs one shop instance over a real in-process NATS.
-func newShop(t *testing.T) *httptest.Server {
+func newShop(t *testing.T) *httptest.Server { return newShopOn(t, nil) }
+
+// newShopOn is newShop with its sessions where sessions says (nil: the NATS
+// session store).
+func newShopOn(t *testing.T, sessions func(*storeurl.Parts) session.Backend) *httptest.Server {
 	t.Helper()
 	n := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,7 +38,11 @@ func newShop(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(parts.Close)
-	sessions, err := session.New(session.Config{Store: parts.Sessions})
+	var backend session.Backend = parts.Sessions
+	if sessions != nil {
+		backend = sessions(parts)
+	}
+	manager, err := session.New(session.Config{Store: backend})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +59,7 @@ func newShop(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	go func() { _ = jm.Run(ctx) }()
-	s, err := shop.New(shop.Config{Instance: "app-test", Sessions: sessions, Jobs: jm, Hub: hub, Broker: parts.Broker, StoreKind: "nats"})
+	s, err := shop.New(shop.Config{Instance: "app-test", Sessions: manager, Jobs: jm, Hub: hub, Broker: parts.Broker, StoreKind: "nats"})
 	if err != nil {
 		t.Fatal(err)
 	}

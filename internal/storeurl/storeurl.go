@@ -22,6 +22,7 @@ import (
 	"github.com/unstuck-dev/unstuck/jobs/redisjobs"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+	"github.com/unstuck-dev/unstuck/session/cookiestore"
 	"github.com/unstuck-dev/unstuck/session/dynamostore"
 	"github.com/unstuck-dev/unstuck/session/memstore"
 	"github.com/unstuck-dev/unstuck/session/natsstore"
@@ -39,6 +40,9 @@ type Parts struct {
 	Presence realtime.PresenceStore
 	Jobs     jobs.Backend
 
+	// The connection behind the parts, for CookieStore.
+	redis   rueidis.Client
+	nats    *nats.Conn
 	closers []func()
 }
 
@@ -84,7 +88,28 @@ func (p *Parts) SessionsOnly() bool { return p.Broker == nil || p.Jobs == nil }
 // store that has them, for a sessions-only store; p then closes other too.
 func (p *Parts) UseBackplane(other *Parts) {
 	p.Broker, p.Presence, p.Jobs = other.Broker, other.Presence, other.Jobs
+	p.redis, p.nats = other.redis, other.nats
 	p.closers = append(p.closers, other.Close)
+}
+
+// CookieStore opens sessions sealed into the cookie (cookiestore), their
+// revocations carried between instances over this store's connection (or
+// its backplane's), which o must not name itself. Close closes it.
+func (p *Parts) CookieStore(ctx context.Context, o cookiestore.Options) (*cookiestore.Store, error) {
+	switch {
+	case p.redis != nil:
+		o.Redis = p.redis
+	case p.nats != nil:
+		o.NATS = p.nats
+	default:
+		return nil, fmt.Errorf("cookie sessions need nats:// or redis:// to carry logouts between instances; %s cannot", p.Kind)
+	}
+	st, err := cookiestore.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { _ = st.Close() })
+	return st, nil
 }
 
 // Kind checks a store URL's form without connecting and returns its kind:
@@ -128,7 +153,7 @@ func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", raw, err)
 	}
-	p := &Parts{Kind: "nats", closers: []func(){nc.Close}}
+	p := &Parts{Kind: "nats", nats: nc, closers: []func(){nc.Close}}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		p.Close()
@@ -167,7 +192,7 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", redact(raw), err)
 	}
-	p := &Parts{Kind: "redis", closers: []func(){client.Close}}
+	p := &Parts{Kind: "redis", redis: client, closers: []func(){client.Close}}
 	// rueidis connects lazily; ask once so a wrong address fails now, with
 	// the address in the error, not on the first user's request.
 	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {

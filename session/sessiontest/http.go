@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -158,12 +157,26 @@ func (c *Client) Want(method, path string, wantCode int, wantBody string) {
 // the instances at urls, and checks that every one counted.
 func CartStress(t testing.TB, urls []string, n int) {
 	t.Helper()
-	c := NewClient(t, urls[0])
+	c, _ := concurrently(t, urls, n, func(int) string { return "/cart/add" })
+	c.Want("GET", "/cart", 200, fmt.Sprint(n))
+}
+
+// concurrently creates a session, then sends n concurrent POSTs of it (path
+// i for the i-th), spread over urls, all presenting the session's cookie as
+// it was before them, as tabs that fire at once do. It returns the client
+// and the cookie of the response that arrived last: what a browser keeps.
+func concurrently(t testing.TB, urls []string, n int, path func(i int) string) (c *Client, last string) {
+	t.Helper()
+	c = NewClient(t, urls[0])
 	c.Want("POST", "/set/init/1", 200, "ok")
-	var wg sync.WaitGroup
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	last = c.Token
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", urls[i%len(urls)]+"/cart/add", nil)
+			req, _ := http.NewRequest("POST", urls[i%len(urls)]+path(i), nil)
 			req.AddCookie(&http.Cookie{Name: "session", Value: c.Token})
 			resp, err := c.HC.Do(req)
 			if err != nil {
@@ -173,122 +186,17 @@ func CartStress(t testing.TB, urls []string, n int) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
-				t.Errorf("add: %d %s", resp.StatusCode, b)
+				t.Errorf("POST %s: %d %s", path(i), resp.StatusCode, b)
+			}
+			for _, ck := range resp.Cookies() {
+				if ck.Name == "session" && ck.MaxAge >= 0 {
+					mu.Lock()
+					last = ck.Value
+					mu.Unlock()
+				}
 			}
 		})
 	}
 	wg.Wait()
-	c.Want("GET", "/cart", 200, fmt.Sprint(n))
-}
-
-// RunManagers checks the Manager's promises end to end over HTTP on stores
-// that share their data, as instances of an application behind a load
-// balancer share one store: give one store per instance (the same store
-// repeated for an in-memory one).
-func RunManagers(t *testing.T, stores []session.Store) {
-	newURLs := func(t *testing.T, cfg session.Config) ([]string, []*session.Manager) {
-		var urls []string
-		var ms []*session.Manager
-		for _, st := range stores {
-			cfg.Store = st
-			m, err := session.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(Shop(m))
-			t.Cleanup(srv.Close)
-			urls = append(urls, srv.URL)
-			ms = append(ms, m)
-		}
-		return urls, ms
-	}
-	t.Run("ConcurrentCartUpdates", func(t *testing.T) {
-		urls, _ := newURLs(t, session.Config{})
-		CartStress(t, urls, 200)
-	})
-	for _, blind := range []bool{false, true} {
-		t.Run(fmt.Sprintf("LogoutRacingSlowWrite/blind=%v", blind), func(t *testing.T) {
-			logoutRace(t, blind, newURLs)
-		})
-	}
-	t.Run("RotationAcrossInstances", func(t *testing.T) {
-		urls, ms := newURLs(t, session.Config{})
-		c := NewClient(t, urls[0])
-		c.Want("POST", "/set/cart/3", 200, "ok")
-		old := c.Token
-		c.URL = urls[len(urls)-1]
-		c.Want("POST", "/login/amy", 200, "welcome")
-		for _, u := range urls {
-			c.URL = u
-			c.Want("GET", "/get/cart", 200, "true:3")
-			stale := NewClient(t, u)
-			stale.Token = old
-			stale.Want("GET", "/get/cart", 200, "false:")
-		}
-		n, err := ms[0].DestroyAllForUser(t.Context(), "amy")
-		if err != nil || n != 1 {
-			t.Fatalf("DestroyAllForUser = %d, %v; want 1", n, err)
-		}
-		// An instance with a near cache learns of the logout from the
-		// store's invalidation, which may trail the call by milliseconds.
-		for _, u := range urls {
-			c.URL = u
-			err := waitFor(5*time.Second, func() error {
-				if code, body := c.Do("GET", "/get/cart"); code != 200 || body != "false:" {
-					return fmt.Errorf("GET /get/cart on %s after DestroyAllForUser = %d %q", u, code, body)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-}
-
-// logoutRace: a slow request that writes (after reading, or blind) and
-// finishes after a logout on another instance leaves the user logged out.
-func logoutRace(t *testing.T, blind bool, newURLs func(*testing.T, session.Config) ([]string, []*session.Manager)) {
-	urls, ms := newURLs(t, session.Config{})
-	c := NewClient(t, urls[0])
-	c.Want("POST", "/login/zed", 200, "welcome")
-	token := c.Token
-
-	inside, release := make(chan struct{}), make(chan struct{})
-	slowSrv := httptest.NewServer(ms[len(ms)-1].Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !blind { // a blind write never loads the session first
-			if _, _, err := session.Get[int](r.Context(), "cart"); err != nil {
-				t.Error(err)
-			}
-		}
-		_ = session.Set(r.Context(), "cart", 99)
-		close(inside)
-		<-release
-		io.WriteString(w, "slow done")
-	})))
-	defer slowSrv.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		slow := NewClient(t, slowSrv.URL)
-		slow.Token = token
-		slow.Do("POST", "/")
-		if slow.Token != token {
-			t.Errorf("the late write sent a new cookie %q: it must not start a session in place of the destroyed one", slow.Token)
-		}
-	}()
-	<-inside
-	c.Want("POST", "/logout", 200, "bye")
-	close(release)
-	<-done
-
-	for _, u := range urls {
-		late := NewClient(t, u)
-		late.Token = token
-		late.Want("GET", "/cart", 200, "0")
-		late.Want("GET", "/keys", 200, "")
-	}
-	if infos, err := ms[0].SessionsOfUser(t.Context(), "zed"); err != nil || len(infos) != 0 {
-		t.Fatalf("after logout and a late write, SessionsOfUser = %v, %v; want none", infos, err)
-	}
+	return c, last
 }
