@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -104,7 +103,6 @@ Flags:`)
 	cfg.Command = "unstuck experiment " + strings.Join(args, " ")
 	if exe, err := os.Executable(); err == nil {
 		cfg.Exe = exe
-		markPending(&cfg, exe)
 	}
 
 	printer := &live.Printer{W: stdout, Terminal: isTerminal(stdout)}
@@ -223,32 +221,6 @@ func (f *experimentFlags) liveConfig() (live.Config, error) {
 	cfg.Params = p
 	cfg.Quick = f.quick
 	return cfg, nil
-}
-
-// markPending drops no architecture, but says which one the app cannot run
-// yet, so its run is reported as pending rather than failing at start.
-func markPending(cfg *live.Config, exe string) {
-	for _, a := range cfg.Archs {
-		if a.Sessions == model.SessionsCookie && !appHasCookieSessions(exe) {
-			cfg.Pending = map[string]string{a.Name: "pending: `unstuck app` has no --sessions cookie yet (client-side sessions are another issue); not run"}
-		}
-	}
-}
-
-// appHasCookieSessions asks the app's own help whether --sessions accepts
-// cookie.
-func appHasCookieSessions(exe string) bool {
-	out, _ := exec.Command(exe, "app", "--help").CombinedOutput()
-	s := string(out)
-	i := strings.Index(s, "-sessions")
-	if i < 0 {
-		return false
-	}
-	rest := s[i:]
-	if j := strings.Index(rest[1:], "\n  -"); j >= 0 {
-		rest = rest[:j+1]
-	}
-	return strings.Contains(rest, "cookie")
 }
 
 // prepareOut creates the output directory (a fresh, dated one by default).

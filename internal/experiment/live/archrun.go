@@ -2,6 +2,8 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -79,9 +81,19 @@ func (r *archRun) run(ctx context.Context) *report.Architecture {
 	args := append(r.store.AppArgs(), appArgs(a)...)
 	args = append(args, "--job-delay", r.cfg.JobDelay.String(), "--job-visibility", "3s", "--drain", "1s")
 	r.out.App = "unstuck app " + redactURL(strings.Join(args, " "))
+	var env []string
+	if a.Sessions == model.SessionsCookie {
+		// One sealing key for the fleet, in the environment rather than
+		// on a command line.
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		env = append(os.Environ(), "UNSTUCK_COOKIE_KEYS="+hex.EncodeToString(key))
+	}
 	r.fleet = &demo.Fleet{
 		Command: func(name, addr string) *exec.Cmd {
-			return exec.Command(r.cfg.Exe, append([]string{"app", "--listen", addr, "--id", name}, args...)...)
+			cmd := exec.Command(r.cfg.Exe, append([]string{"app", "--listen", addr, "--id", name}, args...)...)
+			cmd.Env = env
+			return cmd
 		},
 		Output:       logw,
 		Logger:       log,

@@ -40,9 +40,6 @@ type Config struct {
 	Settle time.Duration
 	// JobDelay is the pause after each of a file job's 20 steps [100ms].
 	JobDelay time.Duration
-	// Pending names architectures that cannot run yet, with the reason;
-	// they are reported as pending, not run.
-	Pending map[string]string
 	// Command and Quick are recorded in the results.
 	Command string
 	Quick   bool
@@ -100,16 +97,8 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 			complete = false
 			break
 		}
-		var out *report.Architecture
-		if why, ok := cfg.Pending[a.Name]; ok {
-			out = &report.Architecture{Description: Descriptions[a.Name], Balancer: describeBalancer(a),
-				Status: "pending", Notes: []string{why}, Phases: map[string]*report.Figures{}}
-			res.Order = append(res.Order, a.Name)
-			res.Architectures[a.Name] = out
-			continue
-		}
 		r := &archRun{cfg: &cfg, arch: a, index: i}
-		out = r.run(ctx)
+		out := r.run(ctx)
 		res.Order = append(res.Order, a.Name)
 		res.Architectures[a.Name] = out
 		if !out.Complete {

@@ -78,8 +78,8 @@ type Architecture struct {
 	App string `json:"app"`
 	// Store is the shared store of this run.
 	Store string `json:"store"`
-	// Status is "complete", "interrupted", "failed" (it could not run;
-	// the notes say why) or "pending" (the system cannot run it yet).
+	// Status is "complete", "interrupted" or "failed" (it could not run;
+	// the notes say why).
 	Status string `json:"status"`
 	// Complete is true when Status is "complete".
 	Complete bool `json:"complete"`

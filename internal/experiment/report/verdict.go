@@ -81,12 +81,20 @@ func (v *verdict) losses() {
 				where = append(where, fmt.Sprintf("%d in %s", n, ph.Name))
 			}
 		}
+		if f.SessionsLost == 0 {
+			v.add("%s logged nobody out, but %d cart items and %d uploads went missing from live sessions.", a, f.CartItemsLost, f.UploadsLost)
+			continue
+		}
 		users := "users"
 		if f.Users > 0 {
 			users = fmt.Sprintf("of its %d users", f.Users)
 		}
-		v.add("%s logged out %d %s, who had to log in again (%s), and lost %d cart items and %d uploads with them: state kept in an instance dies with it, and a drain cannot move it.",
-			a, f.SessionsLost, users, strings.Join(where, ", "), f.CartItemsLost, f.UploadsLost)
+		why := ""
+		if strings.Contains(v.r.Architectures[a].App, "--sessions memory") {
+			why = ": state kept in an instance dies with it, and a drain cannot move it"
+		}
+		v.add("%s logged out %d %s, who had to log in again (%s), and lost %d cart items and %d uploads with them%s.",
+			a, f.SessionsLost, users, strings.Join(where, ", "), f.CartItemsLost, f.UploadsLost, why)
 	}
 }
 

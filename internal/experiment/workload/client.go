@@ -43,6 +43,8 @@ func (u *user) do(parent context.Context, op string, sched time.Time, method, pa
 		req.Header.Set("Content-Type", contentType)
 	}
 	rec := Request{Op: op, Scheduled: sched, Sent: time.Now()}
+	u.overlap()
+	defer u.inflight.Add(-1)
 	resp, err := u.http.Do(req)
 	var ex exchange
 	if err != nil {

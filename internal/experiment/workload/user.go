@@ -32,6 +32,8 @@ type user struct {
 	rng model.Rand
 	// muted: requests are not recorded (the final check).
 	muted atomic.Bool
+	// inflight counts the user's requests in flight (see overlap).
+	inflight atomic.Int64
 
 	loginMu sync.Mutex // one login at a time
 	mu      sync.Mutex
@@ -46,6 +48,18 @@ func newUser(d *Driver, m model.User) *user {
 		uploadEnded: make(chan struct{}, 1),
 		rng:         model.NewRand(d.params.Seed^saltChoices, model.StreamUsers|m.ID),
 		led:         newLedger(),
+	}
+}
+
+// overlap counts a request going out. One that leaves while another of the
+// user's is in flight makes the ledger's next shortfall an update lost to
+// concurrency: each answer may carry its own copy of the state (a cookie
+// holding the cart, re-issued by reads too) and the last one wins.
+func (u *user) overlap() {
+	if u.inflight.Add(1) > 1 {
+		u.mu.Lock()
+		u.led.concurrent = true
+		u.mu.Unlock()
 	}
 }
 
