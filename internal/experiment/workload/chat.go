@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,7 +106,6 @@ type chatter struct {
 	offset  uint64
 	epoch   string
 	joined  time.Time // first subscribed; zero if never
-	conns   int
 	leaveAt time.Time
 }
 
@@ -207,7 +205,6 @@ func (c *chatter) session(ctx context.Context) error {
 		case "subscribed":
 			if f.ID == 1 && !subscribed {
 				subscribed = true
-				c.conns++
 				c.offset, c.epoch = f.Offset, f.Epoch
 				if c.joined.IsZero() {
 					c.joined = time.Now()
@@ -287,9 +284,6 @@ func (c *chatter) settle() {
 	for _, m := range c.u.d.room.between(c.joined, c.leaveAt) {
 		if c.live[m.text] == 0 && !c.history[m.text] {
 			rec.Loss(MessagesLost, 1, m.at)
-			if os.Getenv("UNSTUCK_DEBUG_CHAT") != "" {
-				fmt.Fprintf(os.Stderr, "LOST %s at %v by %s joined %v leave %v conns %d offset %d\n", m.text, m.at.Format("05.000"), c.u.name, c.joined.Format("05.000"), c.leaveAt.Format("05.000"), c.conns, c.offset)
-			}
 		}
 	}
 }

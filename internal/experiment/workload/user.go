@@ -63,6 +63,15 @@ func (u *user) overlap() {
 	}
 }
 
+// quiet clears the concurrency mark once nothing of the user's is in
+// flight: an answer still on its way may yet overwrite the state. The
+// caller holds u.mu.
+func (u *user) quiet() {
+	if u.led.writes == 0 && u.inflight.Load() == 0 {
+		u.led.concurrent = false
+	}
+}
+
 // gen returns the current session generation and whether it is logged in.
 func (u *user) gen() (int, bool) {
 	u.mu.Lock()
@@ -311,9 +320,7 @@ func (u *user) shortfall(ctx context.Context, at time.Time, gen int, concurrent 
 		return
 	}
 	resync(&u.led)
-	if u.led.writes == 0 {
-		u.led.concurrent = false
-	}
+	u.quiet()
 	u.mu.Unlock()
 	kind := CartItemsLost
 	if concurrent {
@@ -378,9 +385,7 @@ func (u *user) viewCart(ctx context.Context, at time.Time, op string) {
 				ln.acked, ln.unsure = n, 0
 			}
 		}
-		if u.led.writes == 0 {
-			u.led.concurrent = false
-		}
+		u.quiet()
 	}
 	u.mu.Unlock()
 }
