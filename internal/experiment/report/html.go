@@ -377,6 +377,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 <li>Latency percentiles come from HDR histograms (3 significant digits) of every request but stream openings; errors are requests without an answer or answered 5xx (4xx answers are listed by status but are not errors).</li>
 <li>Imbalance: requests served per instance over the instances in rotation for the whole phase, max/mean and coefficient of variation; the headline is the steady phase's. Scale-out: one-second windows from the join, until the new instance carries 80% of an equal share.</li>
 <li>Store round trips: operations the store server counted (NATS messages in, Redis commands processed) over requests answered, all parts included. CPU: user + system time of the instance processes from /proc.</li>
+<li>The balancer, the simulated users and the embedded NATS server share the experiment's own process, as in the demo; the app instances are processes of their own. The architectures run one after the other on the same machine, so a busy machine (see its load average below) weighs on them at different moments: compare latencies within a run with care, and losses anywhere.</li>
 </ul>
 {{.Model}}
 <p class="note">Machine: {{.Machine}}</p>

@@ -82,7 +82,7 @@ func (v *verdict) losses() {
 			}
 		}
 		if f.SessionsLost == 0 {
-			v.add("%s logged nobody out, but %d cart items and %d uploads went missing from live sessions.", a, f.CartItemsLost, f.UploadsLost)
+			v.add("%s logged nobody out, but %s and %s went missing from live sessions.", a, plural(int(f.CartItemsLost), "cart item"), plural(int(f.UploadsLost), "upload"))
 			continue
 		}
 		users := "users"
@@ -239,7 +239,7 @@ func (v *verdict) outage() {
 			}
 		}
 		if ejected > 0 {
-			v.add("In %s the balancer took %d healthy instances out of rotation (ejected) for the 503s they answered while the store was down, and kept them out after it came back.", a, ejected)
+			v.add("In %s the balancer took %s out of rotation (ejected) for the 503s answered while the store was down, and kept them out after it came back.", a, plural(ejected, "healthy instance"))
 		}
 	}
 }
@@ -365,4 +365,12 @@ func list(xs []string) string {
 		return xs[0]
 	}
 	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
+}
+
+// plural writes "1 upload", "2 uploads".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
