@@ -383,6 +383,10 @@ func (e *engine) depart(s int32) {
 	e.userEvts++
 	e.integrate()
 	u := &e.users.u[s]
+	at := u.inst // where its last request goes
+	if e.tok != nil {
+		at = e.tok.leave(&e.r, e.tok.class(u.rate))
+	}
 	if u.flags&flagLogsOut != 0 {
 		ph := e.m.cur
 		ph.logouts++
@@ -393,21 +397,16 @@ func (e *engine) depart(s int32) {
 			ph.feed += float64(e.upCount())
 		}
 		switch {
-		case e.tok != nil:
-			if i := e.tok.leave(&e.r, e.tok.class(u.rate)); i >= 0 {
-				e.count(i)
-			}
-		case e.pinned:
-			e.count(u.inst)
-		default:
+		case !e.pinned:
 			e.routeUnpinned()
+		case at >= 0:
+			e.count(at)
 		}
 	}
 	switch {
 	case e.tok != nil:
-		c := e.tok.class(u.rate)
-		if i := e.tok.leave(&e.r, c); i >= 0 {
-			e.fw.add(int(i), -e.tok.take(i, c, float64(u.rate)))
+		if at >= 0 {
+			e.fw.add(int(at), -e.tok.take(at, e.tok.class(u.rate), float64(u.rate)))
 		}
 	case e.pinned:
 		e.unpin(s)
