@@ -62,6 +62,10 @@ type engine struct {
 	storeDown  bool
 	lastIntT   float64 // when the integrals were last brought up to date
 
+	// Counts of the current phase kept here, folded into the meter at
+	// the phase's end: the request path then touches no pointer chain.
+	reqN, scriptN, downN float64
+
 	t         float64
 	events    []model.Event
 	evAt      []float64 // events[i].At in seconds
@@ -142,15 +146,23 @@ func (e *engine) served(i int32, k float64) {
 	h := &e.hot[i]
 	h.win += k
 	h.ph += k
-	e.m.cur.requests += k
+	e.reqN += k
+	if e.storeDown {
+		e.downN += k
+	}
 }
 
-// foldPhase hands the instances' phase counts to the meter.
+// foldPhase hands the phase's counts to the meter.
 func (e *engine) foldPhase() {
+	ph := e.m.cur
 	for i := range e.hot {
-		e.m.cur.perInst[i] += e.hot[i].ph
+		ph.perInst[i] += e.hot[i].ph
 		e.hot[i].ph = 0
 	}
+	ph.requests += e.reqN
+	ph.script += e.scriptN
+	ph.downReqs += e.downN
+	e.reqN, e.scriptN, e.downN = 0, 0, 0
 }
 
 func toUser(u model.User) user {
@@ -207,6 +219,7 @@ func (e *engine) nextThing() (float64, int) {
 // called once per simulated LoadWindow.
 func (e *engine) run(ctx context.Context, progress func(t float64)) error {
 	defer e.arr.close()
+	defer e.foldPhase() // also when cancelled: keep the counts so far
 	for {
 		tn, kind := e.nextThing()
 		if e.exact {
@@ -219,7 +232,6 @@ func (e *engine) run(ctx context.Context, progress func(t float64)) error {
 		case kEnd:
 			e.closeWindow()
 			e.integrate()
-			e.foldPhase()
 			return nil
 		case kPhase:
 			e.integrate()
@@ -435,9 +447,6 @@ func (e *engine) count(i int32) {
 		return
 	}
 	e.served(i, 1)
-	if e.storeDown {
-		e.m.cur.downReqs++
-	}
 }
 
 // routeUnpinned sends one request by the policy (store, cookie).
@@ -453,16 +462,16 @@ func (e *engine) routeUnpinned() {
 // request routes one browse/add/view request (exact mode).
 func (e *engine) request() {
 	e.completeUntil()
-	ph := e.m.cur
-	ph.script++
+	e.scriptN++
 	if !e.pinned {
 		if i := e.pickNew(-1); i >= 0 {
 			e.serve(i)
 		} else {
-			ph.errors++
+			e.m.cur.errors++
 		}
 		return
 	}
+	ph := e.m.cur
 	i := int32(e.fw.draw(&e.r))
 	if i < 0 {
 		return
@@ -490,9 +499,6 @@ func (e *engine) serve(i int32) {
 	}
 	e.q.push(e.t+e.svc, i)
 	e.served(i, 1)
-	if e.storeDown {
-		e.m.cur.downReqs++
-	}
 }
 
 // completeUntil ends the requests done by now (nothing for a killed
@@ -605,16 +611,12 @@ func (e *engine) flush() {
 	if e.exact {
 		return
 	}
-	ph := e.m.cur
 	for i := range e.acc {
 		e.accrue(int32(i))
 		if e.acc[i] > 0 {
 			k := float64(e.r.Poisson(e.acc[i]))
 			e.served(int32(i), k)
-			ph.script += k
-			if e.storeDown {
-				ph.downReqs += k
-			}
+			e.scriptN += k
 			e.acc[i] = 0
 		}
 	}
