@@ -232,11 +232,9 @@ func (ro *roster) valid(us []user, inst int32, e rosterEntry) bool {
 	return u.flags&flagLive != 0 && u.gen == e.gen && u.inst == inst
 }
 
-// pick draws one of inst's users in proportion to its rate; -1 if it has
-// none.
-func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
-	base := int(inst) * ro.classes
-	sums := ro.sums[base : base+ro.classes]
+// pickClass draws a rate class in proportion to its summed rate among
+// those that hold someone (held); -1 when none does.
+func pickClass(r *model.Rand, sums []float64, held func(c int) bool) int {
 	total := 0.0
 	for _, s := range sums {
 		total += s
@@ -245,16 +243,27 @@ func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
 		return -1
 	}
 	x := r.Float64() * total
-	c := ro.classes - 1
-	for k, s := range sums {
-		if x < s {
-			c = k
-			break
+	for c, s := range sums {
+		if x < s && held(c) {
+			return c
 		}
 		x -= s
 	}
-	for ro.live[base+c] == 0 { // rounding put x in an empty class
-		c = (c + ro.classes - 1) % ro.classes
+	for c := len(sums) - 1; c >= 0; c-- { // rounding carried x past the end
+		if held(c) {
+			return c
+		}
+	}
+	return -1
+}
+
+// pick draws one of inst's users in proportion to its rate; -1 if it has
+// none.
+func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
+	base := int(inst) * ro.classes
+	c := pickClass(r, ro.sums[base:base+ro.classes], func(c int) bool { return ro.live[base+c] > 0 })
+	if c < 0 {
+		return -1
 	}
 	up := ro.upper(c)
 	for {

@@ -76,27 +76,7 @@ func (t *tokens) leave(r *model.Rand, c int) int32 {
 // proportion to the class's summed rate; -1 if i holds nobody.
 func (t *tokens) spillClass(r *model.Rand, i int32) int {
 	base := int(i) * t.ro.classes
-	sums := t.sum[base : base+t.ro.classes]
-	total := 0.0
-	for _, s := range sums {
-		total += s
-	}
-	if !(total > 0) {
-		return -1
-	}
-	x := r.Float64() * total
-	for c, s := range sums {
-		if x < s && t.cnt[base+c] > 0 {
-			return c
-		}
-		x -= s
-	}
-	for c := t.ro.classes - 1; c >= 0; c-- { // rounding
-		if t.cnt[base+c] > 0 {
-			return c
-		}
-	}
-	return -1
+	return pickClass(r, t.sum[base:base+t.ro.classes], func(c int) bool { return t.cnt[base+c] > 0 })
 }
 
 // mean is the mean rate of class c's users at i.
