@@ -53,18 +53,7 @@ func (c *Bars) SVG() template.HTML {
 	}
 	s := newSVG(w, h, c.Title, c.Desc, seed.String()+strings.Join(c.Groups, "|"))
 
-	top := 10.0
-	if c.Title != "" {
-		s.text(8, 20, "start", ` font-size="15" font-weight="600" fill="#111"`, c.Title)
-		top = 32
-	}
-	pos, rows := legendRows(items, 56, float64(w)-72)
-	legendY := top + 12
-	top += float64(rows)*18 + 8
-	f := frame{top: top, right: float64(w) - 18, bottom: float64(h) - 44}
-	ysc := newScale(&c.Y, vals, f.bottom, f.top)
-	f.left = math.Max(48, yLabelWidth(ysc, &c.Y)+30)
-	s.legend(items, pos, legendY)
+	f, ysc := s.head(c.Title, items, &c.Y, vals)
 	s.yAxis(ysc, &c.Y, f)
 	s.printf(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888"/>`, f.left, f.bottom, f.right, f.bottom)
 

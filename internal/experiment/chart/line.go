@@ -82,26 +82,13 @@ func (c *Line) SVG() template.HTML {
 	for i, se := range c.Series {
 		items = append(items, legendItem{name: se.Name, color: seriesColor(se, i), dash: se.Dash})
 	}
-	top := 10.0
-	if c.Title != "" {
-		s.text(8, 20, "start", ` font-size="15" font-weight="600" fill="#111"`, c.Title)
-		top = 32
-	}
-	pos, rows := legendRows(items, 56, float64(w)-72)
-	legendY := top + 12
-	top += float64(rows)*18 + 8
-
-	f := frame{top: top, right: float64(w) - 18, bottom: float64(h) - 44}
-	ysc := newScale(&c.Y, ys, f.bottom, f.top)
-	f.left = math.Max(48, yLabelWidth(ysc, &c.Y)+30)
-	ysc.p0, ysc.p1 = f.bottom, f.top
+	f, ysc := s.head(c.Title, items, &c.Y, ys)
 	xsc := newScale(&c.X, xs, f.left, f.right)
 	if !c.X.Log && len(xsc.ticks) > 0 && c.X.From == 0 && c.X.To == 0 {
 		// Time runs exactly over the data, not to the next round tick.
 		xsc.lo, xsc.hi = minMax(xs, xsc.lo, xsc.hi)
 	}
 
-	s.legend(items, pos, legendY)
 	s.printf(`<clipPath id="%s-clip"><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f"/></clipPath>`,
 		s.id, f.left, f.top-1, f.right-f.left, f.bottom-f.top+2)
 	c.bands(s, xsc, f)

@@ -128,6 +128,24 @@ func dashAttr(d string) string {
 	return fmt.Sprintf(` stroke-dasharray="%s"`, d)
 }
 
+// head draws the title and legend and returns the plot frame below them
+// (its left edge still to be set from the y labels) and the y scale fitted
+// to ys.
+func (s *svg) head(title string, items []legendItem, y *Axis, ys []float64) (frame, *scale) {
+	top := 10.0
+	if title != "" {
+		s.text(8, 20, "start", ` font-size="15" font-weight="600" fill="#111"`, title)
+		top = 32
+	}
+	pos, rows := legendRows(items, 56, s.w-72)
+	s.legend(items, pos, top+12)
+	top += float64(rows)*18 + 8
+	f := frame{top: top, right: s.w - 18, bottom: s.h - 44}
+	ysc := newScale(y, ys, f.bottom, f.top)
+	f.left = math.Max(48, yLabelWidth(ysc, y)+30)
+	return f, ysc
+}
+
 // yAxis draws horizontal grid lines, tick labels and the rotated title.
 func (s *svg) yAxis(sc *scale, a *Axis, f frame) {
 	for _, v := range sc.minorTicks {

@@ -34,6 +34,7 @@ type engine struct {
 	users   slab
 	deps    departures
 	pop     *model.Population
+	arr     *arrivals
 	next    model.User // next arrival; next.Start beyond dur: none
 	initial []uint64   // initial users' logins, packed like departures, sorted
 	initIdx int
@@ -42,12 +43,14 @@ type engine struct {
 	up       []bool
 	draining []bool
 	upN      int     // instances up
-	chatKeep float64 // log(1 - 1/upN): a chatting user is elsewhere
+	chatKeep float64 // 1 - 1/upN: the chance a chatting user is elsewhere
+	chatMiss float64 // chatKeep^chatUsers: an instance has no chatting user
 	cands    []int32 // up and not draining: where new users go
 	hot      []hotInst
 
 	fw     *fenwick // pinned request rate per instance
 	ro     *roster  // affinity: users per instance by rate class
+	tok    *tokens  // affinity at scale: the same without identity
 	active int64    // in-flight requests of the candidates
 	q      completions
 	acc    []float64 // aggregate mode: integral of the rate since lastT
@@ -58,6 +61,10 @@ type engine struct {
 	chatUsers  int
 	storeDown  bool
 	lastIntT   float64 // when the integrals were last brought up to date
+
+	// Counts of the current phase kept here, folded into the meter at
+	// the phase's end: the request path then touches no pointer chain.
+	reqN, scriptN, downN float64
 
 	t         float64
 	events    []model.Event
@@ -73,7 +80,7 @@ type engine struct {
 	userEvts  int64
 }
 
-func newEngine(p *model.Params, arch model.Arch, exact bool) *engine {
+func newEngine(p *model.Params, arch model.Arch, exact, useTokens bool) *engine {
 	n := p.Instances + 1
 	e := &engine{
 		p: p, arch: arch, exact: exact, pinned: arch.Sticky,
@@ -84,12 +91,15 @@ func newEngine(p *model.Params, arch model.Arch, exact bool) *engine {
 		hot: make([]hotInst, n),
 		acc: make([]float64, n), lastT: make([]float64, n),
 		fw:     newFenwick(n),
-		deps:   newDepartures(p.Duration.Seconds(), model.LoadWindow.Seconds()),
+		deps:   newDepartures(p.Duration.Seconds()),
 		events: p.Events(),
 		m:      newMeter(p, n),
 	}
 	e.std = e.r.Std()
-	if arch.Spill {
+	switch {
+	case arch.Spill && useTokens:
+		e.tok = newTokens(n, p.Rate.Max)
+	case arch.Spill:
 		e.ro = newRoster(n, p.Rate.Max)
 	}
 	for i := range n {
@@ -107,14 +117,13 @@ func newEngine(p *model.Params, arch model.Arch, exact bool) *engine {
 	if e.nextTick <= 0 {
 		e.nextTick = w
 	}
-	e.initial = make([]uint64, 0, p.Users)
-	for i := range p.Users {
-		u := e.pop.Initial(i)
-		s := e.users.add(toUser(u))
-		e.initial = append(e.initial, packDeparture(u.Start.Seconds(), s))
-	}
+	e.initial = make([]uint64, p.Users)
+	e.users.u = make([]user, p.Users, p.Users+p.Users/8)
+	e.users.live = p.Users
+	initialUsers(e.pop, p.Users, e.users.u, e.initial)
 	slices.Sort(e.initial)
-	e.next = e.pop.Next()
+	e.arr = startArrivals(e.pop, e.dur)
+	e.next = e.arr.next()
 	e.nextAt = e.next.Start.Seconds()
 	for _, ev := range e.events {
 		e.evAt = append(e.evAt, ev.At.Seconds())
@@ -137,15 +146,23 @@ func (e *engine) served(i int32, k float64) {
 	h := &e.hot[i]
 	h.win += k
 	h.ph += k
-	e.m.cur.requests += k
+	e.reqN += k
+	if e.storeDown {
+		e.downN += k
+	}
 }
 
-// foldPhase hands the instances' phase counts to the meter.
+// foldPhase hands the phase's counts to the meter.
 func (e *engine) foldPhase() {
+	ph := e.m.cur
 	for i := range e.hot {
-		e.m.cur.perInst[i] += e.hot[i].ph
+		ph.perInst[i] += e.hot[i].ph
 		e.hot[i].ph = 0
 	}
+	ph.requests += e.reqN
+	ph.script += e.scriptN
+	ph.downReqs += e.downN
+	e.reqN, e.scriptN, e.downN = 0, 0, 0
 }
 
 func toUser(u model.User) user {
@@ -190,8 +207,8 @@ func (e *engine) nextThing() (float64, int) {
 		at, _ := unpackDeparture(e.initial[e.initIdx])
 		consider(at, kLogin)
 	}
-	if !e.deps.empty() {
-		at, _ := unpackDeparture(e.deps.min())
+	if k, ok := e.deps.min(); ok {
+		at, _ := unpackDeparture(k)
 		consider(at, kDepart)
 	}
 	consider(e.nextAt, kArrive)
@@ -201,6 +218,8 @@ func (e *engine) nextThing() (float64, int) {
 // run simulates the whole duration, or until ctx is done; progress is
 // called once per simulated LoadWindow.
 func (e *engine) run(ctx context.Context, progress func(t float64)) error {
+	defer e.arr.close()
+	defer e.foldPhase() // also when cancelled: keep the counts so far
 	for {
 		tn, kind := e.nextThing()
 		if e.exact {
@@ -213,7 +232,6 @@ func (e *engine) run(ctx context.Context, progress func(t float64)) error {
 		case kEnd:
 			e.closeWindow()
 			e.integrate()
-			e.foldPhase()
 			return nil
 		case kPhase:
 			e.integrate()
@@ -246,7 +264,7 @@ func (e *engine) run(ctx context.Context, progress func(t float64)) error {
 			e.depart(s)
 		case kArrive:
 			s := e.users.add(toUser(e.next))
-			e.next = e.pop.Next()
+			e.next = e.arr.next()
 			e.nextAt = e.next.Start.Seconds()
 			e.login(s)
 		}
@@ -287,6 +305,7 @@ func (e *engine) closeWindow() {
 	if e.exact && e.pinned {
 		e.fw.rebuild()
 	}
+	e.chatMiss = math.Pow(e.chatKeep, float64(e.chatUsers)) // no drift from the running product
 }
 
 // integrate brings the time integrals (two-tab rate, chatting users and
@@ -309,7 +328,7 @@ func (e *engine) chatFanout() float64 {
 	if e.upN == 0 || e.chatUsers == 0 {
 		return 0
 	}
-	return float64(e.upN) * (1 - math.Exp(float64(e.chatUsers)*e.chatKeep))
+	return float64(e.upN) * (1 - e.chatMiss)
 }
 
 func (e *engine) upCount() int { return e.upN }
@@ -324,7 +343,8 @@ func (e *engine) setUp(i int32, up bool) {
 		} else {
 			e.upN--
 		}
-		e.chatKeep = math.Log1p(-1 / float64(max(1, e.upN)))
+		e.chatKeep = 1 - 1/float64(max(1, e.upN))
+		e.chatMiss = math.Pow(e.chatKeep, float64(e.chatUsers))
 	}
 }
 
@@ -339,6 +359,7 @@ func (e *engine) login(s int32) {
 	}
 	if u.flags&flagChats != 0 {
 		e.chatUsers++
+		e.chatMiss *= e.chatKeep
 	}
 	ph := e.m.cur
 	ph.maxRate = math.Max(ph.maxRate, float64(u.rate))
@@ -354,7 +375,12 @@ func (e *engine) login(s int32) {
 	}
 	if e.pinned {
 		i := e.pickNew(-1)
-		e.pin(s, i)
+		if e.tok != nil {
+			e.tok.add(i, e.tok.class(u.rate), float64(u.rate))
+			e.fw.add(int(i), float64(u.rate))
+		} else {
+			e.pin(s, i)
+		}
 		e.count(i)
 	} else {
 		e.routeUnpinned()
@@ -369,6 +395,10 @@ func (e *engine) depart(s int32) {
 	e.userEvts++
 	e.integrate()
 	u := &e.users.u[s]
+	at := u.inst // where its last request goes
+	if e.tok != nil {
+		at = e.tok.leave(&e.r, e.tok.class(u.rate))
+	}
 	if u.flags&flagLogsOut != 0 {
 		ph := e.m.cur
 		ph.logouts++
@@ -378,13 +408,19 @@ func (e *engine) depart(s int32) {
 		if e.arch.Sessions == model.SessionsCookie {
 			ph.feed += float64(e.upCount())
 		}
-		if e.pinned {
-			e.count(u.inst)
-		} else {
+		switch {
+		case !e.pinned:
 			e.routeUnpinned()
+		case at >= 0:
+			e.count(at)
 		}
 	}
-	if e.pinned {
+	switch {
+	case e.tok != nil:
+		if at >= 0 {
+			e.fw.add(int(at), -e.tok.take(at, e.tok.class(u.rate), float64(u.rate)))
+		}
+	case e.pinned:
 		e.unpin(s)
 	}
 	e.totalRate -= float64(u.rate)
@@ -393,6 +429,9 @@ func (e *engine) depart(s int32) {
 	}
 	if u.flags&flagChats != 0 {
 		e.chatUsers--
+		if e.chatKeep > 0 {
+			e.chatMiss /= e.chatKeep
+		}
 	}
 	if e.users.live == 1 { // the last one: clear rounding leftovers
 		e.totalRate, e.twoTabRate = 0, 0
@@ -408,9 +447,6 @@ func (e *engine) count(i int32) {
 		return
 	}
 	e.served(i, 1)
-	if e.storeDown {
-		e.m.cur.downReqs++
-	}
 }
 
 // routeUnpinned sends one request by the policy (store, cookie).
@@ -426,24 +462,23 @@ func (e *engine) routeUnpinned() {
 // request routes one browse/add/view request (exact mode).
 func (e *engine) request() {
 	e.completeUntil()
-	ph := e.m.cur
-	ph.script++
+	e.scriptN++
 	if !e.pinned {
 		if i := e.pickNew(-1); i >= 0 {
 			e.serve(i)
 		} else {
-			ph.errors++
+			e.m.cur.errors++
 		}
 		return
 	}
-	i := int32(e.fw.sample(e.r.Float64() * e.totalRate))
+	ph := e.m.cur
+	i := int32(e.fw.draw(&e.r))
 	if i < 0 {
 		return
 	}
 	if e.arch.Spill && (e.draining[i] || overCapacity(e.hot[i].inflight, e.active, len(e.cands), e.arch.Factor)) {
 		if j := e.pickNew(int(e.hot[i].candPos)); j >= 0 && j != i {
-			if s := e.ro.pick(&e.r, e.users.u, i); s >= 0 {
-				e.move(s, j)
+			if e.spillUser(i, j) {
 				ph.spills++
 				ph.misses++
 				if e.storeDown {
@@ -464,9 +499,6 @@ func (e *engine) serve(i int32) {
 	}
 	e.q.push(e.t+e.svc, i)
 	e.served(i, 1)
-	if e.storeDown {
-		e.m.cur.downReqs++
-	}
 }
 
 // completeUntil ends the requests done by now (nothing for a killed
@@ -494,8 +526,12 @@ func (e *engine) completeUntil() {
 // with mean rate x service time (an M/G/infinity queue; PASTA: an arrival
 // sees the time-average), since requests are not tracked one by one.
 func (e *engine) pickNew(skip int) int32 {
-	if e.exact {
-		return pickP2C(&e.r, e.cands, skip, func(i int32) int64 { return e.hot[i].inflight })
+	if e.exact { // pickP2C without the closure: this is every request's path
+		a, b, ok := twoOf(&e.r, e.cands, skip)
+		if ok && e.hot[b].inflight < e.hot[a].inflight {
+			return b
+		}
+		return a
 	}
 	return pickP2C(&e.r, e.cands, skip, func(i int32) int64 { return e.r.Poisson(e.fw.w[i] * e.svc) })
 }
@@ -526,6 +562,34 @@ func (e *engine) unpin(s int32) {
 	u.gen++
 }
 
+// spillUser moves the user whose request at i spilled to j: drawn in
+// proportion to rate among i's users (by identity, or as a token).
+func (e *engine) spillUser(i, j int32) bool {
+	if e.tok == nil {
+		s := e.ro.pick(&e.r, e.users.u, i)
+		if s >= 0 {
+			e.move(s, j)
+		}
+		return s >= 0
+	}
+	c := e.tok.spillClass(&e.r, i)
+	if c < 0 {
+		return false
+	}
+	e.moveToken(i, j, c)
+	return true
+}
+
+// moveToken moves one user of class c from i to j, with the class's mean
+// rate at i.
+func (e *engine) moveToken(i, j int32, c int) {
+	r := e.tok.take(i, c, e.tok.mean(i, c))
+	e.fw.add(int(i), -r)
+	e.tok.add(j, c, r)
+	e.fw.add(int(j), r)
+	e.m.cur.repins++
+}
+
 func (e *engine) move(s, j int32) {
 	e.unpin(s)
 	e.pin(s, j)
@@ -547,16 +611,12 @@ func (e *engine) flush() {
 	if e.exact {
 		return
 	}
-	ph := e.m.cur
 	for i := range e.acc {
 		e.accrue(int32(i))
 		if e.acc[i] > 0 {
 			k := float64(e.r.Poisson(e.acc[i]))
 			e.served(int32(i), k)
-			ph.script += k
-			if e.storeDown {
-				ph.downReqs += k
-			}
+			e.scriptN += k
 			e.acc[i] = 0
 		}
 	}
@@ -629,6 +689,19 @@ func (e *engine) evacuate(i int32) float64 {
 		return 0
 	}
 	ph := e.m.cur
+	if e.tok != nil { // affinity at scale: nothing is lost; every user moves
+		for c := range rosterClasses {
+			for e.tok.held(i, c) > 0 {
+				j := e.pickNew(-1)
+				if j < 0 {
+					return 0
+				}
+				e.moveToken(i, j, c)
+				ph.misses++ // counted for every user, even one who never returns
+			}
+		}
+		return 0
+	}
 	lost := 0.0
 	for s := range e.users.u {
 		u := &e.users.u[s]

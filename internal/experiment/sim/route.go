@@ -13,6 +13,19 @@ import (
 // the lower load wins, a tie goes to the first drawn. It returns -1 when
 // there is no candidate.
 func pickP2C(r *model.Rand, cands []int32, skip int, load func(int32) int64) int32 {
+	a, b, ok := twoOf(r, cands, skip)
+	switch {
+	case !ok:
+		return a
+	case load(b) < load(a):
+		return b
+	}
+	return a
+}
+
+// twoOf draws p2c's two distinct candidates, leaving out index skip; ok is
+// false when there are fewer than two (a is then the only one, or -1).
+func twoOf(r *model.Rand, cands []int32, skip int) (a, b int32, ok bool) {
 	n := len(cands)
 	if skip >= 0 {
 		n--
@@ -25,20 +38,19 @@ func pickP2C(r *model.Rand, cands []int32, skip int, load func(int32) int64) int
 	}
 	switch n {
 	case 0:
-		return -1
+		return -1, -1, false
 	case 1:
-		return at(0)
+		return at(0), -1, false
 	}
-	i := r.IntN(n)
-	j := r.IntN(n - 1)
+	// One 64-bit draw gives both indices (Lemire's method on each half;
+	// the bias, below n / 2^32, is nothing at 10,000 instances).
+	x := r.Uint64()
+	i := int((x & 0xffffffff) * uint64(n) >> 32)
+	j := int((x >> 32) * uint64(n-1) >> 32)
 	if j >= i {
 		j++
 	}
-	a, b := at(i), at(j)
-	if load(b) < load(a) {
-		return b
-	}
-	return a
+	return at(i), at(j), true
 }
 
 // overCapacity mirrors lb's overloaded (and the Hash policy's capacity):
@@ -54,10 +66,16 @@ func overCapacity(inflight, total int64, n int, c float64) bool {
 }
 
 // fenwick samples an instance in proportion to its weight (the request
-// rate of the users pinned to it) in O(log n), with O(log n) updates.
+// rate of the users pinned to it). When weights are balanced, as they are
+// at scale, it draws by rejection in O(1): a uniform instance, kept with
+// probability weight / max weight. Otherwise it descends a Fenwick tree of
+// partial sums, rebuilt lazily after changes, in O(log n).
 type fenwick struct {
-	t []float64 // 1-based partial sums
-	w []float64 // the weights themselves
+	t     []float64 // 1-based partial sums, valid unless dirty
+	w     []float64 // the weights themselves
+	max   float64   // at least the largest weight
+	sum   float64   // the weights' total, kept as they change
+	dirty bool
 }
 
 func newFenwick(n int) *fenwick {
@@ -70,22 +88,44 @@ func (f *fenwick) add(i int, d float64) {
 		d -= f.w[i]
 		f.w[i] = 0
 	}
-	for k := i + 1; k < len(f.t); k += k & -k {
-		f.t[k] += d
-	}
+	f.sum += d
+	f.max = math.Max(f.max, f.w[i])
+	f.dirty = true
 }
 
-// rebuild recomputes the partial sums from the weights, so rounding
-// errors from millions of updates cannot pile up.
+// rebuild recomputes the partial sums, the total and the maximum from the
+// weights, so rounding errors from millions of updates cannot pile up.
 func (f *fenwick) rebuild() {
 	clear(f.t)
+	f.sum, f.max = 0, 0
 	for i, w := range f.w {
+		f.sum += w
+		f.max = math.Max(f.max, w)
 		k := i + 1
 		f.t[k] += w
 		if p := k + (k & -k); p < len(f.t) {
 			f.t[p] += f.t[k]
 		}
 	}
+	f.dirty = false
+}
+
+// draw returns an instance with probability weight / total, or -1 when
+// all weights are zero.
+func (f *fenwick) draw(r *model.Rand) int {
+	n := len(f.w)
+	if f.max > 0 && f.max*float64(n) <= 8*f.sum { // at most 8 tries expected
+		for range 64 {
+			i := r.IntN(n)
+			if r.Float64()*f.max < f.w[i] {
+				return i
+			}
+		}
+	}
+	if f.dirty {
+		f.rebuild()
+	}
+	return f.sample(r.Float64() * f.sum)
 }
 
 // sample returns the instance whose cumulative weight range holds x
@@ -192,11 +232,9 @@ func (ro *roster) valid(us []user, inst int32, e rosterEntry) bool {
 	return u.flags&flagLive != 0 && u.gen == e.gen && u.inst == inst
 }
 
-// pick draws one of inst's users in proportion to its rate; -1 if it has
-// none.
-func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
-	base := int(inst) * ro.classes
-	sums := ro.sums[base : base+ro.classes]
+// pickClass draws a rate class in proportion to its summed rate among
+// those that hold someone (held); -1 when none does.
+func pickClass(r *model.Rand, sums []float64, held func(c int) bool) int {
 	total := 0.0
 	for _, s := range sums {
 		total += s
@@ -205,16 +243,27 @@ func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
 		return -1
 	}
 	x := r.Float64() * total
-	c := ro.classes - 1
-	for k, s := range sums {
-		if x < s {
-			c = k
-			break
+	for c, s := range sums {
+		if x < s && held(c) {
+			return c
 		}
 		x -= s
 	}
-	for ro.live[base+c] == 0 { // rounding put x in an empty class
-		c = (c + ro.classes - 1) % ro.classes
+	for c := len(sums) - 1; c >= 0; c-- { // rounding carried x past the end
+		if held(c) {
+			return c
+		}
+	}
+	return -1
+}
+
+// pick draws one of inst's users in proportion to its rate; -1 if it has
+// none.
+func (ro *roster) pick(r *model.Rand, us []user, inst int32) int32 {
+	base := int(inst) * ro.classes
+	c := pickClass(r, ro.sums[base:base+ro.classes], func(c int) bool { return ro.live[base+c] > 0 })
+	if c < 0 {
+		return -1
 	}
 	up := ro.upper(c)
 	for {

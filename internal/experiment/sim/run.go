@@ -98,10 +98,12 @@ func simulate(ctx context.Context, p *model.Params, a model.Arch, exactLimit flo
 	if p.Users >= maxSlots*3/5 {
 		return nil, fmt.Errorf("sim: %d users is more than the simulator holds", p.Users)
 	}
-	exact := a.Name != model.Sticky.Name ||
-		(exactLimit >= 0 && p.RequestRate()*p.Duration.Seconds() <= exactLimit)
+	// Past exactLimit requests, sticky counts requests per instance and
+	// affinity pins tokens instead of users; the others do not need to.
+	large := exactLimit < 0 || p.RequestRate()*p.Duration.Seconds() > exactLimit
+	exact := a.Name != model.Sticky.Name || !large
 	start := time.Now()
-	e := newEngine(p, a, exact)
+	e := newEngine(p, a, exact, a.Spill && large)
 	err := e.run(ctx, progress)
 	return e.result(time.Since(start), err == nil), err
 }

@@ -120,25 +120,23 @@ func twoChoices(r *model.Rand, n, trials int) TheoryRow {
 
 // boundedLoad places balls one by one by consistent hashing with bounded
 // loads as lb's Hash policy does it (Mirrokni, Thorup, Zadimoghaddam,
-// arXiv:1608.01350): rendezvous ranking of the bins by
-// mix64(fnv64(key) ^ mix64(fnv64(name))), the first bin in rank order
-// with room under the simulator's overCapacity, which is lb's capacity
-// ceil(c x (total+1) / n). With equal weights lb's score -1/ln(u) orders
-// bins as the hash does, so the hash ranks them here. The guarantee: no
+// arXiv:1608.01350): rendezvous ranking of the bins by a per (key, bin)
+// random score, the first bin in rank order with room under the
+// simulator's overCapacity, which is lb's capacity ceil(c x (total+1) /
+// n), and the least loaded bin if none has room. lb draws the score from
+// hashes of the key and the backend's name (-1/ln(u), which with equal
+// weights ranks bins as u does); here it comes from the model's random
+// streams keyed by (key, bin): the same ranking law. The guarantee: no
 // bin above ceil(c x balls / bins), ever.
 func boundedLoad(seed uint64, n, m int, c float64) TheoryRow {
-	names := make([]uint64, n)
-	for i := range names {
-		names[i] = mix64(fnv64([]byte("app-" + strconv.Itoa(i))))
-	}
 	loads := make([]int64, n)
 	scores := make([]uint64, n)
 	var total, mx int64
 	violated := false
 	for k := range m {
-		kh := fnv64(fmt.Appendf(nil, "%d:user-%d", seed, k))
-		for i, nh := range names {
-			scores[i] = mix64(kh ^ nh)
+		for i := range scores {
+			r := model.NewRand(seed^uint64(k)<<20, uint64(i))
+			scores[i] = r.Uint64()
 		}
 		// Walk the ranking: the best-scored bin not yet tried, next.
 		prev := uint64(math.MaxUint64)
@@ -198,23 +196,4 @@ func invGamma(y float64) float64 {
 		}
 	}
 	return (lo + hi) / 2
-}
-
-// fnv64 and mix64 are lb's key and name hashes (lb/policy.go).
-func fnv64(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
-
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

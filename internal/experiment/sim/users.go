@@ -55,63 +55,70 @@ func (s *slab) remove(i int32) {
 // (time, slot) packed into one uint64 (the time in microseconds in the
 // high 40 bits, the slot in the low 24), so a comparison is one integer
 // compare and an entry 8 bytes; ties in time break by slot, so the order
-// is deterministic. Departures later than the current horizon wait in
-// buckets of bucketWidth seconds and enter the heap when time gets there:
-// the heap holds about one second of departures instead of every active
-// user's, so it stays in cache (a calendar queue in front of the heap).
+// is deterministic. In front of the heap sits a calendar of buckets, one
+// per width seconds: a departure waits in its bucket until everything
+// before the bucket has left, then the whole bucket enters the heap. The
+// heap so holds about one bucket instead of every active user's departure
+// and stays in cache.
 type departures struct {
 	h       []uint64
 	buckets [][]uint64
-	width   float64 // seconds per bucket
-	horizon float64 // every departure before it is in h
-	next    int     // first bucket not yet moved into h
+	bmin    []uint64 // each non-empty bucket's earliest entry
+	width   float64  // seconds per bucket
+	next    int      // buckets before next have entered the heap
+	first   int      // no bucket in [next, first) holds anything
 }
 
-func newDepartures(duration, width float64) departures {
-	return departures{buckets: make([][]uint64, int(duration/width)+1), width: width, horizon: width, next: 1}
+func newDepartures(duration float64) departures {
+	// 1 ms buckets keep the heap to a few hundred entries even at ten
+	// million users (a pop's cost is its mispredicted comparisons, a few
+	// per level); at most 65536 buckets for long runs.
+	width := math.Max(0.001, duration/65536)
+	n := int(duration/width) + 1
+	return departures{buckets: make([][]uint64, n), bmin: make([]uint64, n), width: width}
 }
 
-const (
-	slotBits = 24
-	maxSlots = 1 << slotBits // active users at once (the sim caps users at 1e7)
-	maxMicro = 1<<(64-slotBits) - 1
-)
-
-func packDeparture(at float64, slot int32) uint64 {
-	us := uint64(math.Max(0, math.Round(at*1e6)))
-	if us > maxMicro {
-		us = maxMicro
+// min returns the earliest departure, false when none is left.
+func (d *departures) min() (uint64, bool) {
+	if len(d.h) > 0 {
+		return d.h[0], true // the heap holds everything before bucket next
 	}
-	return us<<slotBits | uint64(slot)
-}
-
-func unpackDeparture(k uint64) (at float64, slot int32) {
-	return float64(k>>slotBits) / 1e6, int32(k & (maxSlots - 1))
-}
-
-// empty reports whether no departure is left (loading the next bucket
-// into the heap when the heap ran dry).
-func (d *departures) empty() bool {
-	for len(d.h) == 0 && d.next < len(d.buckets) {
-		for _, k := range d.buckets[d.next] {
-			d.heapPush(k)
-		}
-		d.buckets[d.next] = nil
-		d.next++
-		d.horizon = float64(d.next) * d.width
+	for d.first < len(d.buckets) && len(d.buckets[d.first]) == 0 {
+		d.first++
 	}
-	return len(d.h) == 0
+	if d.first < len(d.buckets) {
+		return d.bmin[d.first], true
+	}
+	return 0, false
 }
 
 func (d *departures) push(k uint64) {
-	if at, _ := unpackDeparture(k); at >= d.horizon {
-		b := min(int(at/d.width), len(d.buckets)-1)
-		if b >= d.next {
-			d.buckets[b] = append(d.buckets[b], k)
-			return
-		}
+	at, _ := unpackDeparture(k)
+	b := min(int(at/d.width), len(d.buckets)-1)
+	if b < d.next {
+		d.heapPush(k)
+		return
 	}
-	d.heapPush(k)
+	if len(d.buckets[b]) == 0 || k < d.bmin[b] {
+		d.bmin[b] = k
+	}
+	d.buckets[b] = append(d.buckets[b], k)
+	d.first = min(d.first, b)
+}
+
+// pop removes and returns the earliest departure; min must have said
+// there is one.
+func (d *departures) pop() uint64 {
+	if len(d.h) == 0 {
+		d.min() // finds the first non-empty bucket
+		for _, x := range d.buckets[d.first] {
+			d.heapPush(x)
+		}
+		d.buckets[d.first] = nil
+		d.next = d.first + 1
+		d.first = d.next
+	}
+	return d.heapPop()
 }
 
 func (d *departures) heapPush(k uint64) {
@@ -128,9 +135,7 @@ func (d *departures) heapPush(k uint64) {
 	d.h[i] = k
 }
 
-func (d *departures) min() uint64 { return d.h[0] }
-
-func (d *departures) pop() uint64 {
+func (d *departures) heapPop() uint64 {
 	top := d.h[0]
 	n := len(d.h) - 1
 	last := d.h[n]
@@ -159,3 +164,24 @@ func (d *departures) pop() uint64 {
 	d.h[i] = last
 	return top
 }
+
+const (
+	slotBits = 24
+	maxSlots = 1 << slotBits // active users at once (the sim caps users at 1e7)
+	maxMicro = 1<<(64-slotBits) - 1
+)
+
+func packDeparture(at float64, slot int32) uint64 {
+	us := uint64(math.Max(0, math.Round(at*1e6)))
+	if us > maxMicro {
+		us = maxMicro
+	}
+	return us<<slotBits | uint64(slot)
+}
+
+func unpackDeparture(k uint64) (at float64, slot int32) {
+	return float64(k>>slotBits) / 1e6, int32(k & (maxSlots - 1))
+}
+
+// empty reports whether no departure is left (loading the next bucket
+// into the heap when the heap ran dry).
