@@ -51,15 +51,26 @@
 //     SameSite=Lax, and Secure under TLS; API clients may send the token in
 //     a header instead (Config.Header).
 //
-// # Stores
+// # Where sessions live
 //
-// Stores implement the small Store interface; sessiontest.Run is the
+// Config.Store takes a Backend of one of two kinds. A Store keeps each
+// session on the server and gives the client a random token; stores
+// implement the small Store interface and sessiontest.Run is the
 // conformance suite they all pass. memstore keeps sessions in the
 // process; redisstore uses Redis or Redis Cluster (one hash per session,
 // one Lua script per write, optional near cache through client-side
 // caching); natsstore uses a JetStream key-value bucket (revisions for
 // compare-and-swap, per-message TTL, optional near cache kept fresh by a
-// watch).
+// watch); dynamostore uses DynamoDB.
+//
+// A ClientStore keeps the session in the client instead: cookiestore seals
+// it into the cookie and keeps on the server only the revocations that
+// make logout stick, pushed to every instance so that reading a cookie
+// needs no store call. The Manager's API is the same; the guarantees above
+// differ where they must (concurrent writes from one client are lost, a
+// logout reaches other instances within a stated bound), and the
+// cookiestore package documentation compares every backend in one table.
+// sessiontest.RunManagersWith runs the end-to-end checks on either kind.
 //
 // With a near cache, a client always sees its own writes on every instance
 // (the cookie carries the session version, see FreshLoader); changes made

@@ -177,6 +177,20 @@ func loginAndFill(t *testing.T, d *demoProc, u *http.Client) string {
 	return served
 }
 
+// survived checks that alice, logged in by loginAndFill on the instance
+// served, is still logged in with her three items on another one.
+func survived(t *testing.T, d *demoProc, u *http.Client, served string) {
+	t.Helper()
+	var me struct{ User, Instance string }
+	if st, _ := doJSON(t, u, "GET", d.shop+"/api/me", nil, &me); st != 200 || me.User != "alice" || me.Instance == served {
+		t.Fatalf("after crashing %s: /api/me = %d %+v", served, st, me)
+	}
+	var cart cartResp
+	if st, _ := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("") != 3 {
+		t.Fatalf("after crash: cart = %d %+v, want 3 items", st, cart)
+	}
+}
+
 func crash(t *testing.T, d *demoProc, name string) {
 	t.Helper()
 	if st, _ := doJSON(t, http.DefaultClient, "POST", d.admin+"/api/instances/"+name+"/crash", nil, nil); st != 200 {
@@ -196,15 +210,7 @@ func TestDemoStoreModeSurvivesCrash(t *testing.T) {
 
 	// The very next requests, on whatever instance, still know alice and
 	// her three items.
-	var me struct{ User, Instance string }
-	st, _ := doJSON(t, u, "GET", d.shop+"/api/me", nil, &me)
-	if st != 200 || me.User != "alice" || me.Instance == served {
-		t.Fatalf("after crashing %s: /api/me = %d %+v", served, st, me)
-	}
-	var cart cartResp
-	if st, _ := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("") != 3 {
-		t.Fatalf("after crash: cart = %d %+v, want 3 items", st, cart)
-	}
+	survived(t, d, u, served)
 
 	// 200 concurrent adds of one item, spread over the live instances,
 	// end with exactly 200: no update is lost.
@@ -236,7 +242,7 @@ func TestDemoStoreModeSurvivesCrash(t *testing.T) {
 	if len(seen) < 2 {
 		t.Fatalf("adds all went to %v; want them spread over the live instances", seen)
 	}
-	cart = cartResp{}
+	var cart cartResp
 	if st, _ := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("socks") != adds {
 		t.Fatalf("after %d concurrent adds over %v: socks = %d", adds, seen, cart.count("socks"))
 	}
@@ -298,12 +304,15 @@ func TestDemoCtrlCLeavesNoProcess(t *testing.T) {
 
 func TestDemoFlagErrorsNameTheFlag(t *testing.T) {
 	for args, want := range map[string]string{
-		"--instances 0":               "--instances 0",
-		"--instances 99":              "--instances 99",
-		"--mode wobbly":               `--mode "wobbly"`,
-		"--store mysql://h:1":         "--store",
-		"--store memory --mode store": "--store memory",
-		"--listen 127.0.0.1:notaport": "--listen",
+		"--instances 0":                   "--instances 0",
+		"--instances 99":                  "--instances 99",
+		"--mode wobbly":                   `--mode "wobbly"`,
+		"--store mysql://h:1":             "--store",
+		"--store memory --mode store":     "--store memory",
+		"--listen 127.0.0.1:notaport":     "--listen",
+		"--mode cookie --store memory":    "--store memory",
+		"--sessions bogus":                `--sessions "bogus"`,
+		"--sessions cookie --mode sticky": "disagree",
 	} {
 		var out, errb bytes.Buffer
 		code := run(t.Context(), append([]string{"demo"}, strings.Fields(args)...), &out, &errb)
@@ -321,14 +330,7 @@ func TestDemoDynamoDBStore(t *testing.T) {
 	u := newUser(t)
 	served := loginAndFill(t, d, u)
 	crash(t, d, served)
-	var me struct{ User, Instance string }
-	if st, _ := doJSON(t, u, "GET", d.shop+"/api/me", nil, &me); st != 200 || me.User != "alice" {
-		t.Fatalf("after crashing %s: /api/me = %d %+v", served, st, me)
-	}
-	var cart cartResp
-	if st, _ := doJSON(t, u, "GET", d.shop+"/api/cart", nil, &cart); st != 200 || cart.count("") != 3 {
-		t.Fatalf("after crash: cart = %d %+v, want 3 items", st, cart)
-	}
+	survived(t, d, u, served)
 }
 
 func TestAppSessionsOnlyStoreNeedsBackplane(t *testing.T) {

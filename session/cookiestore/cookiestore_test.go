@@ -1,7 +1,6 @@
 package cookiestore_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,24 +235,6 @@ func TestKeysAreCheckedWithClearErrors(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 func TestTooLargeIsAClearError(t *testing.T) {
 	m := newManager(t, session.Config{Store: newStore(t, cookiestore.Options{MaxCookieSize: 600})})
 	var setErr atomic.Value
@@ -315,7 +295,7 @@ func (s *tightening) Seal(id string, r *session.Record) ([]string, error) {
 }
 
 func TestTooLargeAtSaveAnswers500AndLogsTheSize(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &cookiestore.LogBuffer{}
 	st := &tightening{Store: newStore(t, cookiestore.Options{})}
 	m := newManager(t, session.Config{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func TestRedisFeedReloadsWhenTheLogWasTrimmedPastIt(t *testing.T) {
 // say loudly what happened (an instance started now would not know).
 func TestRedisDataLossIsLoggedAndMemoryKept(t *testing.T) {
 	srv := testenv.Redis(t)
-	var logs syncBuffer
+	var logs LogBuffer
 	o := Options{URL: "redis://" + srv.Addr(), MaxLag: 5 * time.Second, PollInterval: 50 * time.Millisecond}
 	a := testStore(t, o)
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -126,8 +127,8 @@ func TestRedisDataLossIsLoggedAndMemoryKept(t *testing.T) {
 		t.Log(err) // the client may still be reconnecting
 	}
 	testenv.Eventually(t, 20*time.Second, func() error {
-		if !bytes.Contains(logs.Bytes(), []byte("Redis lost data")) {
-			return fmt.Errorf("no data-loss error logged: %s", logs.Bytes())
+		if !strings.Contains(logs.String(), "Redis lost data") {
+			return fmt.Errorf("no data-loss error logged: %s", logs.String())
 		}
 		return nil
 	})
@@ -136,21 +137,23 @@ func TestRedisDataLossIsLoggedAndMemoryKept(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
+// LogBuffer collects log output for assertions; the external tests use it
+// too (test files of both packages build together).
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.b.Bytes())
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // propagation revokes n sessions on a and measures, for each, the time from
@@ -188,6 +191,14 @@ func propagation(t testing.TB, a, b *Store, n int) []time.Duration {
 	return delays
 }
 
+// privateFeed starts a private Redis or NATS server and returns its URL.
+func privateFeed(t testing.TB, kind string) string {
+	if kind == "redis" {
+		return "redis://" + testenv.Redis(t).Addr()
+	}
+	return testenv.NATS(t).URL()
+}
+
 func quantile(d []time.Duration, q float64) time.Duration {
 	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
@@ -199,13 +210,7 @@ func quantile(d []time.Duration, q float64) time.Duration {
 func BenchmarkRevocationPropagation(b *testing.B) {
 	for _, kind := range []string{"redis", "nats"} {
 		b.Run(kind, func(b *testing.B) {
-			var url string
-			if kind == "redis" {
-				url = "redis://" + testenv.Redis(b).Addr()
-			} else {
-				url = testenv.NATS(b).URL()
-			}
-			o := Options{URL: url}
+			o := Options{URL: privateFeed(b, kind)}
 			x, y := testStore(b, o), testStore(b, o)
 			b.ResetTimer()
 			d := propagation(b, x, y, b.N)
@@ -223,13 +228,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 func TestRevocationPropagationDelay(t *testing.T) {
 	for _, kind := range []string{"redis", "nats"} {
 		t.Run(kind, func(t *testing.T) {
-			var url string
-			if kind == "redis" {
-				url = "redis://" + testenv.Redis(t).Addr()
-			} else {
-				url = testenv.NATS(t).URL()
-			}
-			o := Options{URL: url}
+			o := Options{URL: privateFeed(t, kind)}
 			x, y := testStore(t, o), testStore(t, o)
 			d := propagation(t, x, y, 200)
 			t.Logf("%s: 200 revocations, Revoke call to applied on the other instance: p50 %v, p99 %v, max %v (bound: MaxLag %v)",

@@ -176,27 +176,38 @@ func concurrently(t testing.TB, urls []string, n int, path func(i int) string) (
 	last = c.Token
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", urls[i%len(urls)]+path(i), nil)
-			req.AddCookie(&http.Cookie{Name: "session", Value: c.Token})
-			resp, err := c.HC.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("POST %s: %d %s", path(i), resp.StatusCode, b)
-			}
-			for _, ck := range resp.Cookies() {
-				if ck.Name == "session" && ck.MaxAge >= 0 {
-					mu.Lock()
-					last = ck.Value
-					mu.Unlock()
-				}
+			if tok, ok := c.post(urls[i%len(urls)]+path(i), c.Token); ok && tok != "" {
+				mu.Lock()
+				last = tok
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	return c, last
+}
+
+// post sends a POST presenting cookie as the session, as a browser that
+// holds it would, and returns the session cookie the answer set ("" for
+// none); a failure is a test error and ok false.
+func (c *Client) post(url, cookie string) (newCookie string, ok bool) {
+	req, _ := http.NewRequest("POST", url, nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: cookie})
+	resp, err := c.HC.Do(req)
+	if err != nil {
+		c.t.Error(err)
+		return "", false
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.t.Errorf("POST %s: %d %s", url, resp.StatusCode, b)
+		return "", false
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "session" && ck.MaxAge >= 0 {
+			newCookie = ck.Value
+		}
+	}
+	return newCookie, true
 }

@@ -227,25 +227,14 @@ func twoTabs(t *testing.T, urls []string, each int, settle bool) (lost, total in
 				mu.Lock()
 				tok := c.Token
 				mu.Unlock()
-				req, _ := http.NewRequest("POST", urls[(tab+i)%len(urls)]+"/cart/add", nil)
-				req.AddCookie(&http.Cookie{Name: "session", Value: tok})
-				resp, err := c.HC.Do(req)
-				if err != nil {
-					t.Error(err)
+				newTok, ok := c.post(urls[(tab+i)%len(urls)]+"/cart/add", tok)
+				if !ok {
 					return
 				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("add: %d %s", resp.StatusCode, b)
-					return
-				}
-				for _, ck := range resp.Cookies() {
-					if ck.Name == "session" && ck.MaxAge >= 0 {
-						mu.Lock()
-						c.Token = ck.Value
-						mu.Unlock()
-					}
+				if newTok != "" {
+					mu.Lock()
+					c.Token = newTok
+					mu.Unlock()
 				}
 			}
 		})
