@@ -31,6 +31,7 @@ type appFlags struct {
 	jobDelay                                        time.Duration
 	nearCache                                       bool
 	drain                                           time.Duration
+	jobVisibility                                   time.Duration
 }
 
 // cookieKeysEnv carries the cookie keys when no file is given, so they never
@@ -52,6 +53,7 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.control, "control", "", "the demo's control API base URL, for the page's chaos buttons")
 	fs.DurationVar(&f.jobDelay, "job-delay", 400*time.Millisecond, "pause after each of a file job's 20 steps, so a person can crash an instance mid-job")
 	fs.BoolVar(&f.nearCache, "near-cache", true, "keep recently used sessions in memory, invalidated by the store")
+	fs.DurationVar(&f.jobVisibility, "job-visibility", 10*time.Second, "how long a job's claim lasts without a heartbeat before another instance takes over the job of a dead one")
 	fs.DurationVar(&f.drain, "drain", 5*time.Second, "on SIGTERM, spread WebSocket closes (1012) and in-flight requests over this window")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: unstuck app [flags]\n\nRuns one instance of the demo shop. SIGTERM drains it gracefully.\n\nFlags:")
@@ -72,6 +74,10 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unstuck app: --cookie-feed-down %q: want fail-closed or accept\n", f.cookieFeedDown)
 		return 2
 	}
+	if f.jobVisibility < time.Second {
+		fmt.Fprintf(stderr, "unstuck app: --job-visibility %v: want at least 1s\n", f.jobVisibility)
+		return 2
+	}
 	if f.id == "" {
 		fmt.Fprintln(stderr, "unstuck app: --id: must not be empty")
 		return 2
@@ -86,7 +92,7 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Writer) error {
 	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	parts, err := storeurl.Open(openCtx, f.store, storeurl.Options{NearCache: f.nearCache})
+	parts, err := storeurl.Open(openCtx, f.store, storeurl.Options{NearCache: f.nearCache, VisibilityTimeout: f.jobVisibility})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("--store: %w", err)
@@ -94,7 +100,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 	defer parts.Close()
 	if parts.SessionsOnly() && f.backplane != "" {
 		openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		bp, err := storeurl.Open(openCtx, f.backplane, storeurl.Options{})
+		bp, err := storeurl.Open(openCtx, f.backplane, storeurl.Options{VisibilityTimeout: f.jobVisibility})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("--backplane: %w", err)

@@ -106,20 +106,57 @@ func (f *Fleet) Add(ctx context.Context) (InstanceInfo, error) {
 // Crash kills the instance with SIGKILL, as a machine failure would: it gets
 // no chance to finish requests or save anything.
 func (f *Fleet) Crash(name string) error {
-	inst, err := f.get(name)
+	cmd, done, err := f.running(name)
 	if err != nil {
 		return err
-	}
-	f.mu.Lock()
-	cmd, done := inst.cmd, inst.done
-	f.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("instance %s is not running", name)
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 	f.logger().Warn("instance crashed on request", "instance", name, "pid", cmd.Process.Pid)
 	return nil
+}
+
+// Terminate stops one instance gracefully, as a deploy would: SIGTERM, then
+// SIGKILL if it has not exited within StopGrace. It returns once the
+// process is gone; Restart brings it back on the same address.
+func (f *Fleet) Terminate(name string) error {
+	cmd, done, err := f.running(name)
+	if err != nil {
+		return err
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	timer := time.NewTimer(f.grace())
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	return nil
+}
+
+// running returns the process of a running instance and the channel
+// closed when it exits.
+func (f *Fleet) running(name string) (*exec.Cmd, chan struct{}, error) {
+	inst, err := f.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.mu.Lock()
+	cmd, done := inst.cmd, inst.done
+	f.mu.Unlock()
+	if cmd == nil {
+		return nil, nil, fmt.Errorf("instance %s is not running", name)
+	}
+	return cmd, done, nil
+}
+
+func (f *Fleet) grace() time.Duration {
+	if f.StopGrace == 0 {
+		return 5 * time.Second
+	}
+	return f.StopGrace
 }
 
 // Restart starts a stopped or crashed instance again on its old address; a
@@ -174,14 +211,10 @@ func (f *Fleet) Stop() {
 		}
 	}
 	f.mu.Unlock()
-	grace := f.StopGrace
-	if grace == 0 {
-		grace = 5 * time.Second
-	}
 	for _, p := range running {
 		_ = syscall.Kill(-p.pid, syscall.SIGTERM)
 	}
-	timer := time.NewTimer(grace)
+	timer := time.NewTimer(f.grace())
 	defer timer.Stop()
 	for _, p := range running {
 		select {

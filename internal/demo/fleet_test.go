@@ -115,3 +115,37 @@ func TestFleetErrors(t *testing.T) {
 		t.Fatal("Add of an instance that exits at once succeeded")
 	}
 }
+
+// TestFleetTerminateOne stops one instance the way a deploy does and leaves
+// the others serving; the stopped one comes back on its address.
+func TestFleetTerminateOne(t *testing.T) {
+	f := testFleet(t)
+	ctx := context.Background()
+	a, err := f.Add(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.Add(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Terminate(a.Name); err != nil {
+		t.Fatal(err)
+	}
+	if alive(a.PID) {
+		t.Fatalf("%s (pid %d) alive after Terminate", a.Name, a.PID)
+	}
+	if err := get(b.Addr); err != nil {
+		t.Fatalf("%s hurt by stopping %s: %v", b.Name, a.Name, err)
+	}
+	if err := f.Terminate(a.Name); err == nil {
+		t.Fatal("Terminate of a stopped instance succeeded")
+	}
+	a2, err := f.Restart(ctx, a.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a2.Addr != a.Addr {
+		t.Fatalf("restarted on %s, want %s", a2.Addr, a.Addr)
+	}
+}

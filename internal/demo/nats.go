@@ -23,6 +23,13 @@ func StartNATS(dir string) (*EmbeddedNATS, error) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	return StartNATSOn(dir, port)
+}
+
+// StartNATSOn starts the embedded server on a given loopback port with
+// JetStream data in dir: how a stopped server comes back where its clients
+// (which reconnect by themselves) expect it, with the data it had.
+func StartNATSOn(dir string, port int) (*EmbeddedNATS, error) {
 	srv, err := server.NewServer(&server.Options{
 		Host:               "127.0.0.1",
 		Port:               port,
@@ -46,6 +53,20 @@ func StartNATS(dir string) (*EmbeddedNATS, error) {
 
 // URL is the client URL, nats://127.0.0.1:PORT.
 func (n *EmbeddedNATS) URL() string { return n.srv.ClientURL() }
+
+// Port is the client port.
+func (n *EmbeddedNATS) Port() int { return n.srv.Addr().(*net.TCPAddr).Port }
+
+// InMsgs counts the messages clients have sent the server since it
+// started: every KV read and write, publish and pull request is one, so it
+// measures the store's load in round trips.
+func (n *EmbeddedNATS) InMsgs() uint64 {
+	v, err := n.srv.Varz(nil)
+	if err != nil {
+		return 0
+	}
+	return uint64(v.InMsgs)
+}
 
 // Shutdown stops the server and waits until it has.
 func (n *EmbeddedNATS) Shutdown() {

@@ -1,0 +1,141 @@
+package sim
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
+)
+
+func TestFenwickDrawsInProportionToWeight(t *testing.T) {
+	for _, w := range [][]float64{
+		{1, 2, 3, 4},       // balanced enough: rejection
+		{1000, 1, 0, 1, 1}, // skewed: the tree
+		{0, 0, 5, 0, 0, 0}, // one weight
+	} {
+		f := newFenwick(len(w))
+		for i, x := range w {
+			f.add(i, x)
+		}
+		r := model.NewRand(1, 1)
+		counts := make([]float64, len(w))
+		const n = 200_000
+		for range n {
+			counts[f.draw(&r)]++
+		}
+		total := 0.0
+		for _, x := range w {
+			total += x
+		}
+		for i, x := range w {
+			want := n * x / total
+			if math.Abs(counts[i]-want) > 5*math.Sqrt(want)+1 {
+				t.Errorf("weights %v: instance %d drawn %g times, want about %g", w, i, counts[i], want)
+			}
+		}
+	}
+	f := newFenwick(3)
+	r := model.NewRand(1, 2)
+	if f.draw(&r) != -1 {
+		t.Error("all-zero weights must draw nothing")
+	}
+	f.add(1, 2)
+	f.add(1, -2)
+	if f.w[1] != 0 || f.draw(&r) != -1 {
+		t.Error("a weight back to zero must not be drawn")
+	}
+}
+
+func TestRosterPicksInProportionToRate(t *testing.T) {
+	us := make([]user, 6)
+	rates := []float32{0.1, 1, 1, 4, 19, 0.001}
+	ro := newRoster(2, 20)
+	for s, r := range rates {
+		us[s] = user{rate: r, inst: 1, flags: flagLive, class: uint8(ro.class(r))}
+		ro.add(us, 1, int32(s))
+	}
+	// A user that left, and one that moved away, must never be drawn.
+	ro.remove(us, 1, 2)
+	us[2].gen++
+	us[2].flags = 0
+	ro.remove(us, 1, 4)
+	us[4].gen++
+	us[4].inst = 0
+	ro.add(us, 0, 4)
+	r := model.NewRand(3, 3)
+	counts := map[int32]float64{}
+	const n = 100_000
+	for range n {
+		counts[ro.pick(&r, us, 1)]++
+	}
+	total := 0.1 + 1 + 4 + 0.001
+	for s, rate := range map[int32]float64{0: 0.1, 1: 1, 3: 4} {
+		want := n * rate / total
+		if math.Abs(counts[s]-want) > 5*math.Sqrt(want) {
+			t.Errorf("user %d (rate %g) drawn %g times, want about %g", s, rate, counts[s], want)
+		}
+	}
+	if counts[2] != 0 || counts[4] != 0 {
+		t.Errorf("stale entries drawn: left %g, moved %g", counts[2], counts[4])
+	}
+	if ro.pick(&r, us, 0) != 4 {
+		t.Error("the moved user is not on its new instance")
+	}
+}
+
+func TestDeparturesComeOutInOrder(t *testing.T) {
+	d := newDepartures(60)
+	r := model.NewRand(5, 5)
+	var want []uint64
+	now := 0.0
+	push := func(at float64, slot int32) {
+		k := packDeparture(at, slot)
+		d.push(k)
+		want = append(want, k)
+	}
+	for i := range 20_000 {
+		push(r.Float64()*60, int32(i))
+	}
+	var got []uint64
+	for i := 0; ; i++ {
+		k, ok := d.min()
+		if !ok {
+			break
+		}
+		if p := d.pop(); p != k {
+			t.Fatalf("pop %d after min %d", p, k)
+		}
+		at, _ := unpackDeparture(k)
+		if at < now {
+			t.Fatalf("departure at %g after %g", at, now)
+		}
+		now = at
+		got = append(got, k)
+		if i%3 == 0 && now < 59 { // departures pushed while others leave
+			push(now+2e-6+r.Float64()*0.002, int32(100_000+i)) // later than now, some in the current bucket
+			push(now+r.Float64()*5, int32(200_000+i))
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d departures out, %d in, or out of order", len(got), len(want))
+	}
+}
+
+func TestCompletionsGrowAndKeepOrder(t *testing.T) {
+	var q completions
+	for i := range 5000 {
+		q.push(float64(i), int32(i))
+	}
+	e := &engine{hot: make([]hotInst, 5000), q: q}
+	for i := range e.hot {
+		e.hot[i].inflight = 1
+		e.hot[i].candPos = -1
+	}
+	e.t = 2499.5
+	e.completeUntil()
+	if e.q.n != 2500 || e.hot[2499].inflight != 0 || e.hot[2500].inflight != 1 {
+		t.Fatalf("completed %d, inflight at the boundary %d %d", 5000-e.q.n, e.hot[2499].inflight, e.hot[2500].inflight)
+	}
+}

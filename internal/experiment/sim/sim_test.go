@@ -1,0 +1,269 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
+)
+
+// params is a small model run: users over instances for 60 s.
+func params(users, instances int, seed uint64) model.Params {
+	p := model.Default()
+	p.Users, p.Instances, p.Seed = users, instances, seed
+	return p
+}
+
+func runRow(t *testing.T, p model.Params, arch model.Arch, exactLimit float64) Row {
+	t.Helper()
+	res, err := simulate(context.Background(), &p, arch, exactLimit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rowFrom(res, arch)
+}
+
+func TestSharedStateLosesNothingStickyLosesTheCrashedUsers(t *testing.T) {
+	p := params(3000, 10, 7)
+	for _, a := range model.Archs {
+		row := runRow(t, p, a, 2e7)
+		switch a.Name {
+		case "sticky":
+			if row.SessionsLostPerCrash == 0 || row.Phases[model.Maintenance].SessionsLost == 0 {
+				t.Errorf("sticky lost nothing: crash %g, maintenance %g", row.SessionsLostPerCrash, row.Phases[model.Maintenance].SessionsLost)
+			}
+			if row.CartItemsLost == 0 {
+				t.Error("sticky's lost sessions took no cart items")
+			}
+		default:
+			if row.SessionsLost != 0 || row.SessionsLostPerCrash != 0 {
+				t.Errorf("%s lost %g sessions (%g at the crash)", a.Name, row.SessionsLost, row.SessionsLostPerCrash)
+			}
+		}
+		// Only client-side state loses cart items to two tabs.
+		if a.Name == "store" || a.Name == "affinity" {
+			if row.CartItemsLost != 0 {
+				t.Errorf("%s lost %g cart items", a.Name, row.CartItemsLost)
+			}
+		}
+		if a.Name == "cookie" {
+			// Two-tab users are 10% of the rate; a quarter of requests add.
+			want := 0.1 * 0.25 * p.RequestRate() * p.Duration.Seconds()
+			if row.CartItemsLost < 0.6*want || row.CartItemsLost > 1.4*want {
+				t.Errorf("cookie lost %g cart items to two tabs, want about %g", row.CartItemsLost, want)
+			}
+		}
+	}
+}
+
+func TestStickyLosesAboutOneInstanceShareOfUsersPerCrash(t *testing.T) {
+	// At the crash n instances are up (n+1 after the join, one stopped):
+	// the killed one holds about users/n, nearly all of whom come back.
+	const users, n = 6000, 20
+	sum := 0.0
+	for seed := range uint64(4) {
+		sum += runRow(t, params(users, n, seed+1), model.Sticky, -1).SessionsLostPerCrash
+	}
+	got, share := sum/4, float64(users)/n
+	if got < 0.7*share || got > 1.1*share {
+		t.Errorf("sticky loses %.0f sessions per crash, want about %.0f (users/instances)", got, share)
+	}
+}
+
+func TestRunsAreDeterministic(t *testing.T) {
+	for _, a := range model.Archs {
+		x := runRow(t, params(500, 4, 3), a, 2e7)
+		y := runRow(t, params(500, 4, 3), a, 2e7)
+		z := runRow(t, params(500, 4, 4), a, 2e7)
+		x.WallSeconds, y.WallSeconds, z.WallSeconds = 0, 0, 0
+		jx, _ := json.Marshal(x)
+		jy, _ := json.Marshal(y)
+		jz, _ := json.Marshal(z)
+		if !bytes.Equal(jx, jy) {
+			t.Errorf("%s: two runs of one seed differ:\n%s\n%s", a.Name, jx, jy)
+		}
+		if bytes.Equal(jx, jz) {
+			t.Errorf("%s: another seed gives the same run", a.Name)
+		}
+	}
+}
+
+// meanRows runs seeds of p both ways (limit a, limit b) and returns the
+// rows of each.
+func bothWays(t *testing.T, seeds int, p model.Params, a model.Arch, limitA, limitB float64) (x, y []Row) {
+	for s := range seeds {
+		q := p
+		q.Seed = uint64(100 + s)
+		x = append(x, runRow(t, q, a, limitA))
+		y = append(y, runRow(t, q, a, limitB))
+	}
+	return x, y
+}
+
+func meanOf(rows []Row, f func(Row) float64) float64 {
+	sum := 0.0
+	for _, r := range rows {
+		sum += f(r)
+	}
+	return sum / float64(len(rows))
+}
+
+func fair(r Row) float64 {
+	if r.SecondsToFairShare == nil {
+		return 60
+	}
+	return *r.SecondsToFairShare
+}
+
+type metric struct {
+	name string
+	f    func(Row) float64
+	tol  float64
+}
+
+func compareWays(t *testing.T, what string, x, y []Row, metrics []metric) {
+	t.Helper()
+	for _, m := range metrics {
+		mx, my := meanOf(x, m.f), meanOf(y, m.f)
+		if math.Abs(mx-my) > m.tol {
+			t.Errorf("%s %s: %.4f one way, %.4f the other (tolerance %.2f)", what, m.name, mx, my, m.tol)
+		}
+	}
+}
+
+// The shortcuts taken at scale must not change what is measured: run
+// both ways at a scale where both are cheap and compare.
+func TestAggregateStickyAgreesWithRequestByRequest(t *testing.T) {
+	exact, agg := bothWays(t, 3, params(6000, 20, 0), model.Sticky, math.Inf(1), -1)
+	compareWays(t, "sticky", exact, agg, []metric{
+		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.03},
+		{"lost per crash / share", func(r Row) float64 { return r.SessionsLostPerCrash / 300 }, 0.1},
+		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.3},
+	})
+}
+
+func TestTokensAgreeWithUsers(t *testing.T) {
+	users, toks := bothWays(t, 3, params(6000, 20, 0), model.Affinity, math.Inf(1), -1)
+	compareWays(t, "affinity", users, toks, []metric{
+		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.02},
+		{"spills per request", func(r Row) float64 { return r.SpillsPerS / r.RequestsPerS }, 0.01},
+		{"near-cache hits", func(r Row) float64 { return *r.NearCacheHitRatio }, 0.01},
+		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.2},
+	})
+}
+
+func TestMemoryStaysFlatAsDurationGrows(t *testing.T) {
+	peak := func(d time.Duration, a model.Arch) (uint64, int) {
+		users := 20000
+		if a.Spill {
+			users = 3000 // routed request by request: keep the test short
+		}
+		p := params(users, 20, 1)
+		p.Duration = d
+		runtime.GC()
+		var top uint64
+		var ms runtime.MemStats
+		e := newEngine(&p, a, a.Name != "sticky", a.Spill)
+		if err := e.run(context.Background(), func(float64) {
+			runtime.ReadMemStats(&ms)
+			top = max(top, ms.HeapAlloc)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return top, len(e.m.series)
+	}
+	for _, a := range []model.Arch{model.Sticky, model.Affinity} {
+		short, _ := peak(time.Minute, a)
+		long, points := peak(16*time.Minute, a)
+		if float64(long) > 1.25*float64(short)+4<<20 {
+			t.Errorf("%s: peak heap %d MiB for 16 min against %d MiB for 1 min", a.Name, long>>20, short>>20)
+		}
+		if points > maxPoints {
+			t.Errorf("%s: %d series points, over the cap %d", a.Name, points, maxPoints)
+		}
+	}
+}
+
+func TestCancelStopsPromptlyAndKeepsWhatWasDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := Config{Instances: Range{3, 30}, Users: Range{300, 3000}, TheoryMaxBins: 1000}
+	var last Progress
+	rep, err := Run(ctx, cfg, func(p Progress) {
+		last = p
+		if p.Stage == "sweep" && p.Run == 2 && p.SimSeconds >= 5 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if rep == nil || rep.Complete || len(rep.Theory) == 0 || len(rep.Rows) != 2 {
+		t.Fatalf("report after cancel: %+v", rep)
+	}
+	if !rep.Rows[0].Complete || rep.Rows[1].Complete {
+		t.Errorf("rows' completeness %v %v", rep.Rows[0].Complete, rep.Rows[1].Complete)
+	}
+	if last.SimSeconds > 7 {
+		t.Errorf("kept simulating to %g s after the cancel at 5 s", last.SimSeconds)
+	}
+	var html bytes.Buffer
+	if err := rep.WriteHTML(&html); err != nil || !strings.Contains(html.String(), "interrupted") {
+		t.Errorf("the page of an interrupted run does not say so: %v", err)
+	}
+}
+
+func TestTheoryChecksHold(t *testing.T) {
+	rows, err := theoryChecks(context.Background(), 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := map[int]float64{}
+	for _, r := range rows {
+		if !r.Within {
+			t.Errorf("%s at n=%d: %.2f against %.2f: %s", r.Check, r.Bins, r.MeanMaxLoad, r.Predicted, r.Criterion)
+		}
+		switch r.Check {
+		case "one_choice":
+			one[r.Bins] = r.MeanMaxLoad
+		case "two_choices":
+			if r.MeanMaxLoad >= one[r.Bins] {
+				t.Errorf("two choices (%.2f) no better than one (%.2f) at n=%d", r.MeanMaxLoad, one[r.Bins], r.Bins)
+			}
+		case "bounded_load":
+			if r.WorstMaxLoad > math.Ceil(1.25*float64(r.Balls)/float64(r.Bins)) {
+				t.Errorf("bounded load exceeded ceil(1.25 x mean): %+v", r)
+			}
+		}
+	}
+	if len(rows) != 3*2+3*2 {
+		t.Errorf("%d theory rows", len(rows))
+	}
+}
+
+func TestOverCapacityIsLbsBound(t *testing.T) {
+	// ceil(c x (total+1) / n) with the request being placed counted.
+	cases := []struct {
+		inflight, total int64
+		n               int
+		over            bool
+	}{
+		{0, 0, 4, false}, // capacity ceil(0.3125) = 1
+		{1, 1, 4, true},  // 2 > ceil(0.625) = 1
+		{6, 50, 10, false},
+		{7, 50, 10, true}, // 8 > ceil(6.375) = 7
+		{0, 0, 0, false},
+	}
+	for _, c := range cases {
+		if got := overCapacity(c.inflight, c.total, c.n, 1.25); got != c.over {
+			t.Errorf("overCapacity(%d, %d, %d) = %v", c.inflight, c.total, c.n, got)
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package sim
+
+import (
+	"github.com/unstuck-dev/unstuck/internal/experiment/model"
+)
+
+// tokens is affinity's pinning at scale without user identity: how many
+// users of each rate class each instance holds, and their summed rate.
+//
+// Why it is faithful: affinity's bounded-load spill re-pins a user on a
+// large share of its requests (see the report), so where a user is says
+// next to nothing about how long it has been logged in; users of one rate
+// class on one instance are then exchangeable, and a spill may move "one
+// user of class c" (class chosen in proportion to its rate, as the
+// requesting user would be) and a departure may leave from an instance
+// drawn in proportion to its class-c users. What it saves: at ten million
+// users a spill is a few cache-resident counters instead of several
+// random accesses into a quarter-gigabyte user table. The report's
+// cross-check runs both at the same scale (TestTokensAgreeWithUsers).
+type tokens struct {
+	ro      *roster   // for the class boundaries only
+	cnt     []int32   // [instance*classes + class]
+	sum     []float64 // same index
+	byClass []*fenwick
+	total   []float64 // users per class, all instances
+}
+
+func newTokens(instances int, top float64) *tokens {
+	ro := &roster{classes: rosterClasses, top: top}
+	t := &tokens{ro: ro, cnt: make([]int32, instances*ro.classes), sum: make([]float64, instances*ro.classes),
+		total: make([]float64, ro.classes)}
+	for range ro.classes {
+		t.byClass = append(t.byClass, newFenwick(instances))
+	}
+	return t
+}
+
+func (t *tokens) class(rate float32) int { return t.ro.class(rate) }
+
+// add pins one user of class c and rate r to instance i.
+func (t *tokens) add(i int32, c int, r float64) {
+	k := int(i)*t.ro.classes + c
+	t.cnt[k]++
+	t.sum[k] += r
+	t.byClass[c].add(int(i), 1)
+	t.total[c]++
+}
+
+// take unpins one user of class c from instance i, with rate r at most
+// what the instance holds, and returns the rate removed.
+func (t *tokens) take(i int32, c int, r float64) float64 {
+	k := int(i)*t.ro.classes + c
+	if t.cnt[k] <= 1 {
+		r = t.sum[k] // the last one takes what is left: no rounding residue
+		t.sum[k] = 0
+	} else {
+		r = min(r, t.sum[k])
+		t.sum[k] -= r
+	}
+	t.cnt[k]--
+	t.byClass[c].add(int(i), -1)
+	t.total[c]--
+	return r
+}
+
+// leave picks the instance a departing user of class c leaves from, in
+// proportion to the class's users there; -1 if none is pinned.
+func (t *tokens) leave(r *model.Rand, c int) int32 {
+	if t.total[c] < 1 {
+		return -1
+	}
+	return int32(t.byClass[c].draw(r))
+}
+
+// spillClass picks the class of the user a request at i comes from, in
+// proportion to the class's summed rate; -1 if i holds nobody.
+func (t *tokens) spillClass(r *model.Rand, i int32) int {
+	base := int(i) * t.ro.classes
+	return pickClass(r, t.sum[base:base+t.ro.classes], func(c int) bool { return t.cnt[base+c] > 0 })
+}
+
+// mean is the mean rate of class c's users at i.
+func (t *tokens) mean(i int32, c int) float64 {
+	k := int(i)*t.ro.classes + c
+	if t.cnt[k] == 0 {
+		return 0
+	}
+	return t.sum[k] / float64(t.cnt[k])
+}
+
+// held returns how many users of class c instance i holds.
+func (t *tokens) held(i int32, c int) int32 { return t.cnt[int(i)*t.ro.classes+c] }
