@@ -13,6 +13,7 @@ import (
 	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 	"github.com/unstuck-dev/unstuck/internal/experiment/workload"
 	"github.com/unstuck-dev/unstuck/internal/shop"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/jobs"
@@ -43,7 +44,7 @@ func newShop(t *testing.T, natsURL, name string) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := jm.Handle(jobs.TextStatsKind, jobs.TextStats{StepDelay: 10 * time.Millisecond}.Handle); err != nil {
+	if err := jm.Handle(textstats.Kind, textstats.Job{StepDelay: 10 * time.Millisecond}.Handle); err != nil {
 		t.Fatal(err)
 	}
 	var workers sync.WaitGroup
