@@ -305,6 +305,9 @@ func (e *engine) closeWindow() {
 	if e.exact && e.pinned {
 		e.fw.rebuild()
 	}
+	if e.tok != nil {
+		e.tok.tighten()
+	}
 	e.chatMiss = math.Pow(e.chatKeep, float64(e.chatUsers)) // no drift from the running product
 }
 
