@@ -132,6 +132,7 @@ func compareWays(t *testing.T, what string, x, y []Row, metrics []metric) {
 	t.Helper()
 	for _, m := range metrics {
 		mx, my := meanOf(x, m.f), meanOf(y, m.f)
+		t.Logf("%s %s: %.4f one way, %.4f the other", what, m.name, mx, my)
 		if math.Abs(mx-my) > m.tol {
 			t.Errorf("%s %s: %.4f one way, %.4f the other (tolerance %.2f)", what, m.name, mx, my, m.tol)
 		}
@@ -141,11 +142,13 @@ func compareWays(t *testing.T, what string, x, y []Row, metrics []metric) {
 // The shortcuts taken at scale must not change what is measured: run
 // both ways at a scale where both are cheap and compare.
 func TestAggregateStickyAgreesWithRequestByRequest(t *testing.T) {
-	exact, agg := bothWays(t, 3, params(6000, 20, 0), model.Sticky, math.Inf(1), -1)
+	// 1,000 users per instance, as along the sweep where aggregation is
+	// used; over seeds the imbalance varies by about 0.006 there.
+	exact, agg := bothWays(t, 4, params(20000, 20, 0), model.Sticky, math.Inf(1), -1)
 	compareWays(t, "sticky", exact, agg, []metric{
-		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.03},
-		{"lost per crash / share", func(r Row) float64 { return r.SessionsLostPerCrash / 300 }, 0.1},
-		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.3},
+		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.015},
+		{"lost per crash / share", func(r Row) float64 { return r.SessionsLostPerCrash / 1000 }, 0.08},
+		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.25},
 	})
 }
 
