@@ -20,10 +20,12 @@ type arrivals struct {
 	stop sync.Once
 }
 
-const arrivalBatch = 4096
+// arrivalBatch users are drawn at a time; with the channels' room, at most
+// about 10 batches (under a MiB) exist at once.
+const arrivalBatch = 1024
 
 func startArrivals(pop *model.Population, until float64) *arrivals {
-	a := &arrivals{ch: make(chan []model.User, 8), free: make(chan []model.User, 10), done: make(chan struct{})}
+	a := &arrivals{ch: make(chan []model.User, 4), free: make(chan []model.User, 6), done: make(chan struct{})}
 	go func() {
 		defer close(a.ch)
 		for {

@@ -67,6 +67,10 @@ func calibrate(ctx context.Context, cfg *Config, rep *Report) (Calibration, erro
 	}
 	l := cfg.Live
 	p := cfg.Model
+	if l.Quick { // the live run's model, not this run's
+		p = model.Quick()
+		p.Seed = cfg.Model.Seed
+	}
 	p.Instances = 3
 	if l.Instances > 0 {
 		p.Instances = l.Instances

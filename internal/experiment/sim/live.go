@@ -24,6 +24,8 @@ type Live struct {
 	Users, Instances int
 	Seed             uint64
 	Duration         time.Duration
+	// Quick: the live run used model.Quick(), so the calibration must too.
+	Quick bool
 	// Archs holds the known architectures found, by name.
 	Archs map[string]LiveArch
 }
@@ -92,6 +94,7 @@ type (
 		Seed      json.Number     `json:"seed"`
 		Duration  json.RawMessage `json:"duration"`
 		DurationS json.Number     `json:"duration_s"`
+		Quick     bool            `json:"quick"`
 	}
 )
 
@@ -177,6 +180,7 @@ func (l *Live) params(raw json.RawMessage) error {
 		}
 		return int(v), nil
 	}
+	l.Quick = p.Quick
 	var err error
 	if l.Users, err = whole(p.Users, "users", UsersLimit); err != nil {
 		return err

@@ -54,9 +54,9 @@ func TestDecodeLiveNamesWhatIsWrong(t *testing.T) {
 	if _, err := DecodeLive(bytes.NewReader(big)); err == nil || !strings.Contains(err.Error(), "larger") {
 		t.Errorf("oversized input: %v", err)
 	}
-	l, err := DecodeLive(strings.NewReader(`{"architectures": {"cookie": {"cart_items_lost": 3}}, "params": {"duration_s": 12.5}}`))
-	if err != nil || l.Duration != 12500*time.Millisecond || *l.Archs["cookie"].CartItemsLost != 3 {
-		t.Errorf("params/duration_s: %+v %v", l, err)
+	l, err := DecodeLive(strings.NewReader(`{"architectures": {"cookie": {"cart_items_lost": 3}}, "params": {"duration_s": 12.5, "quick": true}}`))
+	if err != nil || l.Duration != 12500*time.Millisecond || *l.Archs["cookie"].CartItemsLost != 3 || !l.Quick {
+		t.Errorf("params/duration_s/quick: %+v %v", l, err)
 	}
 }
 

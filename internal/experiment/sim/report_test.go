@@ -124,6 +124,24 @@ func TestHTMLIsSelfContainedAndSaysWhatItFound(t *testing.T) {
 	}
 }
 
+func TestCalibratesAQuickLiveRunWithTheQuickModel(t *testing.T) {
+	// --quick's 10 s timeline cannot hold the default model's 2 s store
+	// downtime: calibrating with the wrong model would fail or mislead.
+	live, err := DecodeLive(strings.NewReader(`{"architectures": {"store": {"sessions_lost": 0, "imbalance_max_over_mean": 1.02}},
+		"parameters": {"users": 100, "instances": 3, "seed": 5, "duration_s": 10, "quick": true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), Config{Archs: []string{"store"}, Instances: Range{3, 3}, Users: Range{100, 100},
+		Live: live, Replications: 5, TheoryMaxBins: 100}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Calibration; !c.Available || c.DurationS != 10 || c.Users != 100 || c.Seed != 5 || c.Total != 2 {
+		t.Errorf("calibration of a quick run: %+v", c)
+	}
+}
+
 func TestUncalibratedReportSaysWhy(t *testing.T) {
 	rep, err := Run(context.Background(), Config{Archs: []string{"store"}, Instances: Range{3, 3}, Users: Range{200, 200}, TheoryMaxBins: 100}, nil)
 	if err != nil {

@@ -116,8 +116,11 @@ func (f *fenwick) draw(r *model.Rand) int {
 	n := len(f.w)
 	if f.max > 0 && f.max*float64(n) <= 8*f.sum { // at most 8 tries expected
 		for range 64 {
-			i := r.IntN(n)
-			if r.Float64()*f.max < f.w[i] {
+			// One 64-bit draw: the low half picks the instance
+			// (Lemire), the high half is the acceptance uniform.
+			x := r.Uint64()
+			i := int((x & 0xffffffff) * uint64(n) >> 32)
+			if float64(x>>32)*(1.0/(1<<32))*f.max < f.w[i] {
 				return i
 			}
 		}

@@ -98,8 +98,10 @@ func simulate(ctx context.Context, p *model.Params, a model.Arch, exactLimit flo
 	if p.Users >= maxSlots*3/5 {
 		return nil, fmt.Errorf("sim: %d users is more than the simulator holds", p.Users)
 	}
-	// Past exactLimit requests, sticky counts requests per instance and
-	// affinity pins tokens instead of users; the others do not need to.
+	// Past exactLimit requests, sticky counts requests per instance
+	// (aggregate.go) and affinity pins tokens instead of users; store,
+	// cookie and affinity route every request, since p2c and the
+	// bounded-load rule decide each by the load at that instant.
 	large := exactLimit < 0 || p.RequestRate()*p.Duration.Seconds() > exactLimit
 	exact := a.Name != model.Sticky.Name || !large
 	start := time.Now()

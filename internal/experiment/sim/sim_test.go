@@ -132,6 +132,7 @@ func compareWays(t *testing.T, what string, x, y []Row, metrics []metric) {
 	t.Helper()
 	for _, m := range metrics {
 		mx, my := meanOf(x, m.f), meanOf(y, m.f)
+		t.Logf("%s %s: %.4f one way, %.4f the other", what, m.name, mx, my)
 		if math.Abs(mx-my) > m.tol {
 			t.Errorf("%s %s: %.4f one way, %.4f the other (tolerance %.2f)", what, m.name, mx, my, m.tol)
 		}
@@ -141,11 +142,13 @@ func compareWays(t *testing.T, what string, x, y []Row, metrics []metric) {
 // The shortcuts taken at scale must not change what is measured: run
 // both ways at a scale where both are cheap and compare.
 func TestAggregateStickyAgreesWithRequestByRequest(t *testing.T) {
-	exact, agg := bothWays(t, 3, params(6000, 20, 0), model.Sticky, math.Inf(1), -1)
+	// 1,000 users per instance, as along the sweep where aggregation is
+	// used; over seeds the imbalance varies by about 0.006 there.
+	exact, agg := bothWays(t, 4, params(20000, 20, 0), model.Sticky, math.Inf(1), -1)
 	compareWays(t, "sticky", exact, agg, []metric{
-		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.03},
-		{"lost per crash / share", func(r Row) float64 { return r.SessionsLostPerCrash / 300 }, 0.1},
-		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.3},
+		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.015},
+		{"lost per crash / share", func(r Row) float64 { return r.SessionsLostPerCrash / 1000 }, 0.08},
+		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.25},
 	})
 }
 
@@ -159,31 +162,42 @@ func TestTokensAgreeWithUsers(t *testing.T) {
 	})
 }
 
+// liveHeap runs p and returns the largest live heap (after a collection)
+// seen every 30 simulated seconds, and the time series' length.
+func liveHeap(t testing.TB, p model.Params, a model.Arch) (uint64, int) {
+	runtime.GC()
+	var top uint64
+	var ms runtime.MemStats
+	e := newEngine(&p, a, a.Name != "sticky", a.Spill)
+	last := 0.0
+	if err := e.run(context.Background(), func(now float64) {
+		if now-last >= 30 {
+			last = now
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			top = max(top, ms.HeapAlloc)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return top, len(e.m.series)
+}
+
 func TestMemoryStaysFlatAsDurationGrows(t *testing.T) {
-	peak := func(d time.Duration, a model.Arch) (uint64, int) {
+	for _, a := range []model.Arch{model.Sticky, model.Affinity} {
 		users := 20000
 		if a.Spill {
 			users = 3000 // routed request by request: keep the test short
 		}
 		p := params(users, 20, 1)
-		p.Duration = d
-		runtime.GC()
-		var top uint64
-		var ms runtime.MemStats
-		e := newEngine(&p, a, a.Name != "sticky", a.Spill)
-		if err := e.run(context.Background(), func(float64) {
-			runtime.ReadMemStats(&ms)
-			top = max(top, ms.HeapAlloc)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return top, len(e.m.series)
-	}
-	for _, a := range []model.Arch{model.Sticky, model.Affinity} {
-		short, _ := peak(time.Minute, a)
-		long, points := peak(16*time.Minute, a)
-		if float64(long) > 1.25*float64(short)+4<<20 {
-			t.Errorf("%s: peak heap %d MiB for 16 min against %d MiB for 1 min", a.Name, long>>20, short>>20)
+		p.Duration = 2 * time.Minute
+		short, _ := liveHeap(t, p, a)
+		p.Duration = 32 * time.Minute
+		long, points := liveHeap(t, p, a)
+		// Fixed costs: the departure calendar (65,536 buckets from two
+		// minutes on), the arrivals' batches and the series (capped).
+		if float64(long) > 1.1*float64(short)+1<<20 {
+			t.Errorf("%s: live heap %d KiB over 32 min against %d KiB over 2 min", a.Name, long>>10, short>>10)
 		}
 		if points > maxPoints {
 			t.Errorf("%s: %d series points, over the cap %d", a.Name, points, maxPoints)

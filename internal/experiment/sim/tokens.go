@@ -18,21 +18,17 @@ import (
 // random accesses into a quarter-gigabyte user table. The report's
 // cross-check runs both at the same scale (TestTokensAgreeWithUsers).
 type tokens struct {
-	ro      *roster   // for the class boundaries only
-	cnt     []int32   // [instance*classes + class]
-	sum     []float64 // same index
-	byClass []*fenwick
-	total   []float64 // users per class, all instances
+	ro    *roster   // for the class boundaries only
+	cnt   []int32   // [instance*classes + class]
+	sum   []float64 // same index
+	total []float64 // users per class, all instances
+	most  []int32   // per class, at least the most users one instance holds
 }
 
 func newTokens(instances int, top float64) *tokens {
 	ro := &roster{classes: rosterClasses, top: top}
-	t := &tokens{ro: ro, cnt: make([]int32, instances*ro.classes), sum: make([]float64, instances*ro.classes),
-		total: make([]float64, ro.classes)}
-	for range ro.classes {
-		t.byClass = append(t.byClass, newFenwick(instances))
-	}
-	return t
+	return &tokens{ro: ro, cnt: make([]int32, instances*ro.classes), sum: make([]float64, instances*ro.classes),
+		total: make([]float64, ro.classes), most: make([]int32, ro.classes)}
 }
 
 func (t *tokens) class(rate float32) int { return t.ro.class(rate) }
@@ -42,7 +38,7 @@ func (t *tokens) add(i int32, c int, r float64) {
 	k := int(i)*t.ro.classes + c
 	t.cnt[k]++
 	t.sum[k] += r
-	t.byClass[c].add(int(i), 1)
+	t.most[c] = max(t.most[c], t.cnt[k])
 	t.total[c]++
 }
 
@@ -58,18 +54,36 @@ func (t *tokens) take(i int32, c int, r float64) float64 {
 		t.sum[k] -= r
 	}
 	t.cnt[k]--
-	t.byClass[c].add(int(i), -1)
 	t.total[c]--
 	return r
 }
 
 // leave picks the instance a departing user of class c leaves from, in
-// proportion to the class's users there; -1 if none is pinned.
+// proportion to the class's users there, by rejection (a uniform
+// instance, kept with probability its count over the most any holds);
+// -1 if none is pinned.
 func (t *tokens) leave(r *model.Rand, c int) int32 {
 	if t.total[c] < 1 {
 		return -1
 	}
-	return int32(t.byClass[c].draw(r))
+	n := len(t.cnt) / t.ro.classes
+	for {
+		x := r.Uint64()
+		i := int((x & 0xffffffff) * uint64(n) >> 32)
+		if float64(x>>32)*(1.0/(1<<32))*float64(t.most[c]) < float64(t.cnt[i*t.ro.classes+c]) {
+			return int32(i)
+		}
+	}
+}
+
+// tighten recomputes each class's most users on one instance: it only
+// grows between calls, and a loose bound costs rejected draws.
+func (t *tokens) tighten() {
+	clear(t.most)
+	for k, n := range t.cnt {
+		c := k % t.ro.classes
+		t.most[c] = max(t.most[c], n)
+	}
 }
 
 // spillClass picks the class of the user a request at i comes from, in
