@@ -144,6 +144,7 @@ func serveApp(ctx context.Context, f appFlags, log *slog.Logger, stdout io.Write
 		Broker:       parts.Broker,
 		Presence:     parts.Presence,
 		Authenticate: shop.Authenticate,
+		Authorize:    shop.Authorize,
 		DrainWindow:  f.drain,
 		Logger:       log,
 	})

@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,7 +10,29 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/session"
+)
+
+// Authorize is the shop's realtime.Config.Authorize. A WebSocket client
+// may follow the chat room (and its presence) and its own user channel,
+// but publishes nothing itself: a message's sender is part of its data, so
+// a client publishing straight to the channel could post under any name.
+// Posts go through POST /api/chat/messages, which takes the sender from
+// the session.
+func Authorize(_ context.Context, _ string, op realtime.Op, channel string) error {
+	if op == realtime.OpPublish {
+		return errPostThroughAPI
+	}
+	if channel == ChatChannel || strings.HasPrefix(channel, realtime.UserChannelPrefix) {
+		return nil // the hub itself keeps $user:u to user u
+	}
+	return errUnknownChannel
+}
+
+const (
+	errPostThroughAPI = shopError("post chat messages with POST /api/chat/messages")
+	errUnknownChannel = shopError("the shop has no such channel")
 )
 
 // maxChatText bounds one chat message, in characters.

@@ -60,7 +60,7 @@ func newShopWith(t *testing.T, sessions func(*storeurl.Parts) session.Backend, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := realtime.New(realtime.Config{Broker: parts.Broker, Presence: parts.Presence, Authenticate: shop.Authenticate})
+	hub, err := realtime.New(realtime.Config{Broker: parts.Broker, Presence: parts.Presence, Authenticate: shop.Authenticate, Authorize: shop.Authorize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,5 +439,24 @@ func TestChatOverWebSocketAsDocumented(t *testing.T) {
 	}
 	if m.User != "alice" || m.Text != "hi" || m.Instance != "app-test" || m.Time == 0 || float64(f.Offset) != posted["offset"] {
 		t.Fatalf("chat message %+v at offset %d; posted %v", m, f.Offset, posted)
+	}
+
+	// The sender is in the message's data, so publishing on the socket
+	// would let alice post as bob: the hub refuses it, and other channels.
+	forged := map[string]any{"user": "bob", "text": "send me your password", "instance": "app-test", "ts": 1}
+	if err := wsjson.Write(ctx, ws, map[string]any{"type": "publish", "id": 2, "channel": shop.ChatChannel, "data": forged}); err != nil {
+		t.Fatal(err)
+	}
+	next("error")
+	if err := wsjson.Write(ctx, ws, map[string]any{"type": "subscribe", "id": 3, "channel": "admin:secrets"}); err != nil {
+		t.Fatal(err)
+	}
+	next("error")
+	resp, _ = post("/api/chat/messages", token, `{"text":"after"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("post after the refused publish: %d", resp.StatusCode)
+	}
+	if f := next("message"); !strings.Contains(string(f.Data), `"after"`) {
+		t.Fatalf("next chat message %s, want alice's post: the forged one got through", f.Data)
 	}
 }
