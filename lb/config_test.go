@@ -176,6 +176,8 @@ func TestDeployConfigErrorsNameTheField(t *testing.T) {
 		{"proxy_protocol: {timeout: -1s}\n", "proxy_protocol.timeout: must not be negative"},
 		{"http2: {max_concurrent_streams: 100000}\n", "http2.max_concurrent_streams: 100000 is more than 10000"},
 		{"http2: {h2c: maybe}\n", "http2.h2c"},
+		{"health: {passive: {ejection: -1s}}\n", "health.passive.ejection: must not be negative"},
+		{"retries: {body_bytes: -1}\n", "retries.body_bytes: must not be negative"},
 	} {
 		_, err := ParseConfig("c.yaml", []byte(tc.yaml+"backends: [{url: \"http://127.0.0.1:1\"}]\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -175,6 +175,9 @@ func (h HealthConfig) validate() error {
 	if p.Failures < 0 {
 		return fieldErr("health.passive.failures", "must be at least 1")
 	}
+	if p.Ejection < 0 || p.MaxEjection < 0 {
+		return fieldErr("health.passive.ejection", "must not be negative")
+	}
 	if p.MaxEjection != 0 && p.MaxEjection < cmp.Or(p.Ejection, defaultEjection) {
 		return fieldErr("health.passive.max_ejection", "shorter than ejection")
 	}
@@ -198,6 +201,9 @@ func (h HealthConfig) validate() error {
 var methodRE = regexp.MustCompile(`^[A-Z]{1,20}$`)
 
 func (r RetryConfig) validate() error {
+	if r.BodyBytes < 0 {
+		return fieldErr("retries.body_bytes", "must not be negative")
+	}
 	for i, m := range r.Methods {
 		if !methodRE.MatchString(m) {
 			return fieldErr(fmt.Sprintf("retries.methods[%d]", i), "%q is not an HTTP method", m)
