@@ -230,14 +230,19 @@ func TestShopLoginRotatesTokenAndChat(t *testing.T) {
 	}
 }
 
-func upload(t *testing.T, c *http.Client, u string, content []byte) (int, map[string]any) {
+func upload(t *testing.T, c *http.Client, u string, content []byte, header ...string) (int, map[string]any) {
 	t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, _ := mw.CreateFormFile("file", "words.txt")
 	fw.Write(content)
 	mw.Close()
-	resp, err := c.Post(u+"/api/files", mw.FormDataContentType(), &body)
+	req, _ := http.NewRequest("POST", u+"/api/files", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +306,33 @@ func TestShopUpload(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), `data-job="`+id+`"`) {
 		t.Fatalf("upload page does not list job %s", id)
+	}
+}
+
+// TestShopUploadRetriedWithItsKeyIsOneJob: the page's upload form sends an
+// Idempotency-Key and repeats it when the user retries after an error (the
+// job may have been queued before the error), so the retry returns the
+// job that exists instead of processing the file twice.
+func TestShopUploadRetriedWithItsKeyIsOneJob(t *testing.T) {
+	srv := newShop(t)
+	c := client()
+	st, first := upload(t, c, srv.URL, []byte("one two"), "Idempotency-Key", "k-0123456789")
+	st2, again := upload(t, c, srv.URL, []byte("one two"), "Idempotency-Key", "k-0123456789")
+	if st != 202 || st2 != 202 || first["id"] == nil || first["id"] != again["id"] {
+		t.Fatalf("two uploads with one key: %d %v and %d %v, want one job", st, first["id"], st2, again["id"])
+	}
+	_, other := upload(t, c, srv.URL, []byte("one two"), "Idempotency-Key", "k-another-key")
+	if other["id"] == first["id"] {
+		t.Fatalf("another key returned the same job %v", other["id"])
+	}
+	resp, err := c.Get(srv.URL + "/upload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(page), `data-job="`+first["id"].(string)+`"`); n != 1 {
+		t.Fatalf("the upload page lists the job %d times, want once", n)
 	}
 }
 

@@ -125,13 +125,20 @@ async function pollJob(id, card) {
 }
 
 if (uploadForm) {
+  // One key per chosen file: the job may exist although the answer was an
+  // error (a 503 after it was queued), so sending the same file again with
+  // the same key returns that job instead of starting a second one.
+  let uploadKey = null;
+  uploadForm.addEventListener("change", () => { uploadKey = null; });
   uploadForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const fd = new FormData(uploadForm);
+    uploadKey ??= Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, "0")).join("");
     try {
-      const res = await fetch("/api/files", { method: "POST", body: fd });
+      const res = await fetch("/api/files", { method: "POST", body: fd, headers: { "Idempotency-Key": uploadKey } });
       const data = await res.json();
       if (!res.ok) throw new Error(data.error || res.statusText);
+      uploadKey = null;
       uploadForm.reset();
       followJob(data.id);
     } catch (e) {
