@@ -264,7 +264,9 @@ func errorChart(r *Results, bands []chart.Band) template.HTML {
 	return c.SVG()
 }
 
-// imbalanceChart shows max/mean per phase, per architecture.
+// imbalanceChart shows max/mean per phase, per architecture, beside the
+// noise floor: the 95th percentile of what chance alone gives for the same
+// requests (the widest of the architectures').
 func imbalanceChart(r *Results) template.HTML {
 	var groups []string
 	for _, ph := range r.Parameters.Phases {
@@ -272,22 +274,32 @@ func imbalanceChart(r *Results) template.HTML {
 	}
 	var series []chart.BarSeries
 	top := 1.5
+	floor := make([]float64, len(r.Parameters.Phases))
+	for k := range floor {
+		floor[k] = math.NaN()
+	}
 	for i, name := range ranArchs(r) {
 		a := r.Architectures[name]
 		var vals []float64
-		for _, ph := range r.Parameters.Phases {
+		for k, ph := range r.Parameters.Phases {
 			val := math.NaN()
 			if f := a.Phases[ph.Name]; f != nil && f.ImbalanceMaxOverMean != nil {
 				val = *f.ImbalanceMaxOverMean
 				top = math.Max(top, val*1.1)
+				if f.ImbalanceNoiseP95 != nil && !(*f.ImbalanceNoiseP95 <= floor[k]) {
+					floor[k] = *f.ImbalanceNoiseP95
+				}
 			}
 			vals = append(vals, val)
 		}
 		series = append(series, chart.BarSeries{Name: name, Values: vals, Color: chart.Color(i)})
 	}
+	if slices.ContainsFunc(floor, func(x float64) bool { return !math.IsNaN(x) }) {
+		series = append(series, chart.BarSeries{Name: "chance alone (p95)", Values: floor, Color: "#bbbbbb"})
+	}
 	c := chart.Bars{
 		Title:  "Load imbalance per phase: the busiest instance over the mean",
-		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; a dash: fewer than two instances were in rotation for the whole phase.",
+		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; grey: the noise floor, what sending the same requests to instances at random gives at the 95th percentile (below it, a difference is chance); a dash: fewer than two instances were in rotation for the whole phase.",
 		Y:      chart.Axis{Label: "max / mean", From: 1, To: top},
 		Groups: groups, Series: series,
 		Refs: []chart.Ref{{Y: 1, Label: "even"}},

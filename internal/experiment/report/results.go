@@ -127,6 +127,14 @@ type Figures struct {
 	// headline figure is its steady phase's.
 	ImbalanceMaxOverMean *float64 `json:"imbalance_max_over_mean"`
 	ImbalanceCV          *float64 `json:"imbalance_cv"`
+	// ImbalanceNoiseFloor is the max/mean chance alone gives for the same
+	// requests over the same instances, each request sent to a uniformly
+	// random one (model.ImbalanceNoise), and ImbalanceNoiseP95 its 95th
+	// percentile: an imbalance at or below the P95 is within noise of
+	// perfectly even, and two architectures' imbalances differ only by
+	// more than the noise.
+	ImbalanceNoiseFloor *float64 `json:"imbalance_noise_floor"`
+	ImbalanceNoiseP95   *float64 `json:"imbalance_noise_p95"`
 	// ScaleOutSecondsToFairShare is how long the instance that joined
 	// took to carry 80% of its fair share; nil if it never did.
 	ScaleOutSecondsToFairShare *float64 `json:"scale_out_seconds_to_fair_share"`
