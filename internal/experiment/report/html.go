@@ -35,6 +35,8 @@ type view struct {
 	Cost      template.HTML
 	Model     template.HTML
 	Machine   string
+	// Overview is the top grid: the key charts side by side, small.
+	Overview []template.HTML
 }
 
 type archView struct {
@@ -46,7 +48,7 @@ type archView struct {
 
 func build(r *Results) view {
 	v := view{
-		R: r, CSS: template.CSS(chart.CSS),
+		R: r, CSS: template.CSS(chart.CSS + overviewCSS),
 		Title:   "Sticky sessions, a shared store, affinity and client-side state, measured side by side",
 		Verdict: Verdict(r),
 	}
@@ -68,15 +70,16 @@ func build(r *Results) view {
 		av := archView{Name: name, Status: a.Status, Description: a.Description, Balancer: a.Balancer,
 			App: a.App, Store: a.Store, Notes: a.Notes}
 		if ran(a) {
-			av.Load = loadChart(name, a, bands)
+			av.Load = loadChart(name, a, bands, full)
 			av.Events = eventTable(a)
 		}
 		v.PerArch = append(v.PerArch, av)
 	}
-	v.Latency = latencyChart(r, bands)
+	v.Latency = latencyChart(r, bands, full)
 	v.Errors = errorChart(r, bands)
-	v.Imbalance = imbalanceChart(r)
-	v.ScaleOut = scaleOutChart(r)
+	v.Imbalance = imbalanceChart(r, full)
+	v.ScaleOut = scaleOutChart(r, full)
+	v.Overview = overview(r, bands)
 	v.Cost = costTable(r)
 	var rows [][]string
 	for _, prm := range p.Model {
@@ -165,7 +168,7 @@ func itoa(n int64) string { return fmt.Sprint(n) }
 
 // loadChart draws each instance's requests per second over time, in
 // one-second steps, with the phases shaded.
-func loadChart(name string, a *Architecture, bands []chart.Band) template.HTML {
+func loadChart(name string, a *Architecture, bands []chart.Band, sz size) template.HTML {
 	s := a.Series
 	per := 1
 	if s.BucketS > 0 {
@@ -192,6 +195,7 @@ func loadChart(name string, a *Architecture, bands []chart.Band) template.HTML {
 		X:      chart.Axis{Label: "seconds", Format: chart.Seconds},
 		Y:      chart.Axis{Label: "requests/s"},
 		Series: series, Bands: bands,
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -206,7 +210,7 @@ func eventTable(a *Architecture) template.HTML {
 
 // latencyChart draws p99 (solid) and p50 (dashed) per second of every
 // architecture, on a log axis.
-func latencyChart(r *Results, bands []chart.Band) template.HTML {
+func latencyChart(r *Results, bands []chart.Band, sz size) template.HTML {
 	var series []chart.Series
 	for i, name := range ranArchs(r) {
 		s := r.Architectures[name].Series
@@ -224,6 +228,7 @@ func latencyChart(r *Results, bands []chart.Band) template.HTML {
 		X:      chart.Axis{Label: "seconds", Format: chart.Seconds},
 		Y:      chart.Axis{Label: "milliseconds", Log: true},
 		Series: series, Bands: bands,
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -267,7 +272,7 @@ func errorChart(r *Results, bands []chart.Band) template.HTML {
 // imbalanceChart shows max/mean per phase, per architecture, beside the
 // noise floor: the 95th percentile of what chance alone gives for the same
 // requests (the widest of the architectures').
-func imbalanceChart(r *Results) template.HTML {
+func imbalanceChart(r *Results, sz size) template.HTML {
 	var groups []string
 	for _, ph := range r.Parameters.Phases {
 		groups = append(groups, ph.Name)
@@ -302,12 +307,13 @@ func imbalanceChart(r *Results) template.HTML {
 		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; grey: the noise floor, what sending the same requests to instances at random gives at the 95th percentile (below it, a difference is chance); a dash: fewer than two instances were in rotation for the whole phase.",
 		Y:      chart.Axis{Label: "max / mean", From: 1, To: top},
 		Groups: groups, Series: series,
-		Refs: []chart.Ref{{Y: 1, Label: "even"}},
+		Refs:  []chart.Ref{{Y: 1, Label: "even"}},
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
 
-func scaleOutChart(r *Results) template.HTML {
+func scaleOutChart(r *Results, sz size) template.HTML {
 	var groups []string
 	var vals []float64
 	for _, name := range ranArchs(r) {
@@ -324,6 +330,7 @@ func scaleOutChart(r *Results) template.HTML {
 		Desc:   "A dash means it never did within the run.",
 		Y:      chart.Axis{Label: "seconds"},
 		Groups: groups, Series: []chart.BarSeries{{Name: "seconds to 80% of fair share", Values: vals}},
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -355,6 +362,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 </head><body>
 <h1>{{.Title}}</h1>
 <p class="sub">{{.Sub}}</p>
+
+<div class="overview">{{range .Overview}}<div class="cell">{{.}}</div>{{end}}</div>
 
 <h2>Verdict</h2>
 <div class="verdict"><ul>{{range .Verdict}}<li>{{.}}</li>{{end}}</ul></div>
