@@ -37,6 +37,8 @@ type view struct {
 	Machine   string
 	// Overview is the top grid: the key charts side by side, small.
 	Overview []template.HTML
+	// Calibration is the simulation's check against this run.
+	Calibration template.HTML
 }
 
 type archView struct {
@@ -80,6 +82,7 @@ func build(r *Results) view {
 	v.Imbalance = imbalanceChart(r, full)
 	v.ScaleOut = scaleOutChart(r, full)
 	v.Overview = overview(r, bands)
+	v.Calibration = calibrationTable(r)
 	v.Cost = costTable(r)
 	var rows [][]string
 	for _, prm := range p.Model {
@@ -389,6 +392,11 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 <figure>{{.Imbalance}}</figure>
 <figure>{{.ScaleOut}}</figure>
 {{.Cost}}
+
+{{if .R.Calibration}}<h2>Does the simulation agree with this run?</h2>
+{{if .R.Calibration.Error}}<p class="note">It could not be checked: {{.R.Calibration.Error}}</p>{{else}}
+<p>The simulation (<code>unstuck experiment --simulate</code>, the same model without sockets) ran {{.R.Calibration.Replications}} times at this run's own parameters, and each figure measured here was checked against the simulated spread. Tolerance: {{.R.Calibration.Tolerance}}.</p>
+{{.Calibration}}{{end}}{{end}}
 
 <h2>How it was measured</h2>
 <ul>

@@ -29,6 +29,7 @@ func Verdict(r *Results) []string {
 	v.latency()
 	v.outage()
 	v.cost()
+	v.calibration()
 	v.summary()
 	if r.Parameters.Quick {
 		v.add("This was a --quick run: phases of a second or two and few users, so the imbalance and latency figures are noisy; the losses are not.")
