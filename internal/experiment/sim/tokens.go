@@ -24,14 +24,17 @@ type tokens struct {
 	most  []int32   // per class, at least the most users one instance holds
 }
 
-// tokInst is one instance's users by class: what a spill or a login
-// touches of an instance sits in three adjacent cache lines (the sums a
-// spill scans, then the counts), not in two arrays a megabyte apart; at
-// ten thousand instances every access is a cache miss, and this halves
-// them.
-type tokInst struct {
-	sum [rosterClasses]float64
-	cnt [rosterClasses]int32
+// tokInst is one instance's users by class, in two cache lines: a spill
+// scans them, a login or an arrival by spill touches one. At ten
+// thousand instances every instance touched is a cache miss, so the
+// layout is the cost. The sums are float32: a cell's sum starts afresh
+// each time its last user leaves, so rounding never builds up beyond a
+// relative 1e-4, far below the model's own noise.
+type tokInst [rosterClasses]tokCell
+
+type tokCell struct {
+	sum float32
+	cnt int32
 }
 
 func newTokens(instances int, top float64) *tokens {
@@ -44,25 +47,25 @@ func (t *tokens) class(rate float32) int { return t.ro.class(rate) }
 
 // add pins one user of class c and rate r to instance i.
 func (t *tokens) add(i int32, c int, r float64) {
-	ti := &t.inst[i]
-	ti.cnt[c]++
-	ti.sum[c] += r
-	t.most[c] = max(t.most[c], ti.cnt[c])
+	k := &t.inst[i][c]
+	k.cnt++
+	k.sum += float32(r)
+	t.most[c] = max(t.most[c], k.cnt)
 	t.total[c]++
 }
 
 // take unpins one user of class c from instance i, with rate r at most
 // what the instance holds, and returns the rate removed.
 func (t *tokens) take(i int32, c int, r float64) float64 {
-	ti := &t.inst[i]
-	if ti.cnt[c] <= 1 {
-		r = ti.sum[c] // the last one takes what is left: no rounding residue
-		ti.sum[c] = 0
+	k := &t.inst[i][c]
+	if k.cnt <= 1 {
+		r = float64(k.sum) // the last one takes what is left: no rounding residue
+		k.sum = 0
 	} else {
-		r = min(r, ti.sum[c])
-		ti.sum[c] -= r
+		r = min(r, float64(k.sum))
+		k.sum -= float32(r)
 	}
-	ti.cnt[c]--
+	k.cnt--
 	t.total[c]--
 	return r
 }
@@ -79,7 +82,7 @@ func (t *tokens) leave(r *model.Rand, c int) int32 {
 	for {
 		x := r.Uint64()
 		i := int((x & 0xffffffff) * uint64(n) >> 32)
-		if float64(x>>32)*(1.0/(1<<32))*float64(t.most[c]) < float64(t.inst[i].cnt[c]) {
+		if float64(x>>32)*(1.0/(1<<32))*float64(t.most[c]) < float64(t.inst[i][c].cnt) {
 			return int32(i)
 		}
 	}
@@ -90,8 +93,8 @@ func (t *tokens) leave(r *model.Rand, c int) int32 {
 func (t *tokens) tighten() {
 	clear(t.most)
 	for i := range t.inst {
-		for c, n := range t.inst[i].cnt {
-			t.most[c] = max(t.most[c], n)
+		for c, k := range t.inst[i] {
+			t.most[c] = max(t.most[c], k.cnt)
 		}
 	}
 }
@@ -103,21 +106,22 @@ func (t *tokens) tighten() {
 func (t *tokens) spillClass(r *model.Rand, i int32) int {
 	ti := &t.inst[i]
 	total := 0.0
-	for _, s := range ti.sum {
-		total += s
+	for _, k := range ti {
+		total += float64(k.sum)
 	}
 	if !(total > 0) {
 		return -1
 	}
 	x := r.Float64() * total
-	for c, s := range ti.sum {
-		if x < s && ti.cnt[c] > 0 {
+	for c, k := range ti {
+		s := float64(k.sum)
+		if x < s && k.cnt > 0 {
 			return c
 		}
 		x -= s
 	}
-	for c := len(ti.cnt) - 1; c >= 0; c-- { // rounding carried x past the end
-		if ti.cnt[c] > 0 {
+	for c := len(ti) - 1; c >= 0; c-- { // rounding carried x past the end
+		if ti[c].cnt > 0 {
 			return c
 		}
 	}
@@ -126,12 +130,12 @@ func (t *tokens) spillClass(r *model.Rand, i int32) int {
 
 // mean is the mean rate of class c's users at i.
 func (t *tokens) mean(i int32, c int) float64 {
-	ti := &t.inst[i]
-	if ti.cnt[c] == 0 {
+	k := &t.inst[i][c]
+	if k.cnt == 0 {
 		return 0
 	}
-	return ti.sum[c] / float64(ti.cnt[c])
+	return float64(k.sum) / float64(k.cnt)
 }
 
 // held returns how many users of class c instance i holds.
-func (t *tokens) held(i int32, c int) int32 { return t.inst[i].cnt[c] }
+func (t *tokens) held(i int32, c int) int32 { return t.inst[i][c].cnt }
