@@ -115,6 +115,10 @@ Flags:`)
 		fmt.Fprintf(stderr, "unstuck experiment: %v\n", runErr)
 		return 1
 	}
+	if runErr == nil {
+		fmt.Fprintf(stdout, "calibrating the simulation against these figures (%d seeds per architecture)\n", calibrationReplications)
+		res.Calibration = calibrateRun(ctx, res)
+	}
 	if err := writeResults(dir, res); err != nil {
 		fmt.Fprintf(stderr, "unstuck experiment: %v\n", err)
 		return 1

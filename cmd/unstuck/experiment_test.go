@@ -105,10 +105,11 @@ func TestExperimentQuick(t *testing.T) {
 }
 
 // reportInBrowser opens report.html in headless Chromium, as a reader
-// would, checks that the verdict and the charts are there and drawn, and
-// keeps a screenshot of its top (UNSTUCK_SCREENSHOTS=docs refreshes the
-// README's; UNSTUCK_EXPERIMENT_REPORT names another report.html to show,
-// such as a default run's).
+// would, checks that the overview's charts and the verdict are there and
+// drawn, the charts on the first screen, and keeps a screenshot of that
+// screen (UNSTUCK_SCREENSHOTS=docs refreshes the README's;
+// UNSTUCK_EXPERIMENT_REPORT names another report.html to show, such as a
+// default run's).
 func reportInBrowser(t *testing.T, path string) {
 	t.Helper()
 	if p := os.Getenv("UNSTUCK_EXPERIMENT_REPORT"); p != "" {
@@ -119,9 +120,14 @@ func reportInBrowser(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	tab := testenv.Browser(t)
-	do(t, tab, chromedp.EmulateViewport(1100, 1500), chromedp.Navigate("file://"+abs), chromedp.WaitVisible(chromedp.CSS(".verdict")))
+	do(t, tab, chromedp.EmulateViewport(1400, 1800), chromedp.Navigate("file://"+abs), chromedp.WaitVisible(chromedp.CSS(".verdict")))
 	if n := js[int](t, tab, `document.querySelectorAll(".verdict li").length`); n < 3 {
 		t.Errorf("report.html shows %d verdict sentences", n)
+	}
+	// The top of the page is the overview: the load of each architecture,
+	// latency, imbalance and scale-out, drawn and on the first screen.
+	if n := js[int](t, tab, `[...document.querySelectorAll(".overview svg")].filter(s => { const r = s.getBoundingClientRect(); return r.width > 400 && r.bottom <= 1800 && s.querySelector("path, rect") }).length`); n < 7 {
+		t.Errorf("report.html's first screen shows %d overview charts, want 7 (four architectures' load, latency, imbalance, scale-out)", n)
 	}
 	if n := js[int](t, tab, `[...document.querySelectorAll("figure svg")].filter(s => s.getBoundingClientRect().width > 300 && s.querySelector("path")).length`); n < 4 {
 		t.Errorf("report.html draws %d charts, want the load per instance, latency, imbalance and scale-out ones", n)
@@ -129,6 +135,11 @@ func reportInBrowser(t *testing.T, path string) {
 	shot, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if small, err := palettedPNG(shot); err != nil {
+		t.Errorf("screenshot: %v", err)
+	} else {
+		shot = small
 	}
 	saveScreenshot(t, "experiment.png", shot)
 }

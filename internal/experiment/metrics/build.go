@@ -61,7 +61,7 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 		acc := c.perPhase[i]
 		f := acc.figures(span.End - span.Start)
 		b0, b1 := bucketOf(span.Start), bucketOf(span.End)
-		f.ImbalanceMaxOverMean, f.ImbalanceCV = g.imbalance(b0, b1)
+		f.ImbalanceMaxOverMean, f.ImbalanceCV, f.ImbalanceNoiseFloor, f.ImbalanceNoiseP95 = g.imbalance(b0, b1)
 		res := in.Resources[span.Name]
 		f.CPUMsPerRequest = perRequest(res.CPUSeconds, 1000, acc.answered)
 		f.StoreRoundTripsPerRequest = perRequest(res.StoreOps, 1, acc.answered)
@@ -86,6 +86,7 @@ func (c *Collector) Build(in Input) (total report.Figures, phases map[string]*re
 	// definition): later phases are judged by their own figures.
 	if st := phases[model.Steady]; st != nil {
 		total.ImbalanceMaxOverMean, total.ImbalanceCV = st.ImbalanceMaxOverMean, st.ImbalanceCV
+		total.ImbalanceNoiseFloor, total.ImbalanceNoiseP95 = st.ImbalanceNoiseFloor, st.ImbalanceNoiseP95
 	}
 	if cpuKnown {
 		total.CPUMsPerRequest = perRequest(&cpu, 1000, sumAnswered(c.perPhase))
@@ -247,11 +248,13 @@ func byNumber(a, b string) int {
 // imbalance compares the requests served in buckets [b0, b1) by the
 // instances in rotation for the whole span (model.ImbalanceOf: max over mean
 // and the coefficient of variation). The first and last buckets are spared,
-// for the rotation is polled. nil with fewer than two such instances.
-func (g *grid) imbalance(b0, b1 int) (maxOverMean, cv *float64) {
+// for the rotation is polled. noise and noise95 are the floor chance
+// alone gives for the same requests (model.ImbalanceNoise). nil with fewer
+// than two such instances.
+func (g *grid) imbalance(b0, b1 int) (maxOverMean, cv, noise, noise95 *float64) {
 	b1 = min(b1, len(g.load))
 	if b1-b0 <= 0 {
-		return nil, nil
+		return nil, nil, nil, nil
 	}
 	var loads []float64
 	for j := range g.names {
@@ -268,10 +271,15 @@ func (g *grid) imbalance(b0, b1 int) (maxOverMean, cv *float64) {
 		}
 	}
 	if len(loads) < 2 {
-		return nil, nil
+		return nil, nil, nil, nil
 	}
 	im := model.ImbalanceOf(loads)
-	return ptr(im.MaxOverMean), ptr(im.CV)
+	total := 0.0
+	for _, l := range loads {
+		total += l
+	}
+	nz := model.ImbalanceNoise(total, len(loads))
+	return ptr(im.MaxOverMean), ptr(im.CV), ptr(nz.Mean), ptr(nz.P95)
 }
 
 // secondsToFairShare is how long after joining at offset at the instance

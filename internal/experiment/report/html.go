@@ -35,6 +35,10 @@ type view struct {
 	Cost      template.HTML
 	Model     template.HTML
 	Machine   string
+	// Overview is the top grid: the key charts side by side, small.
+	Overview []template.HTML
+	// Calibration is the simulation's check against this run.
+	Calibration template.HTML
 }
 
 type archView struct {
@@ -46,7 +50,7 @@ type archView struct {
 
 func build(r *Results) view {
 	v := view{
-		R: r, CSS: template.CSS(chart.CSS),
+		R: r, CSS: template.CSS(chart.CSS + overviewCSS),
 		Title:   "Sticky sessions, a shared store, affinity and client-side state, measured side by side",
 		Verdict: Verdict(r),
 	}
@@ -68,15 +72,17 @@ func build(r *Results) view {
 		av := archView{Name: name, Status: a.Status, Description: a.Description, Balancer: a.Balancer,
 			App: a.App, Store: a.Store, Notes: a.Notes}
 		if ran(a) {
-			av.Load = loadChart(name, a, bands)
+			av.Load = loadChart(name, a, bands, full)
 			av.Events = eventTable(a)
 		}
 		v.PerArch = append(v.PerArch, av)
 	}
-	v.Latency = latencyChart(r, bands)
+	v.Latency = latencyChart(r, bands, full)
 	v.Errors = errorChart(r, bands)
-	v.Imbalance = imbalanceChart(r)
-	v.ScaleOut = scaleOutChart(r)
+	v.Imbalance = imbalanceChart(r, full)
+	v.ScaleOut = scaleOutChart(r, full)
+	v.Overview = overview(r, bands)
+	v.Calibration = calibrationTable(r)
 	v.Cost = costTable(r)
 	var rows [][]string
 	for _, prm := range p.Model {
@@ -165,7 +171,7 @@ func itoa(n int64) string { return fmt.Sprint(n) }
 
 // loadChart draws each instance's requests per second over time, in
 // one-second steps, with the phases shaded.
-func loadChart(name string, a *Architecture, bands []chart.Band) template.HTML {
+func loadChart(name string, a *Architecture, bands []chart.Band, sz size) template.HTML {
 	s := a.Series
 	per := 1
 	if s.BucketS > 0 {
@@ -192,6 +198,7 @@ func loadChart(name string, a *Architecture, bands []chart.Band) template.HTML {
 		X:      chart.Axis{Label: "seconds", Format: chart.Seconds},
 		Y:      chart.Axis{Label: "requests/s"},
 		Series: series, Bands: bands,
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -206,7 +213,7 @@ func eventTable(a *Architecture) template.HTML {
 
 // latencyChart draws p99 (solid) and p50 (dashed) per second of every
 // architecture, on a log axis.
-func latencyChart(r *Results, bands []chart.Band) template.HTML {
+func latencyChart(r *Results, bands []chart.Band, sz size) template.HTML {
 	var series []chart.Series
 	for i, name := range ranArchs(r) {
 		s := r.Architectures[name].Series
@@ -224,6 +231,7 @@ func latencyChart(r *Results, bands []chart.Band) template.HTML {
 		X:      chart.Axis{Label: "seconds", Format: chart.Seconds},
 		Y:      chart.Axis{Label: "milliseconds", Log: true},
 		Series: series, Bands: bands,
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -264,38 +272,51 @@ func errorChart(r *Results, bands []chart.Band) template.HTML {
 	return c.SVG()
 }
 
-// imbalanceChart shows max/mean per phase, per architecture.
-func imbalanceChart(r *Results) template.HTML {
+// imbalanceChart shows max/mean per phase, per architecture, beside the
+// noise floor: the 95th percentile of what chance alone gives for the same
+// requests (the widest of the architectures').
+func imbalanceChart(r *Results, sz size) template.HTML {
 	var groups []string
 	for _, ph := range r.Parameters.Phases {
 		groups = append(groups, ph.Name)
 	}
 	var series []chart.BarSeries
 	top := 1.5
+	floor := make([]float64, len(r.Parameters.Phases))
+	for k := range floor {
+		floor[k] = math.NaN()
+	}
 	for i, name := range ranArchs(r) {
 		a := r.Architectures[name]
 		var vals []float64
-		for _, ph := range r.Parameters.Phases {
+		for k, ph := range r.Parameters.Phases {
 			val := math.NaN()
 			if f := a.Phases[ph.Name]; f != nil && f.ImbalanceMaxOverMean != nil {
 				val = *f.ImbalanceMaxOverMean
 				top = math.Max(top, val*1.1)
+				if f.ImbalanceNoiseP95 != nil && !(*f.ImbalanceNoiseP95 <= floor[k]) {
+					floor[k] = *f.ImbalanceNoiseP95
+				}
 			}
 			vals = append(vals, val)
 		}
 		series = append(series, chart.BarSeries{Name: name, Values: vals, Color: chart.Color(i)})
 	}
+	if slices.ContainsFunc(floor, func(x float64) bool { return !math.IsNaN(x) }) {
+		series = append(series, chart.BarSeries{Name: "chance alone (p95)", Values: floor, Color: "#bbbbbb"})
+	}
 	c := chart.Bars{
 		Title:  "Load imbalance per phase: the busiest instance over the mean",
-		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; a dash: fewer than two instances were in rotation for the whole phase.",
+		Desc:   "Over the instances in rotation for the whole phase; 1 is perfectly even; grey: the noise floor, what sending the same requests to instances at random gives at the 95th percentile (below it, a difference is chance); a dash: fewer than two instances were in rotation for the whole phase.",
 		Y:      chart.Axis{Label: "max / mean", From: 1, To: top},
 		Groups: groups, Series: series,
-		Refs: []chart.Ref{{Y: 1, Label: "even"}},
+		Refs:  []chart.Ref{{Y: 1, Label: "even"}},
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
 
-func scaleOutChart(r *Results) template.HTML {
+func scaleOutChart(r *Results, sz size) template.HTML {
 	var groups []string
 	var vals []float64
 	for _, name := range ranArchs(r) {
@@ -312,6 +333,7 @@ func scaleOutChart(r *Results) template.HTML {
 		Desc:   "A dash means it never did within the run.",
 		Y:      chart.Axis{Label: "seconds"},
 		Groups: groups, Series: []chart.BarSeries{{Name: "seconds to 80% of fair share", Values: vals}},
+		Width: sz.w, Height: sz.h,
 	}
 	return c.SVG()
 }
@@ -344,6 +366,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 <h1>{{.Title}}</h1>
 <p class="sub">{{.Sub}}</p>
 
+<div class="overview">{{range .Overview}}<div class="cell">{{.}}</div>{{end}}</div>
+
 <h2>Verdict</h2>
 <div class="verdict"><ul>{{range .Verdict}}<li>{{.}}</li>{{end}}</ul></div>
 <p class="note">Every sentence above is computed from this run's figures.</p>
@@ -368,6 +392,11 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 <figure>{{.Imbalance}}</figure>
 <figure>{{.ScaleOut}}</figure>
 {{.Cost}}
+
+{{if .R.Calibration}}<h2>Does the simulation agree with this run?</h2>
+{{if .R.Calibration.Error}}<p class="note">It could not be checked: {{.R.Calibration.Error}}</p>{{else}}
+<p>The simulation (<code>unstuck experiment --simulate</code>, the same model without sockets) ran {{.R.Calibration.Replications}} times at this run's own parameters, and each figure measured here was checked against the simulated spread. Tolerance: {{.R.Calibration.Tolerance}}.</p>
+{{.Calibration}}{{end}}{{end}}
 
 <h2>How it was measured</h2>
 <ul>

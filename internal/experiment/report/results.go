@@ -28,6 +28,39 @@ type Results struct {
 	// Order is the order in which the architectures ran.
 	Order         []string                 `json:"architecture_order"`
 	Architectures map[string]*Architecture `json:"architectures"`
+	// Calibration compares this run's figures with the simulation at this
+	// run's parameters; nil when it was not done.
+	Calibration *Calibration `json:"calibration,omitempty"`
+}
+
+// Calibration is how this live run's figures compare with the simulated
+// spread at its own parameters (package sim computes it from this very
+// results.json).
+type Calibration struct {
+	// Tolerance says in words when a figure agrees.
+	Tolerance    string `json:"tolerance"`
+	Replications int    `json:"replications"`
+	Instances    int    `json:"instances"`
+	Users        int    `json:"users"`
+	// Agree of Total checks passed.
+	Agree  int                `json:"agree"`
+	Total  int                `json:"total"`
+	Checks []CalibrationCheck `json:"checks"`
+	// Error says why the calibration could not run, if it could not.
+	Error string `json:"error,omitempty"`
+}
+
+// CalibrationCheck is one figure: live against the simulated 95% range,
+// widened by Slack.
+type CalibrationCheck struct {
+	Architecture string  `json:"architecture"`
+	Metric       string  `json:"metric"`
+	Live         float64 `json:"live"`
+	SimMean      float64 `json:"sim_mean"`
+	SimLow       float64 `json:"sim_low"`
+	SimHigh      float64 `json:"sim_high"`
+	Slack        float64 `json:"slack"`
+	Within       bool    `json:"within"`
 }
 
 // Parameters are what the run was asked to do.
@@ -127,6 +160,14 @@ type Figures struct {
 	// headline figure is its steady phase's.
 	ImbalanceMaxOverMean *float64 `json:"imbalance_max_over_mean"`
 	ImbalanceCV          *float64 `json:"imbalance_cv"`
+	// ImbalanceNoiseFloor is the max/mean chance alone gives for the same
+	// requests over the same instances, each request sent to a uniformly
+	// random one (model.ImbalanceNoise), and ImbalanceNoiseP95 its 95th
+	// percentile: an imbalance at or below the P95 is within noise of
+	// perfectly even, and two architectures' imbalances differ only by
+	// more than the noise.
+	ImbalanceNoiseFloor *float64 `json:"imbalance_noise_floor"`
+	ImbalanceNoiseP95   *float64 `json:"imbalance_noise_p95"`
 	// ScaleOutSecondsToFairShare is how long the instance that joined
 	// took to carry 80% of its fair share; nil if it never did.
 	ScaleOutSecondsToFairShare *float64 `json:"scale_out_seconds_to_fair_share"`

@@ -72,6 +72,7 @@ var tableRows = []tableRow{
 		return fmt.Sprintf("%d %s", a.Errors, topStatuses(a.ErrorsByStatus))
 	}},
 	{"imbalance max/mean (steady)", num(func(f *Figures) *float64 { return f.ImbalanceMaxOverMean }, "%.2f")},
+	{"  noise floor: chance alone, p95", num(func(f *Figures) *float64 { return f.ImbalanceNoiseP95 }, "%.2f")},
 	{"imbalance CV (steady)", num(func(f *Figures) *float64 { return f.ImbalanceCV }, "%.2f")},
 	{"scale-out: s to 80% fair share", func(a *Architecture) string {
 		if !ran(a) {

@@ -29,6 +29,7 @@ func Verdict(r *Results) []string {
 	v.latency()
 	v.outage()
 	v.cost()
+	v.calibration()
 	v.summary()
 	if r.Parameters.Quick {
 		v.add("This was a --quick run: phases of a second or two and few users, so the imbalance and latency figures are noisy; the losses are not.")
@@ -135,7 +136,75 @@ func (v *verdict) uploadsAndChat() {
 	}
 }
 
+// balance compares the steady-phase imbalances against the noise floor:
+// with few requests per instance, max/mean is well above 1 by chance
+// alone, so an architecture is called uneven only above the floor's 95th
+// percentile, and no winner is named among those within it.
 func (v *verdict) balance() {
+	type im struct {
+		a        string
+		x, floor float64
+		p95      float64
+	}
+	var within, above []im
+	for _, a := range v.archs {
+		f := v.fig(a)
+		if f.ImbalanceMaxOverMean == nil {
+			continue
+		}
+		if f.ImbalanceNoiseFloor == nil || f.ImbalanceNoiseP95 == nil {
+			v.balanceWithoutFloor() // a results.json from before the floor
+			return
+		}
+		x := im{a: a, x: *f.ImbalanceMaxOverMean, floor: *f.ImbalanceNoiseFloor, p95: *f.ImbalanceNoiseP95}
+		if x.x <= x.p95 {
+			within = append(within, x)
+		} else {
+			above = append(above, x)
+		}
+	}
+	if len(within)+len(above) < 2 {
+		return
+	}
+	byX := func(p, q im) int { return cmpF(p.x, q.x) }
+	slices.SortFunc(within, byX)
+	slices.SortFunc(above, byX)
+	if len(within) > 0 {
+		lo, hi := within[0], within[len(within)-1]
+		// The floor depends on the request count, which differs a little
+		// between architectures: quote the widest.
+		p95 := 0.0
+		for _, x := range within {
+			p95 = math.Max(p95, x.p95)
+		}
+		names := make([]string, len(within))
+		for i, x := range within {
+			names[i] = x.a
+		}
+		span := fmt.Sprintf("%.2f", lo.x)
+		if hi.x-lo.x >= 0.005 {
+			span = fmt.Sprintf("%.2f to %.2f", lo.x, hi.x)
+		}
+		v.add("In steady state %s spread the load as evenly as chance allows: busiest instance at %s x the mean, within the noise floor (the same requests sent to instances at random give up to %.2f x at the 95th percentile), so no winner among them.",
+			list(names), span, p95)
+	}
+	for _, x := range above {
+		v.add("%s's load was uneven beyond noise in steady state: busiest instance at %.2f x the mean (%.0f%% above it), where chance alone gives %.2f x (95th percentile %.2f).",
+			x.a, x.x, 100*(x.x-1), x.floor, x.p95)
+	}
+	if len(above) >= 2 {
+		lo, hi := above[0], above[len(above)-1]
+		if hi.x-lo.x > math.Max(hi.p95, lo.p95)-1 {
+			v.add("Of those, %s was the least even and %s the most.", hi.a, lo.a)
+		} else {
+			v.add("%s and %s differ by less than the noise.", hi.a, lo.a)
+		}
+	}
+}
+
+// balanceWithoutFloor compares imbalances that come without a noise floor
+// (results written before it was recorded), and says so.
+func (v *verdict) balanceWithoutFloor() {
 	type im struct {
 		a string
 		x float64
@@ -146,17 +215,12 @@ func (v *verdict) balance() {
 			ims = append(ims, im{a, *x})
 		}
 	}
-	if len(ims) < 2 {
-		return
-	}
 	slices.SortFunc(ims, func(p, q im) int { return cmpF(p.x, q.x) })
-	best, worst := ims[0], ims[len(ims)-1]
-	if worst.x-best.x < 0.05 {
-		v.add("In steady state the load was about as even everywhere (busiest instance at %.2f to %.2f x the mean).", best.x, worst.x)
-		return
+	var parts []string
+	for _, x := range ims {
+		parts = append(parts, fmt.Sprintf("%s %.2f", x.a, x.x))
 	}
-	v.add("In steady state the load was most even with %s (busiest instance at %.2f x the mean) and least even with %s (%.2f x: %.0f%% above the mean).",
-		best.a, best.x, worst.a, worst.x, 100*(worst.x-1))
+	v.add("In steady state the busiest instance carried, over the mean: %s (these results record no noise floor, so small differences may be chance).", strings.Join(parts, ", "))
 }
 
 func (v *verdict) scaleOut() {
@@ -274,7 +338,17 @@ func (v *verdict) summary() {
 	measures := []measure{
 		{"state lost", func(f *Figures) (float64, bool) { return float64(stateLost(f)), true }},
 		{"updates lost", func(f *Figures) (float64, bool) { return float64(f.UpdatesLost), true }},
-		{"imbalance", opt(func(f *Figures) *float64 { return f.ImbalanceMaxOverMean })},
+		// Imbalance counts only beyond the noise floor: architectures
+		// within it tie.
+		{"imbalance", func(f *Figures) (float64, bool) {
+			if f.ImbalanceMaxOverMean == nil {
+				return 0, false
+			}
+			if f.ImbalanceNoiseP95 == nil {
+				return *f.ImbalanceMaxOverMean, true
+			}
+			return math.Max(0, *f.ImbalanceMaxOverMean-*f.ImbalanceNoiseP95), true
+		}},
 		{"scale-out", func(f *Figures) (float64, bool) {
 			if f.ScaleOutSecondsToFairShare == nil {
 				return math.Inf(1), true

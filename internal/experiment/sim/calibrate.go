@@ -120,10 +120,17 @@ func calibrate(ctx context.Context, cfg *Config, rep *Report) (Calibration, erro
 					points: res.series, spans: rp.Spans(), joiner: res.instances}
 			}
 		}
+		// The model's cart items lost include those lost to a user's
+		// concurrent requests (cookie's two tabs), which the live ledger
+		// counts apart as updates lost: compare the sum.
+		cart := la.CartItemsLost
+		if cart != nil && la.UpdatesLost != nil {
+			cart = new(*cart + *la.UpdatesLost)
+		}
 		live := map[string]*float64{
 			"imbalance_max_over_mean": la.ImbalanceMaxOverMean,
 			"sessions_lost":           la.SessionsLost,
-			"cart_items_lost":         la.CartItemsLost,
+			"cart_items_lost":         cart,
 			"seconds_to_fair_share":   la.ScaleOutSecondsToFairShare,
 		}
 		if ph, ok := la.Phases[model.Crash]; ok {
@@ -196,4 +203,25 @@ func quantile(xs []float64, q float64) float64 {
 	}
 	f := pos - float64(i)
 	return xs[i]*(1-f) + xs[i+1]*f
+}
+
+// CalibrateLive is the calibration alone, as `unstuck experiment` runs it
+// on the results it has just measured: the simulation at the live run's
+// own parameters (instances, users, seed, duration, quick model),
+// replications seeds per architecture the live run measured, each figure
+// of that run checked against the simulated spread.
+func CalibrateLive(ctx context.Context, l *Live, replications int) (Calibration, error) {
+	cfg := Config{Live: l, Replications: replications}
+	for _, a := range model.Archs {
+		if _, ok := l.Archs[a.Name]; ok {
+			cfg.Archs = append(cfg.Archs, a.Name)
+		}
+	}
+	if len(cfg.Archs) == 0 {
+		return Calibration{Reason: "the live run measured no architecture", Tolerance: calibrationTolerance}, nil
+	}
+	if err := cfg.defaults(); err != nil {
+		return Calibration{}, err
+	}
+	return calibrate(ctx, &cfg, &Report{series: map[string]runSeries{}})
 }

@@ -32,8 +32,11 @@ type Live struct {
 
 // LiveArch is one architecture's live figures; nil: not reported.
 type LiveArch struct {
-	SessionsLost               *float64
-	CartItemsLost              *float64
+	SessionsLost  *float64
+	CartItemsLost *float64
+	// UpdatesLost are cart items lost to a user's concurrent requests;
+	// the model counts them as cart items lost (its cookie two-tab loss).
+	UpdatesLost                *float64
 	Errors                     *float64
 	ImbalanceMaxOverMean       *float64
 	ScaleOutSecondsToFairShare *float64
@@ -77,6 +80,7 @@ type (
 	liveArchJSON struct {
 		SessionsLost               *float64                 `json:"sessions_lost"`
 		CartItemsLost              *float64                 `json:"cart_items_lost"`
+		UpdatesLost                *float64                 `json:"updates_lost"`
 		Errors                     *float64                 `json:"errors"`
 		ImbalanceMaxOverMean       *float64                 `json:"imbalance_max_over_mean"`
 		ScaleOutSecondsToFairShare *float64                 `json:"scale_out_seconds_to_fair_share"`
@@ -127,11 +131,11 @@ func DecodeLive(r io.Reader) (*Live, error) {
 		if _, err := model.ArchNamed(name); err != nil {
 			continue // a design this simulation does not model
 		}
-		la := LiveArch{SessionsLost: a.SessionsLost, CartItemsLost: a.CartItemsLost, Errors: a.Errors,
+		la := LiveArch{SessionsLost: a.SessionsLost, CartItemsLost: a.CartItemsLost, UpdatesLost: a.UpdatesLost, Errors: a.Errors,
 			ImbalanceMaxOverMean: a.ImbalanceMaxOverMean, ScaleOutSecondsToFairShare: a.ScaleOutSecondsToFairShare,
 			P50Ms: a.P50Ms, Phases: map[string]LivePhase{}}
 		checks := []liveCheck{
-			{la.SessionsLost, "sessions_lost", 0}, {la.CartItemsLost, "cart_items_lost", 0},
+			{la.SessionsLost, "sessions_lost", 0}, {la.CartItemsLost, "cart_items_lost", 0}, {la.UpdatesLost, "updates_lost", 0},
 			{la.Errors, "errors", 0}, {la.ImbalanceMaxOverMean, "imbalance_max_over_mean", 1},
 			{la.ScaleOutSecondsToFairShare, "scale_out_seconds_to_fair_share", 0}, {la.P50Ms, "p50_ms", 0},
 		}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"math"
 	"slices"
 	"testing"
@@ -137,5 +138,26 @@ func TestCompletionsGrowAndKeepOrder(t *testing.T) {
 	e.completeUntil()
 	if e.q.n != 2500 || e.hot[2499].inflight != 0 || e.hot[2500].inflight != 1 {
 		t.Fatalf("completed %d, inflight at the boundary %d %d", 5000-e.q.n, e.hot[2499].inflight, e.hot[2500].inflight)
+	}
+}
+
+// At any scale, store and cookie route every request one by one by p2c
+// with the real in-flight counts (as the live balancer does), never the
+// aggregate shortcut sticky takes at scale: forced "large" here, every
+// request of theirs is still routed.
+func TestUnpinnedArchitecturesRouteEveryRequestByLoad(t *testing.T) {
+	for _, a := range []model.Arch{model.Store, model.Cookie} {
+		if a.Policy != "p2c" || a.Sticky {
+			t.Fatalf("%s: policy %q, sticky %v; want p2c and no pinning", a.Name, a.Policy, a.Sticky)
+		}
+		p := model.Quick()
+		p.Users, p.Instances = 2000, 20
+		res, err := simulate(context.Background(), &p, a, -1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.exact || res.routed == 0 {
+			t.Fatalf("%s at scale: exact %v, %d requests routed one by one; want every request routed", a.Name, res.exact, res.routed)
+		}
 	}
 }

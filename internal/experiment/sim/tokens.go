@@ -19,15 +19,27 @@ import (
 // cross-check runs both at the same scale (TestTokensAgreeWithUsers).
 type tokens struct {
 	ro    *roster   // for the class boundaries only
-	cnt   []int32   // [instance*classes + class]
-	sum   []float64 // same index
+	inst  []tokInst // per instance
 	total []float64 // users per class, all instances
 	most  []int32   // per class, at least the most users one instance holds
 }
 
+// tokInst is one instance's users by class, in two cache lines: a spill
+// scans them, a login or an arrival by spill touches one. At ten
+// thousand instances every instance touched is a cache miss, so the
+// layout is the cost. The sums are float32: a cell's sum starts afresh
+// each time its last user leaves, so rounding never builds up beyond a
+// relative 1e-4, far below the model's own noise.
+type tokInst [rosterClasses]tokCell
+
+type tokCell struct {
+	sum float32
+	cnt int32
+}
+
 func newTokens(instances int, top float64) *tokens {
 	ro := &roster{classes: rosterClasses, top: top}
-	return &tokens{ro: ro, cnt: make([]int32, instances*ro.classes), sum: make([]float64, instances*ro.classes),
+	return &tokens{ro: ro, inst: make([]tokInst, instances),
 		total: make([]float64, ro.classes), most: make([]int32, ro.classes)}
 }
 
@@ -35,25 +47,25 @@ func (t *tokens) class(rate float32) int { return t.ro.class(rate) }
 
 // add pins one user of class c and rate r to instance i.
 func (t *tokens) add(i int32, c int, r float64) {
-	k := int(i)*t.ro.classes + c
-	t.cnt[k]++
-	t.sum[k] += r
-	t.most[c] = max(t.most[c], t.cnt[k])
+	k := &t.inst[i][c]
+	k.cnt++
+	k.sum += float32(r)
+	t.most[c] = max(t.most[c], k.cnt)
 	t.total[c]++
 }
 
 // take unpins one user of class c from instance i, with rate r at most
 // what the instance holds, and returns the rate removed.
 func (t *tokens) take(i int32, c int, r float64) float64 {
-	k := int(i)*t.ro.classes + c
-	if t.cnt[k] <= 1 {
-		r = t.sum[k] // the last one takes what is left: no rounding residue
-		t.sum[k] = 0
+	k := &t.inst[i][c]
+	if k.cnt <= 1 {
+		r = float64(k.sum) // the last one takes what is left: no rounding residue
+		k.sum = 0
 	} else {
-		r = min(r, t.sum[k])
-		t.sum[k] -= r
+		r = min(r, float64(k.sum))
+		k.sum -= float32(r)
 	}
-	t.cnt[k]--
+	k.cnt--
 	t.total[c]--
 	return r
 }
@@ -66,11 +78,11 @@ func (t *tokens) leave(r *model.Rand, c int) int32 {
 	if t.total[c] < 1 {
 		return -1
 	}
-	n := len(t.cnt) / t.ro.classes
+	n := len(t.inst)
 	for {
 		x := r.Uint64()
 		i := int((x & 0xffffffff) * uint64(n) >> 32)
-		if float64(x>>32)*(1.0/(1<<32))*float64(t.most[c]) < float64(t.cnt[i*t.ro.classes+c]) {
+		if float64(x>>32)*(1.0/(1<<32))*float64(t.most[c]) < float64(t.inst[i][c].cnt) {
 			return int32(i)
 		}
 	}
@@ -80,27 +92,50 @@ func (t *tokens) leave(r *model.Rand, c int) int32 {
 // grows between calls, and a loose bound costs rejected draws.
 func (t *tokens) tighten() {
 	clear(t.most)
-	for k, n := range t.cnt {
-		c := k % t.ro.classes
-		t.most[c] = max(t.most[c], n)
+	for i := range t.inst {
+		for c, k := range t.inst[i] {
+			t.most[c] = max(t.most[c], k.cnt)
+		}
 	}
 }
 
 // spillClass picks the class of the user a request at i comes from, in
-// proportion to the class's summed rate; -1 if i holds nobody.
+// proportion to the class's summed rate; -1 if i holds nobody. It is
+// pickClass over one instance's block, without the closure (every spill
+// runs it), drawing the same random number the same way.
 func (t *tokens) spillClass(r *model.Rand, i int32) int {
-	base := int(i) * t.ro.classes
-	return pickClass(r, t.sum[base:base+t.ro.classes], func(c int) bool { return t.cnt[base+c] > 0 })
+	ti := &t.inst[i]
+	total := 0.0
+	for _, k := range ti {
+		total += float64(k.sum)
+	}
+	if !(total > 0) {
+		return -1
+	}
+	x := r.Float64() * total
+	for c, k := range ti {
+		s := float64(k.sum)
+		if x < s && k.cnt > 0 {
+			return c
+		}
+		x -= s
+	}
+	for c := len(ti) - 1; c >= 0; c-- { // rounding carried x past the end
+		if ti[c].cnt > 0 {
+			return c
+		}
+	}
+	return -1
 }
 
 // mean is the mean rate of class c's users at i.
 func (t *tokens) mean(i int32, c int) float64 {
-	k := int(i)*t.ro.classes + c
-	if t.cnt[k] == 0 {
+	k := &t.inst[i][c]
+	if k.cnt == 0 {
 		return 0
 	}
-	return t.sum[k] / float64(t.cnt[k])
+	return float64(k.sum) / float64(k.cnt)
 }
 
 // held returns how many users of class c instance i holds.
-func (t *tokens) held(i int32, c int) int32 { return t.cnt[int(i)*t.ro.classes+c] }
+func (t *tokens) held(i int32, c int) int32 { return t.inst[i][c].cnt }

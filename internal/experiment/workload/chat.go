@@ -19,7 +19,8 @@ import (
 const chatChannel = "chat:lobby"
 
 // room is the ground truth of the chat: every message the server
-// acknowledged, by its unique text, with when it was acknowledged.
+// acknowledged, by its unique text, with when it was stamped and when its
+// poster had the acknowledgement.
 type room struct {
 	mu   sync.Mutex
 	msgs []posted
@@ -27,24 +28,31 @@ type room struct {
 
 type posted struct {
 	text string
-	at   time.Time
+	// at is the instance's stamp, taken just before it publishes; acked
+	// is when the poster got the 201, by which time it was published.
+	at, acked time.Time
 }
 
-func (r *room) add(text string, at time.Time) {
+func (r *room) add(text string, at, acked time.Time) {
 	r.mu.Lock()
-	r.msgs = append(r.msgs, posted{text, at})
+	r.msgs = append(r.msgs, posted{text, at, acked})
 	r.mu.Unlock()
 }
 
-// between returns the messages stamped in (from, to]. The stamps have
-// millisecond resolution: a message stamped in the same millisecond as
-// from may have been published just before it, so it is left out.
-func (r *room) between(from, to time.Time) []posted {
+// owed returns the messages a user in the room from join to leave must
+// receive: stamped after it joined, so published after it subscribed,
+// and acknowledged before it left, so surely published while it was
+// there. A message stamped before the user left but whose publishing
+// took longer (a store slow to answer, or restarting) may have gone out
+// after it left: it is not owed. The stamps have millisecond resolution:
+// one stamped in the same millisecond as join may have been published
+// just before it, so it is left out.
+func (r *room) owed(join, leave time.Time) []posted {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []posted
 	for _, m := range r.msgs {
-		if m.at.After(from.Add(time.Millisecond)) && !m.at.After(to) {
+		if m.at.After(join.Add(time.Millisecond)) && !m.acked.After(leave) {
 			out = append(out, m)
 		}
 	}
@@ -84,11 +92,12 @@ func (u *user) postChat(ctx context.Context, at time.Time, seq int) {
 		var m struct {
 			TS int64 `json:"ts"`
 		}
-		stamp := time.Now()
+		acked := time.Now()
+		stamp := acked
 		if json.Unmarshal(ex.body, &m) == nil && m.TS > 0 {
 			stamp = time.UnixMilli(m.TS)
 		}
-		u.d.room.add(text, stamp)
+		u.d.room.add(text, stamp, acked)
 	case ex.status == http.StatusUnauthorized && in:
 		u.sessionLost(gen)
 	}
@@ -154,7 +163,9 @@ func (c *chatter) session(ctx context.Context) error {
 	wsURL := "ws" + strings.TrimPrefix(u.d.cfg.BaseURL, "http") + "/ws"
 	dialCtx, cancel := context.WithTimeout(ctx, u.d.cfg.RequestTimeout)
 	rec := Request{Op: "chat_connect", Scheduled: time.Now(), Sent: time.Now(), Stream: true}
+	u.overlap() // in flight, for the ledger, until the upgrade's answer is in
 	ws, resp, err := websocket.Dial(dialCtx, wsURL, &websocket.DialOptions{HTTPClient: u.http})
+	u.inflight.Add(-1)
 	cancel()
 	rec.Done = time.Now()
 	if resp != nil {
@@ -281,7 +292,7 @@ func (c *chatter) settle() {
 	if c.joined.IsZero() {
 		return
 	}
-	for _, m := range c.u.d.room.between(c.joined, c.leaveAt) {
+	for _, m := range c.u.d.room.owed(c.joined, c.leaveAt) {
 		if c.live[m.text] == 0 && !c.history[m.text] {
 			rec.Loss(MessagesLost, 1, m.at)
 		}

@@ -115,7 +115,10 @@ func (u *user) events(ctx context.Context, path string) (state string, status in
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	rec := Request{Op: "upload_events", Scheduled: time.Now(), Sent: time.Now(), Stream: true}
+	// In flight, for the ledger, until the head (and any cookie) is in.
+	u.overlap()
 	resp, err := u.http.Do(req)
+	u.inflight.Add(-1)
 	rec.Done = time.Now()
 	if err != nil {
 		if ctx.Err() == nil {

@@ -34,6 +34,11 @@ type user struct {
 	muted atomic.Bool
 	// inflight counts the user's requests in flight (see overlap).
 	inflight atomic.Int64
+	// sent counts the user's requests sent so far (guarded by mu): a read
+	// is clean when nothing of the user's was in flight when it left and
+	// nothing else left before its answer came back, so no other answer
+	// can have changed, or can still change, the state it shows.
+	sent int64
 
 	loginMu sync.Mutex // one login at a time
 	mu      sync.Mutex
@@ -54,22 +59,16 @@ func newUser(d *Driver, m model.User) *user {
 // overlap counts a request going out. One that leaves while another of the
 // user's is in flight makes the ledger's next shortfall an update lost to
 // concurrency: each answer may carry its own copy of the state (a cookie
-// holding the cart, re-issued by reads too) and the last one wins.
+// holding the cart, re-issued by every write) and the last one wins. The
+// caller ends it with u.inflight.Add(-1) once the answer's head (and its
+// Set-Cookie) is in.
 func (u *user) overlap() {
+	u.mu.Lock()
+	u.sent++
 	if u.inflight.Add(1) > 1 {
-		u.mu.Lock()
 		u.led.concurrent = true
-		u.mu.Unlock()
 	}
-}
-
-// quiet clears the concurrency mark once nothing of the user's is in
-// flight: an answer still on its way may yet overwrite the state. The
-// caller holds u.mu.
-func (u *user) quiet() {
-	if u.led.writes == 0 && u.inflight.Load() == 0 {
-		u.led.concurrent = false
-	}
+	u.mu.Unlock()
 }
 
 // gen returns the current session generation and whether it is logged in.
@@ -278,12 +277,13 @@ func (u *user) add(ctx context.Context, at time.Time, op, sku string, qty int) {
 			u.d.cfg.Recorder.Loss(CartItemsExtra, extra, time.Now())
 		}
 	case ok:
-		concurrent := u.led.concurrent
+		// Applied, but the line holds less than was acknowledged before:
+		// not yet a loss. The answer may come from a copy of the state
+		// another of the user's requests overwrites (a cookie), so only a
+		// clean read of the cart may say what the server holds.
+		ln.acked += qty
 		u.mu.Unlock()
-		u.shortfall(ctx, at, gen, concurrent, floor+qty-got.Qty, func(l *ledger) {
-			ln := l.line(sku)
-			ln.acked = max(0, min(ln.acked+qty, got.Qty))
-		})
+		u.viewCart(ctx, at, "cart_recheck")
 	case ex.status == 0 || ex.status >= 500:
 		ln.unsure += qty // maybe applied, maybe not
 		u.mu.Unlock()
@@ -303,67 +303,48 @@ func (u *user) addTwoTabs(ctx context.Context, at time.Time, sku string) {
 	wg.Wait()
 }
 
-// shortfall handles a cart the server holds fewer items of than it
-// acknowledged. Either the session is gone (the server no longer knows the
-// user: counted as a lost session, with everything it held) or, if the
-// session is alive, the items alone were lost: to an update that overwrote
-// another if the user had cart writes in flight at once, otherwise plainly
-// lost. resync then makes the ledger follow the server, so a loss counts
-// once.
-func (u *user) shortfall(ctx context.Context, at time.Time, gen int, concurrent bool, lost int, resync func(*ledger)) {
-	if !u.checkMe(ctx, at, "me_check") {
-		return // lost with the session (counted there), or the store cannot say
-	}
-	u.mu.Lock()
-	if u.led.gen != gen {
-		u.mu.Unlock()
-		return
-	}
-	resync(&u.led)
-	u.quiet()
-	u.mu.Unlock()
-	kind := CartItemsLost
-	if concurrent {
-		kind = UpdatesLost
-	}
-	u.d.cfg.Recorder.Loss(kind, lost, time.Now())
+// cartRead is one read of the whole cart, with the ledger's floors as they
+// were when it was sent.
+type cartRead struct {
+	gen    int
+	floors map[string]int
+	have   map[string]int
+	// clean: nothing else of the user's was in flight when the read left
+	// or left before its answer came back; sent is u.sent just after it
+	// left.
+	clean bool
+	sent  int64
 }
 
 // viewCart reads the whole cart and checks every line: the server must hold
 // at least what was acknowledged before the read was sent, and at most what
-// may have been applied by the time it answered. A shortfall is read again
-// once: a read that then comes back whole was stale (a cache behind its
-// store), not a loss.
+// may have been applied by the time it answered. A shortfall counts only
+// once a clean read confirms it (confirmRead): a read that raced the
+// user's own requests proves nothing, and one that then comes back whole
+// after a clean first read was stale (a cache behind its store), not a
+// loss. Without a clean read the verdict waits for the next one.
 func (u *user) viewCart(ctx context.Context, at time.Time, op string) {
-	gen, floors, items, ok := u.readCart(ctx, at, op)
+	rd, ok := u.readCart(ctx, at, op)
 	if !ok {
 		return
 	}
-	short, extra := u.compareCart(gen, floors, items)
+	short, extra := u.compareCart(rd)
 	if short > 0 {
-		gen2, floors2, again, ok := u.readCart(ctx, at, "cart_recheck")
-		if !ok || gen2 != gen {
+		again, ok := u.confirmRead(ctx, at)
+		if !ok || again.gen != rd.gen {
 			return
 		}
-		if s, _ := u.compareCart(gen, floors2, again); s == 0 {
+		s2, x2 := u.compareCart(again)
+		switch {
+		case s2 == 0 && rd.clean:
 			u.d.cfg.Recorder.Loss(StaleReads, 1, time.Now())
+		case s2 > 0 && !again.clean:
+			return // no clean read: no verdict yet
 		}
-		floors, items = floors2, again
-		short, extra = u.compareCart(gen, floors, items)
-	}
-	have := map[string]int{}
-	for _, it := range items {
-		have[it.SKU] += it.Qty
+		rd, short, extra = again, s2, x2
 	}
 	if short > 0 {
-		u.mu.Lock()
-		concurrent := u.led.concurrent
-		u.mu.Unlock()
-		u.shortfall(ctx, at, gen, concurrent, short, func(l *ledger) {
-			for sku, ln := range l.cart {
-				ln.acked = min(ln.acked, have[sku])
-			}
-		})
+		u.shortfall(ctx, at, rd)
 	}
 	if extra > 0 {
 		u.d.cfg.Recorder.Loss(CartItemsExtra, extra, time.Now())
@@ -372,32 +353,93 @@ func (u *user) viewCart(ctx context.Context, at time.Time, op string) {
 	// either was applied or was not. After a lost session the ledger
 	// adopts the new session's cart as it is.
 	u.mu.Lock()
-	if u.led.gen == gen && u.led.unsynced && u.led.writes == 0 {
+	defer u.mu.Unlock()
+	if u.led.gen != rd.gen {
+		return
+	}
+	if u.led.unsynced && u.led.writes == 0 {
 		u.led.cart = map[string]*line{}
-		for sku, n := range have {
+		for sku, n := range rd.have {
 			u.led.line(sku).acked = n
 		}
 		u.led.unsynced = false
 	}
-	if u.led.gen == gen {
-		for sku, n := range have {
-			if ln := u.led.line(sku); ln.pending == 0 && n >= ln.acked {
-				ln.acked, ln.unsure = n, 0
-			}
+	for sku, n := range rd.have {
+		if ln := u.led.line(sku); ln.pending == 0 && n >= ln.acked {
+			ln.acked, ln.unsure = n, 0
 		}
-		u.quiet()
 	}
+	// A clean read that nothing has followed yet settles the account of
+	// concurrency: whatever overwrote what before it is now counted, and
+	// a request sent from now on marks the flag afresh.
+	if rd.clean && u.sent == rd.sent {
+		u.led.concurrent = false
+	}
+}
+
+// confirmRead waits, a request timeout at the most, until none of the
+// user's requests is in flight, then reads the cart again.
+func (u *user) confirmRead(ctx context.Context, at time.Time) (cartRead, bool) {
+	deadline := time.Now().Add(u.d.cfg.RequestTimeout)
+	for time.Now().Before(deadline) {
+		u.mu.Lock()
+		quiet := u.led.writes == 0 && u.inflight.Load() == 0
+		u.mu.Unlock()
+		if quiet || !sleepUntil(ctx, time.Now().Add(10*time.Millisecond)) {
+			break
+		}
+	}
+	return u.readCart(ctx, at, "cart_recheck")
+}
+
+// shortfall counts what a clean read found missing: either the session is
+// gone (the server no longer knows the user: counted as a lost session,
+// with everything it held) or, if it is alive, the items alone were lost:
+// to an update that overwrote another if the user had requests in flight
+// at once since the last clean read, otherwise plainly lost. The ledger
+// then follows the server, so a loss counts once however many reads see
+// it.
+func (u *user) shortfall(ctx context.Context, at time.Time, rd cartRead) {
+	if !u.checkMe(ctx, at, "me_check") {
+		return // lost with the session (counted there), or the store cannot say
+	}
+	u.mu.Lock()
+	if u.led.gen != rd.gen || u.led.unsynced {
+		u.mu.Unlock()
+		return
+	}
+	lost := 0
+	for sku, floor := range rd.floors {
+		ln := u.led.cart[sku]
+		if ln == nil {
+			continue
+		}
+		if d := min(floor, ln.acked) - rd.have[sku]; d > 0 {
+			lost += d
+			ln.acked -= d
+		}
+	}
+	concurrent := u.led.concurrent
 	u.mu.Unlock()
+	if lost == 0 {
+		return // another check counted it first
+	}
+	kind := CartItemsLost
+	if concurrent {
+		kind = UpdatesLost
+	}
+	u.d.cfg.Recorder.Loss(kind, lost, time.Now())
 }
 
 // readCart reads the cart, with the ledger's floors as they were when the
 // read was sent.
-func (u *user) readCart(ctx context.Context, at time.Time, op string) (gen int, floors map[string]int, items []cartItem, ok bool) {
+func (u *user) readCart(ctx context.Context, at time.Time, op string) (cartRead, bool) {
 	u.mu.Lock()
-	gen = u.led.gen
-	floors = map[string]int{}
+	rd := cartRead{gen: u.led.gen, floors: map[string]int{}, have: map[string]int{}}
+	quiet := u.led.writes == 0 && u.inflight.Load() == 0
+	rd.sent = u.sent + 1
 	for sku, ln := range u.led.cart {
-		floors[sku] = ln.acked
+		rd.floors[sku] = ln.acked
 	}
 	u.mu.Unlock()
 	ex := u.do(ctx, op, at, http.MethodGet, "/api/cart", nil, "")
@@ -405,32 +447,31 @@ func (u *user) readCart(ctx context.Context, at time.Time, op string) (gen int, 
 		Items []cartItem `json:"items"`
 	}
 	if ex.status != http.StatusOK || json.Unmarshal(ex.body, &body) != nil {
-		return gen, nil, nil, false
+		return rd, false
 	}
-	return gen, floors, body.Items, true
+	for _, it := range body.Items {
+		rd.have[it.SKU] += it.Qty
+	}
+	u.mu.Lock()
+	rd.clean = quiet && u.sent == rd.sent
+	u.mu.Unlock()
+	return rd, true
 }
 
 // compareCart returns how many acknowledged items the server's cart lacks
 // and how many it holds beyond what can have been applied.
-func (u *user) compareCart(gen int, floors map[string]int, items []cartItem) (short, extra int) {
-	have := map[string]int{}
-	for _, it := range items {
-		have[it.SKU] += it.Qty
-	}
+func (u *user) compareCart(rd cartRead) (short, extra int) {
 	u.mu.Lock()
-	unsynced := u.led.unsynced
-	u.mu.Unlock()
-	for sku, floor := range floors {
-		if n := have[sku]; n < floor && !unsynced {
+	defer u.mu.Unlock()
+	if u.led.gen != rd.gen || u.led.unsynced {
+		return 0, 0
+	}
+	for sku, floor := range rd.floors {
+		if n := rd.have[sku]; n < floor {
 			short += floor - n
 		}
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.led.gen != gen || u.led.unsynced {
-		return 0, 0
-	}
-	for sku, n := range have {
+	for sku, n := range rd.have {
 		if ln := u.led.cart[sku]; ln == nil {
 			extra += n
 		} else if n > ln.max() {
