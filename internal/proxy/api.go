@@ -57,7 +57,8 @@ type Server struct {
 	shutting atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
-	pool     sync.Pool // *clientConn with its buffers
+	pool     sync.Pool // *clientConn
+	bufs     idleBufs  // client read buffers and writers (idle.go)
 	h2       h2state
 }
 

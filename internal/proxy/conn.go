@@ -47,6 +47,7 @@ type clientConn struct {
 	proxyHdr []byte         // scratch for a PROXY header to an upstream
 	tried    [2]*Upstream
 	tunnel   *Tunnel
+	idle     idleRaw // buffer-free waits between requests (idle.go)
 
 	reqBody      bodyState
 	respBody     bodyState
@@ -58,8 +59,6 @@ type clientConn struct {
 
 func newClientConn() *clientConn {
 	cc := &clientConn{}
-	cc.rd.buf = make([]byte, clientReadBuf)
-	cc.bw = bufio.NewWriterSize(&cc.cw, clientWriteBuf)
 	cc.req.fields = make([]field, 0, 32)
 	return cc
 }
@@ -184,7 +183,12 @@ func (cc *clientConn) readHead() (int, error) {
 			partial = true
 			cc.rd.forceDeadline(time.Now().Add(s.to.ClientHeader))
 		}
-		_, err := cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
+		var err error
+		if idle && cc.idle.rc != nil {
+			_, err = cc.fillIdle(d)
+		} else {
+			_, err = cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
+		}
 		if idle && !cc.state.CompareAndSwap(stIdle, stActive) {
 			return 0, errClientGone
 		}
