@@ -57,8 +57,10 @@ type Server struct {
 	shutting atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
-	pool     sync.Pool // *clientConn
-	bufs     idleBufs  // client read buffers and writers (idle.go)
+	pool     sync.Pool    // *clientConn
+	bufs     idleBufs     // client read buffers and writers (idle.go)
+	pipes    pipePool     // for splice(2) (splice_linux.go)
+	spliced  atomic.Int64 // body bytes moved by splice, for tests
 	h2       h2state
 }
 

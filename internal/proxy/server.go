@@ -172,6 +172,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if busy == 0 {
 			s.stopOnce.Do(func() { close(s.stop) })
+			s.pipes.close()
 			return nil
 		}
 		select {
@@ -197,5 +198,6 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.pipes.close()
 	return nil
 }
