@@ -37,9 +37,13 @@
 //   - HTTP/1.0 clients get Connection: close; a response without framing
 //     is sent chunked to HTTP/1.1 clients so their connection survives.
 //   - A request body too large to buffer streams upstream while the
-//     response is relayed (full duplex), always over a fresh upstream
-//     connection (it cannot be replayed if a pooled one turns out dead); an
+//     response is relayed (full duplex), over a pooled connection only
+//     when a non-blocking peek finds it open, else a fresh one (a streamed
+//     body cannot be replayed if the connection turns out dead); an
 //     upstream that answers early (413, 401) has its answer relayed.
+//   - Idle keep-alive client connections hold no buffers (idle.go), and
+//     Content-Length bodies past 32 KiB between plain TCP sockets move by
+//     splice(2) (splice_linux.go), both ways.
 //   - Timeouts between reads: ClientIdle bounds each wait for request body
 //     bytes, Upstream each wait for response body bytes (so a silent
 //     server-sent-events stream needs heartbeats more often than that).

@@ -23,12 +23,13 @@ type result struct {
 func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 	s := cc.s
 	u := t.Upstream
-	var uc *upConn
-	if cc.reqBody.done {
-		// A body that streams cannot be sent twice, so it never risks a
-		// pooled connection the upstream may have closed while it idled
-		// (Node closes idle ones after 5 s): it gets a fresh one.
-		uc = u.get(s.clk.get(), s.to.UpstreamIdle)
+	uc := u.get(s.clk.get(), s.to.UpstreamIdle)
+	if uc != nil && !cc.reqBody.done && !uc.alive() {
+		// A body that streams cannot be sent twice, so it takes a pooled
+		// connection only when a peek finds it open (Node closes idle
+		// ones after 5 s); otherwise a fresh one.
+		uc.c.Close()
+		uc = nil
 	}
 	reused := uc != nil
 	for {

@@ -215,3 +215,22 @@ func (s *Server) spliceBody(b *bodyState, rd *connReader, src syscall.RawConn, s
 	b.done = true
 	return nil, nil
 }
+
+// alive reports whether a pooled plain TCP upstream connection is still
+// open and quiet: a non-blocking peek finds nothing to read (no FIN, no
+// stray bytes). A streamed body cannot be replayed, so it takes a pooled
+// connection only after this check; what it cannot see is an upstream
+// closing in the microseconds between the peek and the request.
+func (uc *upConn) alive() bool {
+	if uc.rc == nil {
+		return false
+	}
+	ok := false
+	uc.rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = err == unix.EAGAIN
+		return true
+	})
+	return ok
+}

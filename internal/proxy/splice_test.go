@@ -11,14 +11,17 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // Large Content-Length bodies both ways arrive intact (by splice between
 // plain TCP sockets), the access log counts them, and the connection
-// serves the next request.
+// serves the next request. The streamed upload takes the pooled upstream
+// connection, which a peek found open, instead of dialing.
 func TestLargeBodiesSplicedIntact(t *testing.T) {
+	var conns atomic.Int64
 	const size = 1<<20 + 12345
 	blob := make([]byte, size)
 	rand.Read(blob)
@@ -32,6 +35,12 @@ func TestLargeBodiesSplicedIntact(t *testing.T) {
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Write(blob)
+	}, func(hs *http.Server) {
+		hs.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
 	})
 	entries := make(chan AccessEntry, 4)
 	srv := &Server{Route: one(u), AccessLog: func(e AccessEntry) { entries <- e }}
@@ -56,6 +65,9 @@ func TestLargeBodiesSplicedIntact(t *testing.T) {
 		t.Fatalf("upload: %d %q, want %q", res.StatusCode, body, want)
 	}
 	<-entries
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("backend saw %d connections, want 1 (the upload reusing the pooled one)", n)
+	}
 	if srv.spliced.Load() < 2*size {
 		t.Fatalf("%d bytes spliced, want the bodies' (%d+)", srv.spliced.Load(), 2*size)
 	}
