@@ -10,11 +10,12 @@
 # leaves them idle. The proxy's RSS (VmRSS of the process and its children)
 # is read before, just after the last answer, and again SETTLE seconds
 # later; the table gives the growth per connection. Kernel socket buffers
-# are not in RSS, for any of them.
+# are not in RSS, for any of them. unstuck lb parks a connection idle for
+# 5 s (its goroutine ends), so the SETTLE reading is the one to compare.
 set -euo pipefail
 
 CONNS=${CONNS:-10000}
-SETTLE=${SETTLE:-5}
+SETTLE=${SETTLE:-10}
 BASE=${BASE_PORT:-18300}
 NAME=unstuck-lb-idle
 . "$(dirname "$0")/lib.sh"

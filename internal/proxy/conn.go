@@ -65,17 +65,8 @@ func newClientConn() *clientConn {
 
 func (cc *clientConn) serve() {
 	s := cc.s
-	tunneled := false
-	defer func() {
-		if v := recover(); v != nil {
-			// Like net/http: a panic (in Route, say) ends this connection,
-			// not the process.
-			s.log.Error("proxy: panic serving a connection", "client", cc.req.peer, "panic", v, "stack", string(debug.Stack()))
-		}
-		if !tunneled {
-			s.release(cc)
-		}
-	}()
+	owned := true // false once the connection is a tunnel or parked
+	defer end(s, cc, &owned)
 	if tc, ok := cc.c.(*tls.Conn); ok {
 		tc.SetDeadline(time.Now().Add(s.to.ClientHeader))
 		if err := tc.Handshake(); err != nil {
@@ -90,9 +81,44 @@ func (cc *clientConn) serve() {
 			return
 		}
 	}
-	for first := true; ; first = false {
+	cc.loop(true, &owned)
+}
+
+// resume serves a parked connection whose next request has begun to
+// arrive, on a new goroutine (park_linux.go).
+func (cc *clientConn) resume() {
+	s := cc.s
+	owned := true
+	defer end(s, cc, &owned)
+	cc.acquireBufs()
+	cc.loop(false, &owned)
+}
+
+// end is deferred by the goroutine serving cc: it releases cc unless a
+// tunnel or the idler took it (and then it must not read cc: another
+// goroutine may be serving it already).
+func end(s *Server, cc *clientConn, owned *bool) {
+	if v := recover(); v != nil {
+		// Like net/http: a panic (in Route, say) ends this connection,
+		// not the process.
+		s.log.Error("proxy: panic serving a connection", "client", cc.req.peer, "panic", v, "stack", string(debug.Stack()))
+	}
+	if *owned {
+		s.release(cc)
+	}
+}
+
+// loop serves requests until the connection ends; it clears owned when
+// the connection became a tunnel or was parked, and so is not the
+// caller's to release.
+func (cc *clientConn) loop(first bool, owned *bool) {
+	for ; ; first = false {
 		n, err := cc.readHead()
 		if err != nil {
+			if err == errParked {
+				*owned = false
+				return
+			}
 			if err == errVersion && first && cc.isH2Preface() {
 				cc.serveH2C()
 				return
@@ -104,7 +130,7 @@ func (cc *clientConn) serve() {
 		}
 		keep, tun := cc.handle(n)
 		if tun != nil {
-			tunneled = true
+			*owned = false
 			cc.runTunnel(tun)
 			return
 		}
@@ -185,7 +211,9 @@ func (cc *clientConn) readHead() (int, error) {
 		}
 		var err error
 		if idle && cc.idle.rc != nil {
-			_, err = cc.fillIdle(d)
+			if _, err = cc.fillIdle(d); err == errParked {
+				return 0, err // cc is no longer this goroutine's
+			}
 		} else {
 			_, err = cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
 		}

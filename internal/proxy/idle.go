@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -132,15 +133,44 @@ func (cc *clientConn) rawRead(fd uintptr) bool {
 	}
 }
 
+// errParked: the connection went to the idler (park_linux.go) and its
+// goroutine must end without touching it.
+var errParked = errors.New("proxy: connection parked")
+
 // fillIdle is connReader.fill for a connection waiting, with nothing
-// buffered, for its next request: it holds no buffer until bytes come.
-// It leaves the buffers acquired whatever the outcome.
+// buffered, for its next request (ClientIdle d): it holds no buffer until
+// bytes come, and after parkAfter it parks (errParked). Otherwise it
+// leaves the buffers acquired whatever the outcome.
 func (cc *clientConn) fillIdle(d time.Duration) (int, error) {
 	rd := &cc.rd
+	s := cc.s
 	cc.releaseBufs()
-	rd.setTimeout(d)
-	cc.idle.n, cc.idle.err = 0, nil
-	err := cc.idle.rc.Read(cc.idle.fn)
+	start := time.Now()
+	var err error
+	for {
+		wait := d
+		if s.parkAfter > 0 && s.parkAfter < d {
+			wait = s.parkAfter
+		}
+		rd.setTimeout(wait)
+		cc.idle.n, cc.idle.err = 0, nil
+		err = cc.idle.rc.Read(cc.idle.fn)
+		if err == nil || wait == d || !isTimeout(err) {
+			break
+		}
+		// The park deadline (or an earlier one) fired: park for the
+		// rest of ClientIdle, or keep waiting here if parking fails.
+		left := d - time.Since(start)
+		if left <= 0 {
+			break
+		}
+		if cc.park(left) {
+			return 0, errParked
+		}
+		d = left
+		start = time.Now()
+		rd.dl = 0
+	}
 	cc.acquireBufs()
 	if err != nil {
 		return 0, err

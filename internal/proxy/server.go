@@ -49,6 +49,7 @@ func (s *Server) setup() {
 		def(&s.to.Upstream, 30*time.Second)
 		def(&s.to.UpstreamIdle, 90*time.Second)
 		def(&s.to.TunnelIdle, 10*time.Minute)
+		def(&s.parkAfter, defaultParkAfter)
 		s.log = s.Logger
 		if s.log == nil {
 			s.log = slog.Default()
@@ -151,6 +152,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.mu.Unlock()
+	s.idler.stop(s)
 	s.shutdownH2()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -197,6 +199,7 @@ func (s *Server) Close() error {
 		}
 	}
 	s.mu.Unlock()
+	s.idler.stop(s)
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.pipes.close()
 	return nil
