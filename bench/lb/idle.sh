@@ -15,7 +15,7 @@
 set -euo pipefail
 
 CONNS=${CONNS:-10000}
-SETTLE=${SETTLE:-10}
+SETTLE=${SETTLE:-15}
 BASE=${BASE_PORT:-18300}
 NAME=unstuck-lb-idle
 . "$(dirname "$0")/lib.sh"
@@ -35,7 +35,7 @@ fi
 
 start backend1 "$WORK/backend" -listen "127.0.0.1:$B1"
 start backend2 "$WORK/backend" -listen "127.0.0.1:$B2"
-max=$((CONNS * 2 + 1000))
+max=$((CONNS + 1000))
 
 TARGETS=()
 if need haproxy; then
@@ -44,6 +44,7 @@ if need haproxy; then
 global
   nbthread 2
   maxconn $max
+  no strict-limits
 defaults
   mode http
   maxconn $max
@@ -130,7 +131,9 @@ for t in "${TARGETS[@]}"; do
 		curl -s -o /dev/null "http://127.0.0.1:$port/" && break
 		sleep 0.1
 	done
-	for _ in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
+	for _ in $(seq 1 20); do
+		curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "$name does not answer; log:" >&2; cat "$WORK/$name.log" >&2; exit 1; }
+	done
 	sleep 1
 	R0[$name]=$(rss_kib "$pid")
 	coproc CLIENT { "$WORK/idleclient" -addr "127.0.0.1:$port" -n "$CONNS" 2>&1; }

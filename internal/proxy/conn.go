@@ -91,6 +91,9 @@ func (cc *clientConn) resume() {
 	owned := true
 	defer end(s, cc, &owned)
 	cc.acquireBufs()
+	if cc.req.fields == nil {
+		cc.req.fields = make([]field, 0, 32)
+	}
 	cc.loop(false, &owned)
 }
 

@@ -98,6 +98,9 @@ func (cc *clientConn) releaseBufs() {
 	cc.rd.buf, cc.rd.r, cc.rd.w = nil, 0, 0
 	cc.s.bufs.putWriter(cc.bw)
 	cc.bw = nil
+	if cap(cc.body) > 4<<10 {
+		cc.body = nil // a large retry buffer is not kept for the next request
+	}
 }
 
 func (cc *clientConn) acquireBufs() {

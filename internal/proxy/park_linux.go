@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -40,7 +41,23 @@ type idler struct {
 	m      map[uint64]parked
 	next   uint64
 	closed bool
+	// parks counts connections parked since the idler last gave freed
+	// goroutine stacks back to the OS (freeStacks).
+	parks     int
+	recent    int // parks since the last sweep
+	lastFreed time.Time
 }
+
+// A burst of connections that all went idle leaves their goroutines'
+// stacks free but still resident: the runtime frees dead goroutines'
+// stacks at the next GC (forced only every 2 minutes when nothing
+// allocates) and returns pages later still. Once freeBurst connections
+// have parked and the burst is over (a second without a park), at most
+// every freeEvery, the idler asks for both at once.
+const (
+	freeBurst = 1000
+	freeEvery = 30 * time.Second
+)
 
 func (id *idler) start(s *Server) error {
 	id.once.Do(func() {
@@ -74,6 +91,10 @@ func (cc *clientConn) park(left time.Duration) bool {
 	// deadline that parked it has fired.
 	cc.releaseBufs()
 	cc.rd.dl = 0
+	// So does the per-request scratch, for the same reason; resume
+	// allocates the field table again.
+	cc.hb, cc.out, cc.xff, cc.fwd, cc.body = nil, nil, nil, nil, nil
+	cc.req.b, cc.req.fields = nil, nil
 	id.mu.Lock()
 	if id.closed {
 		id.mu.Unlock()
@@ -89,6 +110,8 @@ func (cc *clientConn) park(left time.Duration) bool {
 		return false
 	}
 	id.m[key] = parked{cc: cc, fd: fd, expires: time.Now().Add(left).UnixNano()}
+	id.parks++
+	id.recent++
 	id.mu.Unlock()
 	return true
 }
@@ -157,6 +180,16 @@ func (id *idler) run(s *Server) {
 		if now := time.Now(); now.After(nextSweep) {
 			nextSweep = now.Add(time.Second)
 			id.sweep(s, now.UnixNano())
+			id.mu.Lock()
+			free := id.parks >= freeBurst && id.recent == 0 && now.Sub(id.lastFreed) >= freeEvery
+			id.recent = 0
+			if free {
+				id.parks, id.lastFreed = 0, now
+			}
+			id.mu.Unlock()
+			if free {
+				go debug.FreeOSMemory()
+			}
 		}
 	}
 }
