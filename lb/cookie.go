@@ -51,6 +51,7 @@ type Signer struct {
 	prefix  []byte      // cookie name and a 0 byte: MACed first
 	secrets [][]byte    // the first signs; all verify (rotation)
 	pools   []sync.Pool // reusable HMAC states, one pool per secret
+	cache   *verifyCache
 }
 
 // NewSigner returns a Signer for the cookie named name. secrets must not be
@@ -71,7 +72,7 @@ func NewSigner(name string, secrets [][]byte) (*Signer, error) {
 	for i, s := range secrets {
 		cp[i] = append([]byte(nil), s...)
 	}
-	return &Signer{name: name, prefix: append([]byte(name), 0), secrets: cp, pools: make([]sync.Pool, len(cp))}, nil
+	return &Signer{name: name, prefix: append([]byte(name), 0), secrets: cp, pools: make([]sync.Pool, len(cp)), cache: newVerifyCache()}, nil
 }
 
 // MinSecretLen is the shortest sticky secret accepted: shorter ones are
@@ -123,11 +124,25 @@ func (s *Signer) Sign(p Pin) string {
 
 // Verify parses and checks a cookie value. It reports ok=false for anything
 // forged, expired (at now), truncated or malformed; it never panics and
-// never treats a bad value as an error worth more than a re-pick.
+// never treats a bad value as an error worth more than a re-pick. A value
+// verified before is answered from a small cache (cookie_cache.go) without
+// the HMAC; its expiry is still checked at now.
 func (s *Signer) Verify(value []byte, now time.Time) (p Pin, ok bool) {
 	if len(value) == 0 || len(value) > maxCookieValue {
 		return Pin{}, false
 	}
+	if p, ok := s.cache.get(value, now); ok {
+		return p, true
+	}
+	p, ok = s.verify(value, now)
+	if ok {
+		s.cache.put(value, p)
+	}
+	return p, ok
+}
+
+// verify is Verify without the cache: the full check.
+func (s *Signer) verify(value []byte, now time.Time) (p Pin, ok bool) {
 	dot := bytes.LastIndexByte(value, '.')
 	if dot < 0 {
 		return Pin{}, false

@@ -3,6 +3,7 @@
 #
 #   bench/lb/run.sh                 # ROUNDS=3 DURATION=10s CONNS=64 by default
 #   ROUNDS=5 DURATION=10s bench/lb/run.sh
+#   BASELINE=main bench/lb/run.sh   # adds unstuck lb built from git ref main
 #
 # wrk (keep-alive, -c64) drives, round after round, each target in turn:
 # one backend directly, HAProxy, nginx, Caddy (each when installed:
@@ -34,6 +35,11 @@ B1=$((BASE + 1)) B2=$((BASE + 2))
 echo "building in $WORK ..." >&2
 (cd "$ROOT" && go build -o "$WORK/backend" ./bench/lb/backend && go build -o "$WORK/engine" ./bench/lb/engine &&
 	go build -o "$WORK/unstuck" ./cmd/unstuck)
+if [ -n "${BASELINE:-}" ]; then
+	mkdir -p "$WORK/old"
+	git -C "$ROOT" archive "$BASELINE" | tar -x -C "$WORK/old"
+	(cd "$WORK/old" && go build -o "$WORK/unstuck-old" ./cmd/unstuck)
+fi
 
 start backend1 "$WORK/backend" -listen "127.0.0.1:$B1"
 start backend2 "$WORK/backend" -listen "127.0.0.1:$B2"
@@ -121,6 +127,13 @@ for sticky in none cookie; do
 		--secret bench-secret-0123456789abcdef0123456789 \
 		--backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2"
 	TARGETS+=("$name:$port")
+	if [ -n "${BASELINE:-}" ]; then
+		port=$((port + 10)) name=old-$name
+		start "$name" "$WORK/unstuck-old" lb --listen "127.0.0.1:$port" --admin off --sticky "$sticky" \
+			--secret bench-secret-0123456789abcdef0123456789 \
+			--backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2"
+		TARGETS+=("$name:$port")
+	fi
 done
 port=$((BASE + 17))
 start engine "$WORK/engine" -listen "127.0.0.1:$port" -backends "127.0.0.1:$B1,127.0.0.1:$B2"

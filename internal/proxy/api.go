@@ -57,8 +57,15 @@ type Server struct {
 	shutting atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
-	pool     sync.Pool // *clientConn with its buffers
-	h2       h2state
+	pool     sync.Pool    // *clientConn
+	bufs     idleBufs     // client read buffers and writers (idle.go)
+	pipes    pipePool     // for splice(2) (splice_linux.go)
+	spliced  atomic.Int64 // body bytes moved by splice, for tests
+	idler    idler        // parked idle connections (park_linux.go)
+	// parkAfter is how long a connection idles before it is parked
+	// [defaultParkAfter]; tests shorten it.
+	parkAfter time.Duration
+	h2        h2state
 }
 
 // ServeConn serves c, a new client connection (plain TCP, or a *tls.Conn

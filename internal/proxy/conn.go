@@ -47,6 +47,7 @@ type clientConn struct {
 	proxyHdr []byte         // scratch for a PROXY header to an upstream
 	tried    [2]*Upstream
 	tunnel   *Tunnel
+	idle     idleRaw // buffer-free waits between requests (idle.go)
 
 	reqBody      bodyState
 	respBody     bodyState
@@ -58,25 +59,14 @@ type clientConn struct {
 
 func newClientConn() *clientConn {
 	cc := &clientConn{}
-	cc.rd.buf = make([]byte, clientReadBuf)
-	cc.bw = bufio.NewWriterSize(&cc.cw, clientWriteBuf)
 	cc.req.fields = make([]field, 0, 32)
 	return cc
 }
 
 func (cc *clientConn) serve() {
 	s := cc.s
-	tunneled := false
-	defer func() {
-		if v := recover(); v != nil {
-			// Like net/http: a panic (in Route, say) ends this connection,
-			// not the process.
-			s.log.Error("proxy: panic serving a connection", "client", cc.req.peer, "panic", v, "stack", string(debug.Stack()))
-		}
-		if !tunneled {
-			s.release(cc)
-		}
-	}()
+	owned := true // false once the connection is a tunnel or parked
+	defer end(s, cc, &owned)
 	if tc, ok := cc.c.(*tls.Conn); ok {
 		tc.SetDeadline(time.Now().Add(s.to.ClientHeader))
 		if err := tc.Handshake(); err != nil {
@@ -91,9 +81,47 @@ func (cc *clientConn) serve() {
 			return
 		}
 	}
-	for first := true; ; first = false {
+	cc.loop(true, &owned)
+}
+
+// resume serves a parked connection whose next request has begun to
+// arrive, on a new goroutine (park_linux.go).
+func (cc *clientConn) resume() {
+	s := cc.s
+	owned := true
+	defer end(s, cc, &owned)
+	cc.acquireBufs()
+	if cc.req.fields == nil {
+		cc.req.fields = make([]field, 0, 32)
+	}
+	cc.loop(false, &owned)
+}
+
+// end is deferred by the goroutine serving cc: it releases cc unless a
+// tunnel or the idler took it (and then it must not read cc: another
+// goroutine may be serving it already).
+func end(s *Server, cc *clientConn, owned *bool) {
+	if v := recover(); v != nil {
+		// Like net/http: a panic (in Route, say) ends this connection,
+		// not the process.
+		s.log.Error("proxy: panic serving a connection", "client", cc.req.peer, "panic", v, "stack", string(debug.Stack()))
+	}
+	if *owned {
+		s.release(cc)
+	}
+}
+
+// loop serves requests until the connection ends; it clears owned when
+// the connection became a tunnel or was parked, and so is not the
+// caller's to release.
+func (cc *clientConn) loop(first bool, owned *bool) {
+	for ; ; first = false {
 		n, err := cc.readHead()
 		if err != nil {
+			if err == errParked {
+				*owned = false
+				return
+			}
 			if err == errVersion && first && cc.isH2Preface() {
 				cc.serveH2C()
 				return
@@ -105,7 +133,7 @@ func (cc *clientConn) serve() {
 		}
 		keep, tun := cc.handle(n)
 		if tun != nil {
-			tunneled = true
+			*owned = false
 			cc.runTunnel(tun)
 			return
 		}
@@ -184,7 +212,14 @@ func (cc *clientConn) readHead() (int, error) {
 			partial = true
 			cc.rd.forceDeadline(time.Now().Add(s.to.ClientHeader))
 		}
-		_, err := cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
+		var err error
+		if idle && cc.idle.rc != nil {
+			if _, err = cc.fillIdle(d); err == errParked {
+				return 0, err // cc is no longer this goroutine's
+			}
+		} else {
+			_, err = cc.rd.fill(d, s.lim.MaxHeaderBytes+1)
+		}
 		if idle && !cc.state.CompareAndSwap(stIdle, stActive) {
 			return 0, errClientGone
 		}

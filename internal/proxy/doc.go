@@ -1,9 +1,11 @@
 // Package proxy is the HTTP/1.1 reverse-proxy engine under unstuck lb.
 //
-// It keeps net/http off the per-request path: a goroutine per client
-// connection with pooled buffers, a strict parser over byte slices, and a
-// LIFO pool of keep-alive upstream connections (one exchange at a time, one
-// retry when a reused idle connection turns out dead). Which upstream serves
+// It keeps net/http off the per-request path: a goroutine per busy client
+// connection with buffers borrowed from pools while bytes are in flight
+// (idle.go; after 5 s idle, no goroutine either: park_linux.go), a strict
+// parser over byte slices, and a LIFO pool of keep-alive upstream
+// connections (one exchange at a time, one retry when a reused idle
+// connection turns out dead). Which upstream serves
 // a request is not its business: the Route hook decides, so package lb
 // owns policies, stickiness, health and drain, and this package owns
 // framing, timeouts, limits, retries and WebSocket tunnels.
@@ -37,9 +39,17 @@
 //   - HTTP/1.0 clients get Connection: close; a response without framing
 //     is sent chunked to HTTP/1.1 clients so their connection survives.
 //   - A request body too large to buffer streams upstream while the
-//     response is relayed (full duplex), always over a fresh upstream
-//     connection (it cannot be replayed if a pooled one turns out dead); an
+//     response is relayed (full duplex), over a pooled connection only
+//     when a non-blocking peek finds it open, else a fresh one (a streamed
+//     body cannot be replayed if the connection turns out dead); an
 //     upstream that answers early (413, 401) has its answer relayed.
+//   - Idle keep-alive client connections (plain TCP) hold no buffers
+//     (idle.go), and after 5 s idle no goroutine: they are parked in an
+//     epoll set and resumed on a new goroutine when bytes come; ClientIdle
+//     still ends them (checked about once a second). TLS connections keep
+//     their goroutine and buffers.
+//   - Content-Length bodies past 32 KiB between plain TCP sockets move by
+//     splice(2) (splice_linux.go), both ways, with the same timeouts.
 //   - Timeouts between reads: ClientIdle bounds each wait for request body
 //     bytes, Upstream each wait for response body bytes (so a silent
 //     server-sent-events stream needs heartbeats more often than that).

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,12 +23,13 @@ type result struct {
 func (cc *clientConn) exchange(t *Target, ws, keep bool) (res result) {
 	s := cc.s
 	u := t.Upstream
-	var uc *upConn
-	if cc.reqBody.done {
-		// A body that streams cannot be sent twice, so it never risks a
-		// pooled connection the upstream may have closed while it idled
-		// (Node closes idle ones after 5 s): it gets a fresh one.
-		uc = u.get(s.clk.get(), s.to.UpstreamIdle)
+	uc := u.get(s.clk.get(), s.to.UpstreamIdle)
+	if uc != nil && !cc.reqBody.done && !uc.alive() {
+		// A body that streams cannot be sent twice, so it takes a pooled
+		// connection only when a peek finds it open (Node closes idle
+		// ones after 5 s); otherwise a fresh one.
+		uc.c.Close()
+		uc = nil
 	}
 	reused := uc != nil
 	for {
@@ -86,7 +88,12 @@ func upstreamErr(err error) error {
 }
 
 // pumped is how streaming a request body ended.
-type pumped struct{ src, dst error }
+// stopped says the pump saw stop's deadline (or may have): a timeout then
+// is not the client's.
+type pumped struct {
+	src, dst error
+	stopped  bool
+}
 
 // exchangeStreaming is exchange for a body too large to buffer: the body
 // streams upstream from a second goroutine while this one waits for and
@@ -102,15 +109,23 @@ func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, re
 		return res
 	}
 	done := make(chan pumped, 1)
+	var stopping atomic.Bool
 	go func() {
-		src, dst := cc.reqBody.pump(&cc.rd, s.to.ClientIdle, uc.bw, uc.bw, 0)
+		var src, dst error
+		b := &cc.reqBody
+		if b.kind == bodyCL && cc.idle.rc != nil && uc.rc != nil && b.left-int64(len(cc.rd.avail())) >= spliceMin {
+			src, dst = s.spliceBody(b, &cc.rd, cc.idle.rc, s.to.ClientIdle, uc.bw, &uc.cw, uc.rc)
+		} else {
+			src, dst = b.pump(&cc.rd, s.to.ClientIdle, uc.bw, uc.bw, 0)
+		}
 		if src == nil && dst == nil {
 			dst = uc.bw.Flush()
 		}
+		stopped := stopping.Load()
 		if src != nil {
 			uc.c.Close() // a broken request gets no answer to wait for
 		}
-		done <- pumped{src, dst}
+		done <- pumped{src, dst, stopped}
 	}()
 	// stop ends the pump early when the exchange is over without it.
 	stop := func() pumped {
@@ -119,11 +134,14 @@ func (cc *clientConn) exchangeStreaming(t *Target, uc *upConn, ws, keep bool, re
 			return p
 		default:
 		}
+		stopping.Store(true)
 		cc.c.SetReadDeadline(time.Now())
 		p := <-done
 		cc.rd.dl = 0 // re-arm on the next read
-		if p.src != nil && isTimeout(p.src) {
-			p.src = nil // our own doing
+		if p.src != nil && isTimeout(p.src) && p.stopped {
+			// Our own doing. A timeout the pump saw before stop began
+			// is the client's (ClientIdle): it gets its 408.
+			p.src = nil
 		}
 		return p
 	}
@@ -265,7 +283,13 @@ func (cc *clientConn) relay(t *Target, uc *upConn, n int, ws, keep bool, res res
 	uc.rd.consume(n)
 	res.wrote = true
 	cc.respBody.init(kind, rh.cl, outChunked, 0)
-	srcErr, dstErr := cc.respBody.pump(&uc.rd, s.to.Upstream, cc.bw, cc.bw, 0)
+	var srcErr, dstErr error
+	if kind == bodyCL && !outChunked && uc.rc != nil && cc.idle.rc != nil &&
+		rh.cl-int64(len(uc.rd.avail())) >= spliceMin {
+		srcErr, dstErr = s.spliceBody(&cc.respBody, &uc.rd, uc.rc, s.to.Upstream, cc.bw, &cc.cw, cc.idle.rc)
+	} else {
+		srcErr, dstErr = cc.respBody.pump(&uc.rd, s.to.Upstream, cc.bw, cc.bw, 0)
+	}
 	switch {
 	case srcErr != nil:
 		uc.c.Close()

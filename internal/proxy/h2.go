@@ -168,6 +168,7 @@ func (s *Server) streamConn(conn *clientConn) *clientConn {
 		cc = newClientConn()
 	}
 	cc.s = s
+	cc.acquireBufs()
 	r, cr := &cc.req, &conn.req
 	r.peer, r.trust, r.trusted, r.isTLS = cr.peer, cr.trust, cr.trusted, cr.isTLS
 	cc.peerText = append(cc.peerText[:0], conn.peerText...)

@@ -270,7 +270,7 @@ func (cc *clientConn) h2streaming(t *Target, uc *upConn, out *h2out, in *h2body,
 		if src != nil {
 			uc.c.Close() // a broken request gets no answer to wait for
 		}
-		done <- pumped{src, dst}
+		done <- pumped{src: src, dst: dst}
 	}()
 	stop := func() pumped {
 		select {

@@ -49,6 +49,7 @@ func (s *Server) setup() {
 		def(&s.to.Upstream, 30*time.Second)
 		def(&s.to.UpstreamIdle, 90*time.Second)
 		def(&s.to.TunnelIdle, 10*time.Minute)
+		def(&s.parkAfter, defaultParkAfter)
 		s.log = s.Logger
 		if s.log == nil {
 			s.log = slog.Default()
@@ -67,6 +68,8 @@ func (s *Server) newConn(c net.Conn, client netip.AddrPort) *clientConn {
 	}
 	cc.s = s
 	cc.c = c
+	cc.acquireBufs()
+	cc.setupIdle(c)
 	cc.rd.c, cc.rd.clk, cc.rd.r, cc.rd.w, cc.rd.dl = c, &s.clk, 0, 0, 0
 	cc.cw.c, cc.cw.clk, cc.cw.d, cc.cw.dl = c, &s.clk, s.to.ClientWrite, 0
 	cc.bw.Reset(&cc.cw)
@@ -120,13 +123,20 @@ func (s *Server) release(cc *clientConn) {
 	s.nconns.Add(-1)
 	cc.c.Close()
 	cc.c, cc.rd.c, cc.cw.c = nil, nil, nil
-	cc.bw.Reset(nil)
+	cc.idle.rc = nil
+	// A pooled clientConn keeps no buffers: they go back to the pools
+	// idle connections borrow from.
+	if cc.rd.buf != nil {
+		s.bufs.putRead(cc.rd.buf)
+		cc.rd.buf = nil
+	}
+	if cc.bw != nil {
+		s.bufs.putWriter(cc.bw)
+		cc.bw = nil
+	}
 	cc.tunnel = nil
 	cc.tried = [2]*Upstream{}
 	cc.req.Tried, cc.req.LastErr = nil, nil
-	if len(cc.rd.buf) > clientReadBuf {
-		cc.rd.buf = make([]byte, clientReadBuf)
-	}
 	if cap(cc.body) > 64<<10 {
 		cc.body = nil
 	}
@@ -142,6 +152,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.mu.Unlock()
+	s.idler.stop(s)
 	s.shutdownH2()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -163,6 +174,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if busy == 0 {
 			s.stopOnce.Do(func() { close(s.stop) })
+			s.pipes.close()
 			return nil
 		}
 		select {
@@ -187,6 +199,8 @@ func (s *Server) Close() error {
 		}
 	}
 	s.mu.Unlock()
+	s.idler.stop(s)
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.pipes.close()
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +36,7 @@ type Upstream struct {
 // it while it idles in the pool, so reuse allocates nothing.
 type upConn struct {
 	c      net.Conn
+	rc     syscall.RawConn // plain TCP only: for splice (splice_linux.go)
 	rd     connReader
 	cw     connWriter
 	bw     *bufio.Writer
@@ -198,7 +200,7 @@ func (u *Upstream) dial(ctx context.Context, timeout time.Duration, to *Timeouts
 	u.mu.Lock()
 	gen := u.gen
 	u.mu.Unlock()
-	uc := &upConn{c: c, gen: gen}
+	uc := &upConn{c: c, gen: gen, rc: rawConnOf(c)}
 	uc.rd = connReader{c: c, buf: make([]byte, upReadBuf), clk: clk}
 	uc.cw = connWriter{c: c, d: to.Upstream, clk: clk}
 	uc.bw = bufio.NewWriterSize(&uc.cw, upWriteBuf)

@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// An idle keep-alive connection holds no buffers. Between requests a
+// plain TCP client connection gives its read buffer and its response
+// writer back to the Server's pools and waits on the netpoller through
+// syscall.RawConn; the read callback borrows a buffer only for the read(2)
+// itself and keeps it only when bytes came. That costs no extra system
+// call over a plain Read (whose first read(2) finds nothing too, before
+// the goroutine parks), and an idle connection is left with its goroutine
+// and the clientConn. TLS connections keep their buffers: crypto/tls holds
+// its own anyway.
+
+// idleBufs lends client read buffers and response writers.
+type idleBufs struct {
+	rd sync.Pool // *[clientReadBuf]byte
+	bw sync.Pool // *bufio.Writer
+	// lent counts the read buffers and writers connections hold, so
+	// tests (and, later, metrics) can tell that idle connections hold none.
+	lent atomic.Int64
+}
+
+func (p *idleBufs) getRead() []byte {
+	p.lent.Add(1)
+	if b, _ := p.rd.Get().(*[clientReadBuf]byte); b != nil {
+		return b[:]
+	}
+	return make([]byte, clientReadBuf)
+}
+
+// putRead takes back b if it is a standard buffer (grown ones are dropped).
+func (p *idleBufs) putRead(b []byte) {
+	p.lent.Add(-1)
+	if len(b) == clientReadBuf {
+		p.rd.Put((*[clientReadBuf]byte)(b))
+	}
+}
+
+func (p *idleBufs) getWriter(w io.Writer) *bufio.Writer {
+	p.lent.Add(1)
+	if bw, _ := p.bw.Get().(*bufio.Writer); bw != nil {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriterSize(w, clientWriteBuf)
+}
+
+func (p *idleBufs) putWriter(bw *bufio.Writer) {
+	p.lent.Add(-1)
+	bw.Reset(nil)
+	p.bw.Put(bw)
+}
+
+// idleRaw is what the idle wait needs of a plain TCP connection.
+type idleRaw struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool // rd.rawRead, bound once
+	n   int
+	err error
+}
+
+// setupIdle prepares c for buffer-free idle waits; other connections
+// (TLS, PROXY-wrapped, pipes in tests) keep the plain path.
+func (cc *clientConn) setupIdle(c net.Conn) {
+	cc.idle.rc = nil
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	cc.idle.rc = rc
+	if cc.idle.fn == nil {
+		cc.idle.fn = cc.rawRead
+	}
+}
+
+// releaseBufs gives the empty read buffer and the flushed writer back
+// while the connection idles; acquireBufs takes them again. Only plain
+// TCP connections release (see setupIdle).
+func (cc *clientConn) releaseBufs() {
+	if cc.idle.rc == nil || cc.rd.buf == nil || cc.rd.r != cc.rd.w || cc.bw.Buffered() > 0 {
+		return
+	}
+	cc.s.bufs.putRead(cc.rd.buf)
+	cc.rd.buf, cc.rd.r, cc.rd.w = nil, 0, 0
+	cc.s.bufs.putWriter(cc.bw)
+	cc.bw = nil
+	if cap(cc.body) > 4<<10 {
+		cc.body = nil // a large retry buffer is not kept for the next request
+	}
+}
+
+func (cc *clientConn) acquireBufs() {
+	if cc.rd.buf == nil {
+		cc.rd.buf = cc.s.bufs.getRead()
+	}
+	if cc.bw == nil {
+		cc.bw = cc.s.bufs.getWriter(&cc.cw)
+	}
+}
+
+// rawRead is the RawConn read callback: one read(2) into a borrowed
+// buffer, kept only when something (bytes, end of stream, an error) came.
+// Returning false parks the goroutine until the socket is readable.
+func (cc *clientConn) rawRead(fd uintptr) bool {
+	if cc.rd.buf == nil {
+		cc.rd.buf = cc.s.bufs.getRead()
+	}
+	for {
+		n, err := syscall.Read(int(fd), cc.rd.buf[cc.rd.w:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			if cc.rd.w == 0 {
+				cc.s.bufs.putRead(cc.rd.buf)
+				cc.rd.buf = nil
+			}
+			return false
+		}
+		cc.idle.n, cc.idle.err = max(n, 0), err
+		return true
+	}
+}
+
+// errParked: the connection went to the idler (park_linux.go) and its
+// goroutine must end without touching it.
+var errParked = errors.New("proxy: connection parked")
+
+// fillIdle is connReader.fill for a connection waiting, with nothing
+// buffered, for its next request (ClientIdle d): it holds no buffer until
+// bytes come, and after parkAfter it parks (errParked). Otherwise it
+// leaves the buffers acquired whatever the outcome.
+func (cc *clientConn) fillIdle(d time.Duration) (int, error) {
+	rd := &cc.rd
+	s := cc.s
+	cc.releaseBufs()
+	start := time.Now()
+	var err error
+	for {
+		wait := d
+		if s.parkAfter > 0 && s.parkAfter < d {
+			wait = s.parkAfter
+		}
+		rd.setTimeout(wait)
+		cc.idle.n, cc.idle.err = 0, nil
+		err = cc.idle.rc.Read(cc.idle.fn)
+		if err == nil || wait == d || !isTimeout(err) {
+			break
+		}
+		// The park deadline (or an earlier one) fired: park for the
+		// rest of ClientIdle, or keep waiting here if parking fails.
+		left := d - time.Since(start)
+		if left <= 0 {
+			break
+		}
+		if cc.park(left) {
+			return 0, errParked
+		}
+		d = left
+		start = time.Now()
+		rd.dl = 0
+	}
+	cc.acquireBufs()
+	if err != nil {
+		return 0, err
+	}
+	n, err := cc.idle.n, cc.idle.err
+	if n > 0 {
+		rd.w += n
+		return n, nil
+	}
+	if err == nil {
+		return 0, io.EOF
+	}
+	return 0, err
+}
