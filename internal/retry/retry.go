@@ -84,6 +84,19 @@ func Do(ctx context.Context, op func(ctx context.Context) error) error {
 	return do(ctx, Lost, op)
 }
 
+// Repeat is Do for an op that recognises its own earlier application by
+// the id it chose before the call: repeat is false on the first try and
+// true on every later one, when an earlier try may have been applied and
+// only its answer was lost.
+func Repeat(ctx context.Context, op func(ctx context.Context, repeat bool) error) error {
+	repeat := false
+	return Do(ctx, func(ctx context.Context) error {
+		err := op(ctx, repeat)
+		repeat = true
+		return err
+	})
+}
+
 // Unsent is Do for a request that is not safe to repeat: it is sent again
 // only when the failure proves it was never applied (NotSent).
 func Unsent(ctx context.Context, op func(ctx context.Context) error) error {

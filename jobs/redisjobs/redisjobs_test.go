@@ -17,8 +17,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	srv := testenv.Redis(t)
-	jobstest.Run(t, func(t *testing.T) jobs.Backend {
+	// With its append-only file, so a restart keeps the data.
+	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	jobstest.RunWith(t, func(t *testing.T) jobs.Backend {
 		sum := sha256.Sum256([]byte(t.Name()))
 		b, err := redisjobs.New(context.Background(), redisjobs.Options{
 			URL: srv.URL(), Prefix: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, ChunkSize: 64 << 10,
@@ -28,7 +29,7 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = b.Close() })
 		return b
-	})
+	}, jobstest.Options{Restart: srv.Restart})
 }
 
 func TestConfigValidation(t *testing.T) {
