@@ -35,9 +35,11 @@ func newStore(t *testing.T, url string, o Options) *Store {
 func TestConformance(t *testing.T) {
 	srv := testenv.NATS(t)
 	t.Run("Plain", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store { return newStore(t, srv.URL(), Options{}) })
+		sessiontest.RunWith(t, func(t *testing.T) session.Store { return newStore(t, srv.URL(), Options{}) },
+			sessiontest.Options{Restart: srv.Restart})
 	})
 	t.Run("NearCache", func(t *testing.T) {
+		// A memory bucket does not survive a restart: no restart check.
 		sessiontest.Run(t, func(t *testing.T) session.Store {
 			return newStore(t, srv.URL(), Options{NearCache: true, Memory: true})
 		})

@@ -32,16 +32,18 @@ func newStore(t *testing.T, o redisstore.Options) *redisstore.Store {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	srv := testenv.Redis(t)
+	// With its append-only file, so a restart keeps the data.
+	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	o := sessiontest.Options{Restart: srv.Restart}
 	t.Run("Plain", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store {
+		sessiontest.RunWith(t, func(t *testing.T) session.Store {
 			return newStore(t, redisstore.Options{URL: srv.URL()})
-		})
+		}, o)
 	})
 	t.Run("NearCache", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store {
+		sessiontest.RunWith(t, func(t *testing.T) session.Store {
 			return newStore(t, redisstore.Options{URL: srv.URL(), NearCache: true})
-		})
+		}, o)
 	})
 }
 

@@ -34,8 +34,15 @@ const (
 	NoUserIndex
 )
 
-// Options adapt RunManagersWith to a backend.
+// Options adapt RunManagersWith and RunWith to a backend.
 type Options struct {
+	// Restart kills the server under the store and starts it again on
+	// the same address, with its data, returning once it answers. With
+	// it, RunWith checks that the first call of every kind after a
+	// restart succeeds and is applied once: a connection that died with
+	// the old server must not fail a request that could have succeeded.
+	// No other test may use the server meanwhile.
+	Restart func()
 	// Limitations the backend documents.
 	Limitations Limitation
 	// Settle, when set, waits until every instance has learned of the
