@@ -8,6 +8,19 @@
 // concurrent publisher on another instance makes it retry). Live fan-out
 // is a core NATS message sent after the store, carrying offset and Prev.
 // Presence lives in a key-value bucket.
+//
+// # Reconnects
+//
+// The NATS client holds requests while it reconnects, and Run re-creates
+// the stream and the presence bucket once it is back. A presence call
+// that finds the in-memory bucket gone with a restarted server (before
+// Run has seen the reconnect) re-creates it and runs again, and presence
+// calls whose connection was lost are repeated: they only put, purge and
+// read keys. Publish is not repeated after a lost connection: its
+// compare-and-set on the channel's last sequence cannot tell its own
+// earlier message from another instance's, so the error is reported
+// (wrapping realtime.ErrBackplaneUnavailable) rather than risk storing the
+// message twice.
 package natsbroker
 
 import (
@@ -65,8 +78,8 @@ type Broker struct {
 	cfg    Options
 	own    bool // Close closes cfg.Client
 	js     jetstream.JetStream
-	stream jetstream.Stream
-	epoch  atomic.Value // string: the stream's creation time
+	stream atomic.Pointer[jetstream.Stream] // replaced by Run after a reconnect
+	epoch  atomic.Value                     // string: the stream's creation time
 	msgs   chan *nats.Msg
 
 	mu   sync.Mutex
@@ -152,7 +165,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)
 	}
-	b.stream = s
+	b.stream.Store(&s)
 	b.epoch.Store(strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36))
 	return nil
 }
@@ -167,7 +180,7 @@ func (b *Broker) currentEpoch() string         { return b.epoch.Load().(string) 
 const prevHeader = "Rt-Prev"
 
 func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
-	m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+	m, err := (*b.stream.Load()).GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -272,7 +285,7 @@ func (b *Broker) History(ctx context.Context, channel string, since uint64, limi
 	}
 	seq := since + 1
 	for len(h.Publications) < limit {
-		m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		m, err := (*b.stream.Load()).GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
