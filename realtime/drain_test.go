@@ -139,9 +139,13 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 	}
 
 	start := time.Now()
-	sctx, scancel := context.WithTimeout(ctx, window+10*time.Second)
-	defer scancel()
-	if err := a.Shutdown(sctx); err != nil {
+	// Shutdown spreads the closes over DrainWindow (its deadline only
+	// shortens the window when it is nearer) and then waits for 1,000
+	// close handshakes. How long those take is CPU time, which a loaded
+	// machine under -race rations (a 12 s bound failed under stress-ng):
+	// the test's own deadline bounds a hang; the ramp below is what is
+	// checked.
+	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if resp, err := http.Get(a.srv.URL + "/healthz"); err == nil {
