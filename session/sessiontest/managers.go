@@ -152,6 +152,13 @@ func RunManagersWith(t *testing.T, backends []session.Backend, o Options) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("FirstRequestAfterRestart", func(t *testing.T) {
+		if o.Restart == nil {
+			t.Skip("no Options.Restart for the server")
+		}
+		urls, _ := newURLs(t, session.Config{})
+		firstRequestAfterRestart(t, urls, o)
+	})
 	t.Run("TwoTabs", func(t *testing.T) {
 		urls, _ := newURLs(t, session.Config{})
 		lost, total := twoTabs(t, urls, 25, !o.has(LosesConcurrentWrites))
@@ -328,5 +335,46 @@ func logoutRace(t *testing.T, blind bool, o Options, newURLs func(*testing.T, se
 	}
 	if err != nil || len(infos) != 0 {
 		t.Fatalf("after logout and a late write, SessionsOfUser = %v, %v; want none", infos, err)
+	}
+}
+
+// firstRequestAfterRestart restarts the server before each request, the
+// instances' connections having been used, and requires the request to
+// succeed at once: no eventually, no retry here. The logout must reach
+// every instance.
+func firstRequestAfterRestart(t *testing.T, urls []string, o Options) {
+	c := NewClient(t, urls[0])
+	c.Want("POST", "/set/a/1", 200, "ok")
+	c.Want("POST", "/login/restart-user", 200, "welcome")
+	for _, u := range urls { // every instance's connections in use
+		c.URL = u
+		c.Want("GET", "/get/a", 200, "true:1")
+	}
+	var copied string
+	steps := []struct {
+		url, method, path, want string
+	}{
+		{urls[1%len(urls)], "GET", "/get/a", "true:1"},
+		{urls[0], "POST", "/set/b/2", "ok"},
+		{urls[1%len(urls)], "GET", "/get/b", "true:2"},
+		{urls[0], "POST", "/logout", "bye"},
+	}
+	for _, st := range steps {
+		o.Restart()
+		if st.path == "/logout" {
+			copied = c.Token
+		}
+		c.URL = st.url
+		if code, body := c.Do(st.method, st.path); code != 200 || body != st.want {
+			t.Fatalf("first %s %s after the server restarted = %d %q, want 200 %q", st.method, st.path, code, body, st.want)
+		}
+	}
+	o.settle(t)
+	for _, u := range urls {
+		r := NewClient(t, u)
+		r.Token = copied
+		if _, body := r.Do("GET", "/keys"); body != "" {
+			t.Fatalf("the cookie logged out after a restart still has keys %q on %s", body, u)
+		}
 	}
 }
