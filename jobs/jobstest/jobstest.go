@@ -360,6 +360,7 @@ func testRestart(t *testing.T, b jobs.Backend, restart func()) {
 	}
 	for _, s := range steps {
 		restart()
+		ctx := ctxT(t) // the call's own deadline, not what the restarts left
 		if err := s.call(ctx); err != nil {
 			t.Fatalf("first %s after the server restarted: %v", s.name, err)
 		}

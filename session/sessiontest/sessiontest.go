@@ -519,7 +519,7 @@ func testCopy(t *testing.T, s session.Store) {
 // connections having been used, and requires the step's first call to
 // succeed and to be applied exactly once: no eventually, no retry here.
 func testRestart(t *testing.T, s session.Store, restart func()) {
-	c := ctx(t)
+	var c context.Context // each step's own deadline, set after the restart
 	kept := create(t, s, map[string]string{"a": "1"})
 	load(t, s, kept) // the connections are open when the server dies
 	user := "restart-" + newID(t)[:8]
@@ -591,6 +591,7 @@ func testRestart(t *testing.T, s session.Store, restart func()) {
 	}
 	for _, st := range steps {
 		restart()
+		c = ctx(t)
 		if err := st.call(); err != nil {
 			t.Fatalf("first %s after the server restarted: %v", st.name, err)
 		}
