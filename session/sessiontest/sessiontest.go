@@ -544,7 +544,7 @@ func testRestart(t *testing.T, s session.Store, restart func()) {
 		{"Load", func() error {
 			r, err := s.Load(c, kept)
 			if err == nil && (r == nil || string(r.Values["a"]) != "1") {
-				err = fmt.Errorf("Load = %+v, want the session created before the restart", r)
+				err = fmt.Errorf("got %+v, want the session created before the restart", r)
 			}
 			return err
 		}},
@@ -565,7 +565,7 @@ func testRestart(t *testing.T, s session.Store, restart func()) {
 		{"UserSessions", func() error {
 			ids, err := s.UserSessions(c, user)
 			if err == nil && !slices.Contains(ids, id) {
-				err = fmt.Errorf("UserSessions = %v, want %s among them", ids, id)
+				err = fmt.Errorf("got %v, want %s among them", ids, id)
 			}
 			return err
 		}},
@@ -573,10 +573,10 @@ func testRestart(t *testing.T, s session.Store, restart func()) {
 			r, err := s.Delete(c, id)
 			if err == nil {
 				if r == nil {
-					return errors.New("Delete returned no record for a live session")
+					return errors.New("no record returned for a live session")
 				}
 				if got := values(r); got["n"] != "2" || got["m"] != "x" || r.Version != version {
-					return fmt.Errorf("Delete returned %v at version %d, want n=2 m=x at %d", got, r.Version, version)
+					return fmt.Errorf("returned %v at version %d, want n=2 m=x at %d", got, r.Version, version)
 				}
 			}
 			return err
@@ -584,7 +584,7 @@ func testRestart(t *testing.T, s session.Store, restart func()) {
 		{"Load(deleted)", func() error {
 			r, err := s.Load(c, id)
 			if err == nil && r != nil {
-				err = fmt.Errorf("Load after Delete = %+v, want none", r)
+				err = fmt.Errorf("got %+v after the delete, want none", r)
 			}
 			return err
 		}},
