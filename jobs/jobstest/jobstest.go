@@ -5,6 +5,9 @@
 //	func TestConformance(t *testing.T) {
 //		jobstest.Run(t, func(t *testing.T) jobs.Backend { return newBackend(t) })
 //	}
+//
+// A backend on a server also passes RunWith with Options.Restart: the
+// first call of every kind after a server restart must succeed.
 package jobstest
 
 import (

@@ -7,7 +7,10 @@
 //	}
 //
 // newStore must return an empty store (or one whose ids cannot collide with
-// other tests') that stays usable until the test ends.
+// other tests') that stays usable until the test ends. A store on a server
+// also passes RunWith with Options.Restart, which restarts the server
+// before each kind of call and requires the first call afterwards to
+// succeed, applied once.
 package sessiontest
 
 import (
