@@ -16,11 +16,12 @@
 // that finds the in-memory bucket gone with a restarted server (before
 // Run has seen the reconnect) re-creates it and runs again, and presence
 // calls whose connection was lost are repeated: they only put, purge and
-// read keys. Publish is not repeated after a lost connection: its
-// compare-and-set on the channel's last sequence cannot tell its own
-// earlier message from another instance's, so the error is reported
-// (wrapping realtime.ErrBackplaneUnavailable) rather than risk storing the
-// message twice.
+// read keys. A Publish whose request or answer was lost is repeated as
+// well: each message carries an id the call chose before sending it, and
+// the repeat first reads the channel's newest message; if that is its
+// own, the earlier try landed and is answered from it (were another
+// instance's message to land on the channel in the milliseconds between,
+// the repeat would store it again).
 package natsbroker
 
 import (
@@ -39,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
@@ -177,17 +179,33 @@ func (b *Broker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b
 func (b *Broker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
 func (b *Broker) currentEpoch() string         { return b.epoch.Load().(string) }
 
-const prevHeader = "Rt-Prev"
+const (
+	prevHeader = "Rt-Prev"
+	// idHeader carries the id a Publish call chose before sending, so
+	// a repeat of the call recognises its own message.
+	idHeader = "Rt-Id"
+)
 
 func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
-	m, err := (*b.stream.Load()).GetLastMsgForSubject(ctx, subj)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, b.wrap("last message", err)
+	m, err := b.lastMsg(ctx, subj)
+	if m == nil {
+		return 0, err
 	}
 	return m.Sequence, nil
+}
+
+// lastMsg is the channel's newest stored message, nil for none.
+func (b *Broker) lastMsg(ctx context.Context, subj string) (*jetstream.RawStreamMsg, error) {
+	m, err := retry.Value(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return (*b.stream.Load()).GetLastMsgForSubject(ctx, subj)
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, b.wrap("last message", err)
+	}
+	return m, nil
 }
 
 // Publish implements realtime.Broker.
@@ -203,9 +221,36 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	lk := &b.pubLocks[fnv32(channel)%uint32(len(b.pubLocks))]
 	lk.Lock()
 	defer lk.Unlock()
+	id := rand.Text()
+	var p realtime.Publication
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		p, err = b.publish(ctx, channel, subj, data, id, repeat)
+		return err
+	})
+	if err != nil && !errors.Is(err, realtime.ErrBackplaneUnavailable) {
+		err = b.wrap("publish", err)
+	}
+	return p, err
+}
+
+// publish is one try of Publish. A repeat (its predecessor's answer was
+// lost) first looks at the channel's newest message: if it carries id,
+// that try landed.
+func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string, repeat bool) (realtime.Publication, error) {
 	b.mu.Lock()
 	prev, cached := b.last[subj]
 	b.mu.Unlock()
+	if repeat {
+		m, err := b.lastMsg(ctx, subj)
+		if err != nil {
+			return realtime.Publication{}, err
+		}
+		if m != nil && m.Header.Get(idHeader) == id {
+			prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
+			return b.published(channel, subj, realtime.Publication{Offset: m.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
+		}
+		cached = false
+	}
 	// A compare-and-set loop: a conflict means another instance won the
 	// slot, so each retry makes progress; the context bounds it.
 	for {
@@ -217,6 +262,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 		}
 		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
+		msg.Header.Set(idHeader, id)
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev))
 		if err != nil {
 			var apiErr *jetstream.APIError
@@ -228,28 +274,33 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 			b.mu.Lock()
 			delete(b.last, subj)
 			b.mu.Unlock()
-			return realtime.Publication{}, b.wrap("publish", err)
+			return realtime.Publication{}, err
 		}
-		b.mu.Lock()
-		b.last[subj] = ack.Sequence
-		if len(b.last) > 100_000 { // a bounded cache; a miss costs one lookup
-			clear(b.last)
-		}
-		b.mu.Unlock()
-		p := realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}
-		live := make([]byte, 0, 48+len(data))
-		live = strconv.AppendUint(live, p.Offset, 10)
-		live = append(live, ' ')
-		live = strconv.AppendUint(live, p.Prev, 10)
-		live = append(live, ' ')
-		live = append(live, p.Epoch...)
-		live = append(live, ' ')
-		live = append(live, data...)
-		// Stored is what counts: a lost live copy is a gap receivers fill
-		// from history.
-		_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
-		return p, nil
+		return b.published(channel, subj, realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
 	}
+}
+
+// published records p as the channel's newest message and sends its live
+// copy.
+func (b *Broker) published(channel, subj string, p realtime.Publication) realtime.Publication {
+	b.mu.Lock()
+	b.last[subj] = p.Offset
+	if len(b.last) > 100_000 { // a bounded cache; a miss costs one lookup
+		clear(b.last)
+	}
+	b.mu.Unlock()
+	live := make([]byte, 0, 48+len(p.Data))
+	live = strconv.AppendUint(live, p.Offset, 10)
+	live = append(live, ' ')
+	live = strconv.AppendUint(live, p.Prev, 10)
+	live = append(live, ' ')
+	live = append(live, p.Epoch...)
+	live = append(live, ' ')
+	live = append(live, p.Data...)
+	// Stored is what counts: a lost live copy is a gap receivers fill
+	// from history.
+	_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
+	return p
 }
 
 func fnv32(s string) uint32 {
