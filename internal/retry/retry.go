@@ -49,7 +49,7 @@ func Lost(err error) bool {
 		// append-only file; the request was refused, not applied.
 		return re.IsLoading()
 	}
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) ||
+	if errors.Is(err, errConnDropped) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) {
 		return true
 	}

@@ -221,12 +221,14 @@ func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, err
 // CreateRecord creates the key only if it does not exist.
 func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
 	var rev uint64
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		rev, err = b.kv.Create(ctx, id, data)
-		if repeat && errors.Is(err, jetstream.ErrKeyExists) {
-			rev, err = b.ownWrite(ctx, id, data, err)
-		}
-		return err
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) (err error) {
+			rev, err = b.kv.Create(ctx, id, data)
+			if repeat && errors.Is(err, jetstream.ErrKeyExists) {
+				rev, err = b.ownWrite(ctx, id, data, err)
+			}
+			return err
+		})
 	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, jobs.ErrExists
@@ -237,12 +239,14 @@ func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uin
 // UpdateRecord writes only if rev is the key's last revision.
 func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
 	var n uint64
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		n, err = b.kv.Update(ctx, id, data, rev)
-		if repeat && conflict(err) {
-			n, err = b.ownWrite(ctx, id, data, err)
-		}
-		return err
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) (err error) {
+			n, err = b.kv.Update(ctx, id, data, rev)
+			if repeat && conflict(err) {
+				n, err = b.ownWrite(ctx, id, data, err)
+			}
+			return err
+		})
 	})
 	if conflict(err) {
 		return 0, jobs.ErrConflict
@@ -312,8 +316,10 @@ func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	_, _ = rand.Read(token[:])
 	msgID := hex.EncodeToString(token[:])
 	return retry.Do(ctx, func(ctx context.Context) error {
-		_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id), jetstream.WithMsgID(msgID))
-		return err
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) error {
+			_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id), jetstream.WithMsgID(msgID))
+			return err
+		})
 	})
 }
 

@@ -223,9 +223,11 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	defer lk.Unlock()
 	id := rand.Text()
 	var p realtime.Publication
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		p, err = b.publish(ctx, channel, subj, data, id, repeat)
-		return err
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.cfg.Client, func(ctx context.Context) (err error) {
+			p, err = b.publish(ctx, channel, subj, data, id, repeat)
+			return err
+		})
 	})
 	if err != nil && !errors.Is(err, realtime.ErrBackplaneUnavailable) {
 		err = b.wrap("publish", err)

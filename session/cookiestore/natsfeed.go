@@ -71,8 +71,10 @@ func (f *natsFeed) kv(ctx context.Context) (jetstream.KeyValue, error) {
 func (f *natsFeed) publish(ctx context.Context, e entry) error {
 	ttl := time.Until(time.UnixMilli(e.until)).Truncate(time.Second) + time.Second
 	return retry.Do(ctx, func(ctx context.Context) error {
-		_, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.subject + e.name(), Data: []byte(e.value())}, jetstream.WithMsgTTL(max(ttl, time.Second)))
-		return err
+		return retry.OnConn(ctx, f.nc, func(ctx context.Context) error {
+			_, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.subject + e.name(), Data: []byte(e.value())}, jetstream.WithMsgTTL(max(ttl, time.Second)))
+			return err
+		})
 	})
 }
 

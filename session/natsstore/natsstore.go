@@ -292,9 +292,11 @@ func ttlUntil(t time.Time) time.Duration {
 func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
 	op := newOp()
 	var v uint64
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		v, err = s.commit(ctx, id, c, op, repeat)
-		return err
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, s.nc, func(ctx context.Context) (err error) {
+			v, err = s.commit(ctx, id, c, op, repeat)
+			return err
+		})
 	})
 	return v, err
 }
@@ -460,9 +462,11 @@ func isWrongSeq(err error) bool {
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
 	op := newOp()
 	var r *session.Record
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		r, err = s.delete(ctx, id, op, repeat)
-		return err
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, s.nc, func(ctx context.Context) (err error) {
+			r, err = s.delete(ctx, id, op, repeat)
+			return err
+		})
 	})
 	return r, err
 }
