@@ -3,7 +3,13 @@ GO ?= go
 # What the tests need on PATH, as BINARY:DEBIAN_PACKAGE:BREW_PACKAGE.
 TEST_DEPS := redis-server:redis-server:redis redis-cli:redis-tools:redis chromium:chromium:--cask chromium node:nodejs:node npm:npm:node
 
-.PHONY: test deps fmt-check vet staticcheck gotest bench
+# What `make stress` needs on top of TEST_DEPS (not installed by `make test`).
+STRESS_DEPS := stress-ng:stress-ng:stress-ng
+# How many times `make stress` runs the suite, and which packages.
+RUNS ?= 5
+PKGS ?= ./...
+
+.PHONY: test deps fmt-check vet staticcheck gotest bench stress
 
 ## test: everything CI runs; fails on any formatting, vet, staticcheck or test failure.
 test: deps fmt-check vet staticcheck gotest
@@ -28,3 +34,10 @@ gotest:
 ## bench: the Go benchmarks; bench/README.md lists the side-by-side scripts.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## stress: the tests RUNS times (default 5) with stress-ng keeping the CPUs
+## busy; reports which runs failed. PKGS narrows it, e.g.
+## make stress RUNS=3 PKGS="./session/... ./jobs/... ./realtime/..."
+stress:
+	@scripts/ensure-deps.sh $(TEST_DEPS) $(STRESS_DEPS)
+	@GO=$(GO) scripts/stress.sh $(RUNS) $(PKGS)

@@ -23,6 +23,7 @@ type drainResult struct {
 	closeCode websocket.StatusCode
 	hint      frame
 	recovered bool
+	resub     frame // the other hub's answer to the resubscribe
 	gotAfter  bool
 	err       error
 }
@@ -95,7 +96,7 @@ func drainClient(ctx context.Context, urlA, urlB string, ready chan<- struct{}, 
 		res.err = err
 		return
 	}
-	res.recovered = r.Recovered != nil && *r.Recovered
+	res.recovered, res.resub = r.Recovered != nil && *r.Recovered, r
 	m, err := readUntil(ctx, ws2, func(f frame) bool { return f.Type == realtime.FrameMessage })
 	res.gotAfter = err == nil && string(m.Data) == `"after"`
 }
@@ -139,9 +140,13 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 	}
 
 	start := time.Now()
-	sctx, scancel := context.WithTimeout(ctx, window+10*time.Second)
-	defer scancel()
-	if err := a.Shutdown(sctx); err != nil {
+	// Shutdown spreads the closes over DrainWindow (its deadline only
+	// shortens the window when it is nearer) and then waits for 1,000
+	// close handshakes. How long those take is CPU time, which a loaded
+	// machine under -race rations (a 12 s bound failed under stress-ng):
+	// the test's own deadline bounds a hang; the ramp below is what is
+	// checked.
+	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if resp, err := http.Get(a.srv.URL + "/healthz"); err == nil {
@@ -174,7 +179,7 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 		case res.hint.Reconnect == nil || !*res.hint.Reconnect || res.hint.RetryMS <= 0:
 			failed = append(failed, fmt.Errorf("disconnect frame without a reconnect hint: %+v", res.hint))
 		case !res.recovered:
-			failed = append(failed, errors.New("resubscribe on the other hub not recovered"))
+			failed = append(failed, fmt.Errorf("resubscribe on the other hub not recovered: %s %v %q", res.resub.Type, res.resub.Code, res.resub.Message))
 		case !res.gotAfter:
 			failed = append(failed, errors.New("no message after reconnecting"))
 		}

@@ -5,6 +5,9 @@
 //	func TestConformance(t *testing.T) {
 //		jobstest.Run(t, func(t *testing.T) jobs.Backend { return newBackend(t) })
 //	}
+//
+// A backend on a server also passes RunWith with Options.Restart: the
+// first call of every kind after a server restart must succeed.
 package jobstest
 
 import (
@@ -26,9 +29,31 @@ import (
 // VisibilityTimeout is short (about a second), so the suite stays quick;
 // calling it twice in one test must give two clients of the same store.
 func Run(t *testing.T, open func(t *testing.T) jobs.Backend) {
+	RunWith(t, open, Options{})
+}
+
+// Options adapt RunWith to a backend's server.
+type Options struct {
+	// Restart kills the server that open's backends talk to and starts
+	// it again on the same address, with its data, returning once it
+	// answers. With it, the suite checks that the first call of every
+	// kind after a restart succeeds: a connection that died with the old
+	// server must not fail a request that could have succeeded. No other
+	// test may use the server meanwhile.
+	Restart func()
+}
+
+// RunWith is Run with the checks that need o.
+func RunWith(t *testing.T, open func(t *testing.T) jobs.Backend, o Options) {
 	t.Run("Payloads", func(t *testing.T) { testPayloads(t, open(t)) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open(t)) })
 	t.Run("Queue", func(t *testing.T) { testQueue(t, open) })
+	t.Run("FirstCallAfterRestart", func(t *testing.T) {
+		if o.Restart == nil {
+			t.Skip("no Options.Restart for the server")
+		}
+		testRestart(t, open(t), o.Restart)
+	})
 }
 
 // RunPayloads checks a PayloadStore alone, such as jobs.DirPayloads.
@@ -250,5 +275,101 @@ func testQueue(t *testing.T, open func(t *testing.T) jobs.Backend) {
 		if c != 1 {
 			t.Errorf("job %s claimed %d times", id, c)
 		}
+	}
+}
+
+// testRestart restarts the server before each step, with every connection
+// the backend holds (pooled, blocking, pipelined) having been used, and
+// requires the step's first call to succeed: no eventually, no retry here.
+func testRestart(t *testing.T, b jobs.Backend, restart func()) {
+	ctx := ctxT(t)
+	vis := b.VisibilityTimeout()
+	payload := []byte("payload after a restart")
+	var rev uint64
+	var held jobs.Delivery
+	claim := func(ctx context.Context, want string) error {
+		d, err := claimWithin(ctx, b, "rs", "w1", 5*vis)
+		if err != nil {
+			return err
+		}
+		if d.JobID() != want {
+			return fmt.Errorf("claimed %s, want %s", d.JobID(), want)
+		}
+		held = d
+		return nil
+	}
+	// Use every kind of call once, so each connection a client pools is
+	// open when the server dies.
+	if _, err := b.PutPayload(ctx, "warm", bytes.NewReader(payload), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Enqueue(ctx, "rs", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := claim(ctx, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"PutPayload", func(ctx context.Context) error {
+			n, err := b.PutPayload(ctx, "p", bytes.NewReader(payload), 1<<20)
+			if err == nil && n != int64(len(payload)) {
+				err = fmt.Errorf("stored %d bytes, want %d", n, len(payload))
+			}
+			return err
+		}},
+		{"OpenPayload", func(ctx context.Context) error {
+			r, err := b.OpenPayload(ctx, "p")
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			got, err := io.ReadAll(r)
+			if err == nil && !bytes.Equal(got, payload) {
+				err = fmt.Errorf("read %q, want %q", got, payload)
+			}
+			return err
+		}},
+		{"CreateRecord", func(ctx context.Context) (err error) {
+			rev, err = b.CreateRecord(ctx, "r", []byte("created"))
+			return err
+		}},
+		{"GetRecord", func(ctx context.Context) error {
+			data, got, err := b.GetRecord(ctx, "r")
+			if err == nil && (string(data) != "created" || got != rev) {
+				err = fmt.Errorf("got %q@%d, want created@%d", data, got, rev)
+			}
+			return err
+		}},
+		{"UpdateRecord", func(ctx context.Context) error {
+			n, err := b.UpdateRecord(ctx, "r", []byte("updated"), rev)
+			if err == nil && n <= rev {
+				err = fmt.Errorf("revision %d after %d", n, rev)
+			}
+			return err
+		}},
+		{"Enqueue", func(ctx context.Context) error { return b.Enqueue(ctx, "rs", "j1") }},
+		{"Claim", func(ctx context.Context) error { return claim(ctx, "j1") }},
+		{"Extend", func(ctx context.Context) error { return held.Extend(ctx) }},
+		{"Retry", func(ctx context.Context) error { return held.Retry(ctx, 0) }},
+		{"ClaimAgain", func(ctx context.Context) error { return claim(ctx, "j1") }},
+		{"Ack", func(ctx context.Context) error { return held.Ack(ctx) }},
+		{"DeletePayload", func(ctx context.Context) error { return b.DeletePayload(ctx, "p") }},
+	}
+	for _, s := range steps {
+		restart()
+		ctx := ctxT(t) // the call's own deadline, not what the restarts left
+		if err := s.call(ctx); err != nil {
+			t.Fatalf("first %s after the server restarted: %v", s.name, err)
+		}
+	}
+	// Exactly once: nothing is left to claim.
+	if d, err := claimWithin(ctx, b, "rs", "w2", 2*vis); err == nil {
+		t.Fatalf("claimed %s again after it was acknowledged", d.JobID())
 	}
 }

@@ -6,11 +6,26 @@
 //	backend, err := natsjobs.New(ctx, natsjobs.Options{URL: "nats://127.0.0.1:4222"})
 //	defer backend.Close()
 //	m, err := jobs.New(jobs.Config{Backend: backend})
+//
+// # Reconnects
+//
+// The NATS client holds requests while it reconnects, so most calls ride
+// out a server restart by themselves. A call whose request or answer was
+// lost all the same is sent again, within the caller's deadline, when that
+// cannot apply it twice: reads, payload deletes and consumer creation;
+// CreateRecord and UpdateRecord, which on a repeat recognise their own
+// earlier write (the key already holds exactly their data); Enqueue,
+// whose message carries an id chosen before the call, which JetStream
+// deduplicates. PutPayload is not repeated: its reader is consumed, and a
+// failed upload leaves nothing behind to clean up.
 package natsjobs
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -171,7 +187,7 @@ func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max in
 
 // OpenPayload streams the payload back.
 func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, error) {
-	res, err := b.obs.Get(ctx, id)
+	res, err := retry.Value(ctx, func(ctx context.Context) (jetstream.ObjectResult, error) { return b.obs.Get(ctx, id) })
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, jobs.ErrNotFound
 	}
@@ -180,17 +196,19 @@ func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, er
 
 // DeletePayload purges the payload's chunks and then its tombstone.
 func (b *Backend) DeletePayload(ctx context.Context, id string) error {
-	err := b.obs.Delete(ctx, id)
-	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return err
-	}
-	metaSubject := "$O." + b.cfg.Name + "_payloads.M." + base64.URLEncoding.EncodeToString([]byte(id))
-	return b.objects.Purge(ctx, jetstream.WithPurgeSubject(metaSubject))
+	return retry.Do(ctx, func(ctx context.Context) error {
+		err := b.obs.Delete(ctx, id)
+		if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return err
+		}
+		metaSubject := "$O." + b.cfg.Name + "_payloads.M." + base64.URLEncoding.EncodeToString([]byte(id))
+		return b.objects.Purge(ctx, jetstream.WithPurgeSubject(metaSubject))
+	})
 }
 
 // GetRecord reads a record and its KV revision.
 func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, error) {
-	e, err := b.kv.Get(ctx, id)
+	e, err := retry.Value(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return b.kv.Get(ctx, id) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, jobs.ErrNotFound
 	}
@@ -202,7 +220,16 @@ func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, err
 
 // CreateRecord creates the key only if it does not exist.
 func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
-	rev, err := b.kv.Create(ctx, id, data)
+	var rev uint64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) (err error) {
+			rev, err = b.kv.Create(ctx, id, data)
+			if repeat && errors.Is(err, jetstream.ErrKeyExists) {
+				rev, err = b.ownWrite(ctx, id, data, err)
+			}
+			return err
+		})
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, jobs.ErrExists
 	}
@@ -211,11 +238,39 @@ func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uin
 
 // UpdateRecord writes only if rev is the key's last revision.
 func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
-	n, err := b.kv.Update(ctx, id, data, rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+	var n uint64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) (err error) {
+			n, err = b.kv.Update(ctx, id, data, rev)
+			if repeat && conflict(err) {
+				n, err = b.ownWrite(ctx, id, data, err)
+			}
+			return err
+		})
+	})
+	if conflict(err) {
 		return 0, jobs.ErrConflict
 	}
 	return n, err
+}
+
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// ownWrite decides a repeated write that found the key changed: if the
+// key holds exactly data, the earlier try landed and only its answer was
+// lost (records carry their update time, so another writer's data
+// differs); otherwise the conflict err stands.
+func (b *Backend) ownWrite(ctx context.Context, id string, data []byte, conflict error) (uint64, error) {
+	e, err := b.kv.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(e.Value(), data) {
+		return 0, conflict
+	}
+	return e.Revision(), nil
 }
 
 // WatchRecord follows the key with a KV watcher.
@@ -254,11 +309,18 @@ func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	if !validName(kind) {
 		return fmt.Errorf("natsjobs: invalid kind %q", kind)
 	}
-	// No message ID for deduplication: a job is legitimately queued
-	// again by Manager.Requeue. A duplicate delivery cannot produce a
-	// second result: the record's compare-and-set decides who runs it.
-	_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id))
-	return err
+	// The message ID is this call's, not the job's: a job is
+	// legitimately queued again by Manager.Requeue, but a repeat of this
+	// call after a lost answer is dropped by JetStream's deduplication.
+	var token [12]byte
+	_, _ = rand.Read(token[:])
+	msgID := hex.EncodeToString(token[:])
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return retry.OnConn(ctx, b.nc, func(ctx context.Context) error {
+			_, err := b.js.Publish(ctx, b.subject+"."+kind, []byte(id), jetstream.WithMsgID(msgID))
+			return err
+		})
+	})
 }
 
 // consumer returns the kind's durable consumer, created on first use. One
@@ -269,7 +331,18 @@ func (b *Backend) consumer(ctx context.Context, kind string) (jetstream.Consumer
 	if c, ok := b.consumers[kind]; ok {
 		return c, nil
 	}
-	c, err := b.js.CreateOrUpdateConsumer(ctx, b.stream.CachedInfo().Config.Name, jetstream.ConsumerConfig{
+	c, err := retry.Value(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return b.js.CreateOrUpdateConsumer(ctx, b.stream.CachedInfo().Config.Name, b.consumerConfig(kind))
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.consumers[kind] = c
+	return c, nil
+}
+
+func (b *Backend) consumerConfig(kind string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:       kind,
 		FilterSubject: b.subject + "." + kind,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -278,12 +351,7 @@ func (b *Backend) consumer(ctx context.Context, kind string) (jetstream.Consumer
 		// also counts the attempts whose worker crashed.
 		MaxDeliver:    -1,
 		MaxAckPending: -1,
-	})
-	if err != nil {
-		return nil, err
 	}
-	b.consumers[kind] = c
-	return c, nil
 }
 
 // Claim pulls the next job of kind, waiting until one arrives or ctx ends.

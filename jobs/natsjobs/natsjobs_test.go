@@ -15,7 +15,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	srv := testenv.NATS(t)
-	jobstest.Run(t, func(t *testing.T) jobs.Backend {
+	jobstest.RunWith(t, func(t *testing.T) jobs.Backend {
 		// One namespace per test, shared by the test's clients.
 		sum := sha256.Sum256([]byte(t.Name()))
 		b, err := natsjobs.New(context.Background(), natsjobs.Options{
@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = b.Close() })
 		return b
-	})
+	}, jobstest.Options{Restart: srv.Restart})
 }
 
 func TestConfigValidation(t *testing.T) {

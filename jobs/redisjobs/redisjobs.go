@@ -7,6 +7,19 @@
 // Keys carry hash tags ({id}, {kind}) so that every script touches one
 // slot, which keeps the backend usable on Redis Cluster.
 //
+// # Reconnects
+//
+// A request whose connection died (a restarted server, a pooled
+// connection that was already dead) is sent again on a fresh one, within
+// the caller's deadline, because every call is safe to repeat: reads;
+// record writes, which are compare-and-set on the revision and recognise
+// their own earlier application (the same data at the next revision);
+// payload chunks, appended only at the list length they expect; Enqueue,
+// keyed by a token chosen before the call and remembered for a minute, so
+// a repeat never queues the job twice; Extend, Ack and Retry, which act
+// only on a delivery still pending; and Claim, whose lost delivery is not
+// lost but handed out again after the visibility timeout.
+//
 //	backend, err := redisjobs.New(ctx, redisjobs.Options{URL: "redis://127.0.0.1:6379"})
 //	defer backend.Close()
 //	m, err := jobs.New(jobs.Config{Backend: backend})
@@ -14,9 +27,10 @@ package redisjobs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +38,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -63,6 +78,10 @@ const group = "workers"
 
 // uploadTTL expires the chunks of an upload whose instance died mid-way.
 const uploadTTL = time.Hour
+
+// enqueueTTL is how long an Enqueue's token is remembered: far longer
+// than the repeats of one call (retry.Attempts within its deadline).
+const enqueueTTL = time.Minute
 
 // Backend implements jobs.Backend over Redis.
 type Backend struct {
@@ -125,132 +144,24 @@ func (b *Backend) statusKey(id string) string  { return b.cfg.Prefix + ":status:
 func (b *Backend) payloadKey(id string) string { return b.cfg.Prefix + ":payload:{" + id + "}" }
 func (b *Backend) queueKey(kind string) string { return b.cfg.Prefix + ":queue:{" + kind + "}" }
 func (b *Backend) delayKey(kind string) string { return b.cfg.Prefix + ":delayed:{" + kind + "}" }
+func (b *Backend) enqueueKey(kind, token string) string {
+	return b.cfg.Prefix + ":enqueued:{" + kind + "}:" + token
+}
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
-// PayloadKeys lists the keys holding payload id, complete or partial, for
-// inspection and tests.
-func (b *Backend) PayloadKeys(id string) []string {
-	return []string{b.payloadKey(id), b.payloadKey(id) + ":part"}
-}
-
-// PutPayload appends r to a list in ChunkSize pieces under a temporary key
-// that expires if this process dies, and renames it into place at the end.
-// On any error the partial key is deleted. An empty r is refused with
-// jobs.ErrEmpty, as Redis cannot hold an empty list.
-func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max int64) (int64, error) {
-	key := b.payloadKey(id)
-	part := key + ":part"
-	fail := func(err error) (int64, error) {
-		// The caller's ctx may be what failed; clean up regardless.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = b.c.Do(cctx, b.c.B().Del().Key(part).Build()).Error()
-		return 0, err
-	}
-	lr := jobs.LimitPayload(r, max)
-	buf := make([]byte, b.cfg.ChunkSize)
-	var total int64
-	for {
-		n, rerr := fill(lr, buf)
-		if n > 0 {
-			for _, res := range b.c.DoMulti(ctx,
-				b.c.B().Rpush().Key(part).Element(rueidis.BinaryString(buf[:n])).Build(),
-				b.c.B().Pexpire().Key(part).Milliseconds(uploadTTL.Milliseconds()).Build(),
-			) {
-				if err := res.Error(); err != nil {
-					return fail(err)
-				}
-			}
-			total += int64(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return fail(rerr)
-		}
-	}
-	if total == 0 {
-		return 0, jobs.ErrEmpty
-	}
-	for _, res := range b.c.DoMulti(ctx,
-		b.c.B().Rename().Key(part).Newkey(key).Build(),
-		b.c.B().Pexpire().Key(key).Milliseconds(b.cfg.Retention.Milliseconds()).Build(),
-	) {
-		if err := res.Error(); err != nil {
-			return fail(err)
-		}
-	}
-	return total, nil
-}
-
-// fill reads until buf is full or r ends. Unlike io.ReadFull it passes on
-// r's own io.ErrUnexpectedEOF (a truncated upload) as the error it is,
-// and reports the end of r as io.EOF.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// OpenPayload reads the chunks one at a time as the reader asks.
-func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, error) {
-	key := b.payloadKey(id)
-	n, err := b.c.Do(ctx, b.c.B().Llen().Key(key).Build()).AsInt64()
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, jobs.ErrNotFound
-	}
-	return &chunkReader{ctx: ctx, b: b, key: key, chunks: n}, nil
-}
-
-type chunkReader struct {
-	ctx    context.Context
-	b      *Backend
-	key    string
-	chunks int64
-	next   int64
-	buf    []byte
-}
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		if r.next >= r.chunks {
-			return 0, io.EOF
-		}
-		chunk, err := r.b.c.Do(r.ctx, r.b.c.B().Lindex().Key(r.key).Index(r.next).Build()).AsBytes()
-		if rueidis.IsRedisNil(err) {
-			return 0, fmt.Errorf("redisjobs: payload vanished while reading: %w", io.ErrUnexpectedEOF)
-		}
-		if err != nil {
-			return 0, err
-		}
-		r.buf, r.next = chunk, r.next+1
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-func (r *chunkReader) Close() error { return nil }
-
-// DeletePayload deletes the payload and any partial upload of it.
-func (b *Backend) DeletePayload(ctx context.Context, id string) error {
-	return b.c.Do(ctx, b.c.B().Del().Key(b.PayloadKeys(id)...).Build()).Error()
-}
-
 var (
+	// createScript and updateScript, repeated (ARGV[4] = "1") after a
+	// lost reply, recognise their own write: the same data at the
+	// revision they would have written.
 	createScript = rueidis.NewLuaScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[3] == '1' then
+    local cur = redis.call('HMGET', KEYS[1], 'rec', 'rev')
+    if cur[1] == ARGV[1] and cur[2] == '1' then return 1 end
+  end
+  return -1
+end
 redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', KEYS[1], '1:' .. ARGV[1])
@@ -258,7 +169,12 @@ return 1`)
 	updateScript = rueidis.NewLuaScript(`
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if not cur then return -2 end
-if cur ~= ARGV[2] then return -1 end
+if cur ~= ARGV[2] then
+  if ARGV[4] == '1' and tonumber(cur) == tonumber(ARGV[2]) + 1 and redis.call('HGET', KEYS[1], 'rec') == ARGV[1] then
+    return tonumber(cur)
+  end
+  return -1
+end
 local n = tonumber(cur) + 1
 redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', n)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -268,7 +184,9 @@ return n`)
 
 // GetRecord reads the hash's record and revision.
 func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, error) {
-	vals, err := b.c.Do(ctx, b.c.B().Hmget().Key(b.statusKey(id)).Field("rec", "rev").Build()).ToArray()
+	vals, err := retry.Value(ctx, func(ctx context.Context) ([]rueidis.RedisMessage, error) {
+		return b.c.Do(ctx, b.c.B().Hmget().Key(b.statusKey(id)).Field("rec", "rev").Build()).ToArray()
+	})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -288,7 +206,12 @@ func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, err
 
 // CreateRecord creates the hash at revision 1 unless it exists.
 func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
-	n, err := createScript.Exec(ctx, b.c, []string{b.statusKey(id)}, []string{string(data), ms(b.cfg.Retention)}).AsInt64()
+	var n int64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		n, err = createScript.Exec(ctx, b.c, []string{b.statusKey(id)},
+			[]string{string(data), ms(b.cfg.Retention), flag(repeat)}).AsInt64()
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -301,8 +224,12 @@ func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uin
 // UpdateRecord writes the record if rev is current, bumps the revision,
 // renews the expiry and publishes the new value.
 func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
-	n, err := updateScript.Exec(ctx, b.c, []string{b.statusKey(id)},
-		[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention)}).AsInt64()
+	var n int64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		n, err = updateScript.Exec(ctx, b.c, []string{b.statusKey(id)},
+			[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention), flag(repeat)}).AsInt64()
+		return err
+	})
 	switch {
 	case err != nil:
 		return 0, err
@@ -312,6 +239,13 @@ func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev 
 		return 0, jobs.ErrConflict
 	}
 	return uint64(n), nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // WatchRecord subscribes to the record's channel. Redis pub/sub drops
@@ -356,8 +290,14 @@ func (b *Backend) ensureGroup(ctx context.Context, kind string) error {
 	if ok {
 		return nil
 	}
-	err := b.c.Do(ctx, b.c.B().XgroupCreate().Key(b.queueKey(kind)).Group(group).Id("0").Mkstream().Build()).Error()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+	err := retry.Do(ctx, func(ctx context.Context) error {
+		err := b.c.Do(ctx, b.c.B().XgroupCreate().Key(b.queueKey(kind)).Group(group).Id("0").Mkstream().Build()).Error()
+		if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	b.mu.Lock()
@@ -374,13 +314,29 @@ func (b *Backend) forgetGroup(kind string, err error) {
 	}
 }
 
-// Enqueue adds the job ID to the kind's stream.
+// Enqueue adds the job ID to the kind's stream, once: the call's token,
+// chosen before it is sent, makes a repeat after a lost reply a no-op.
 func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	if err := b.ensureGroup(ctx, kind); err != nil {
 		return err
 	}
-	return b.c.Do(ctx, b.c.B().Xadd().Key(b.queueKey(kind)).Id("*").FieldValue().FieldValue("id", id).Build()).Error()
+	keys := []string{b.queueKey(kind), b.enqueueKey(kind, newToken())}
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return enqueueScript.Exec(ctx, b.c, keys, []string{id, ms(enqueueTTL)}).Error()
+	})
 }
+
+func newToken() string {
+	var t [12]byte
+	_, _ = rand.Read(t[:])
+	return hex.EncodeToString(t[:])
+}
+
+var enqueueScript = rueidis.NewLuaScript(`
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
+end
+return 1`)
 
 var (
 	// promoteScript moves retries whose delay has passed back into the
@@ -399,11 +355,13 @@ if #nxt == 0 then return -1 end
 return math.max(tonumber(nxt[2]) - now, 0)`)
 	// retryScript schedules the job again and removes this delivery, in
 	// one step so the job is never in neither place.
+	// A repeat finds the delivery no longer pending and does nothing, so
+	// the job is never scheduled twice.
 	retryScript = rueidis.NewLuaScript(`
+if redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 return 1`)
 	// extendScript resets the entry's idle time only while this consumer
@@ -440,7 +398,9 @@ func (b *Backend) Claim(ctx context.Context, kind, worker string) (jobs.Delivery
 			return nil, err
 		}
 		wait := block
-		due, err := promoteScript.Exec(ctx, b.c, []string{b.delayKey(kind), stream}, nil).AsInt64()
+		due, err := retry.Value(ctx, func(ctx context.Context) (int64, error) {
+			return promoteScript.Exec(ctx, b.c, []string{b.delayKey(kind), stream}, nil).AsInt64()
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -453,9 +413,10 @@ func (b *Backend) Claim(ctx context.Context, kind, worker string) (jobs.Delivery
 			b.forgetGroup(kind, err)
 			return d, err
 		}
-		res := b.c.Do(ctx, b.c.B().Xreadgroup().Group(group, worker).Count(1).Block(wait.Milliseconds()).
-			Streams().Key(stream).Id(">").Build())
-		streams, err := res.AsXRead()
+		streams, err := retry.Value(ctx, func(ctx context.Context) (map[string][]rueidis.XRangeEntry, error) {
+			return b.c.Do(ctx, b.c.B().Xreadgroup().Group(group, worker).Count(1).Block(wait.Milliseconds()).
+				Streams().Key(stream).Id(">").Build()).AsXRead()
+		})
 		if rueidis.IsRedisNil(err) {
 			continue
 		}
@@ -481,8 +442,10 @@ func (b *Backend) autoclaim(ctx context.Context, kind, worker string) (jobs.Deli
 	if cursor == "" {
 		cursor = "0-0"
 	}
-	arr, err := b.c.Do(ctx, b.c.B().Xautoclaim().Key(b.queueKey(kind)).Group(group).Consumer(worker).
-		MinIdleTime(ms(b.cfg.VisibilityTimeout)).Start(cursor).Count(1).Build()).ToArray()
+	arr, err := retry.Value(ctx, func(ctx context.Context) ([]rueidis.RedisMessage, error) {
+		return b.c.Do(ctx, b.c.B().Xautoclaim().Key(b.queueKey(kind)).Group(group).Consumer(worker).
+			MinIdleTime(ms(b.cfg.VisibilityTimeout)).Start(cursor).Count(1).Build()).ToArray()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +491,9 @@ type delivery struct {
 func (d *delivery) JobID() string { return d.id }
 
 func (d *delivery) Extend(ctx context.Context) error {
-	n, err := extendScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry, d.worker}).AsInt64()
+	n, err := retry.Value(ctx, func(ctx context.Context) (int64, error) {
+		return extendScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry, d.worker}).AsInt64()
+	})
 	if err != nil {
 		return err
 	}
@@ -539,12 +504,16 @@ func (d *delivery) Extend(ctx context.Context) error {
 }
 
 func (d *delivery) Ack(ctx context.Context) error {
-	return ackScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry}).Error()
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return ackScript.Exec(ctx, d.b.c, []string{d.b.queueKey(d.kind)}, []string{group, d.entry}).Error()
+	})
 }
 
 func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
-	return retryScript.Exec(ctx, d.b.c, []string{d.b.delayKey(d.kind), d.b.queueKey(d.kind)},
-		[]string{group, d.entry, d.id, ms(max(delay, 0))}).Error()
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return retryScript.Exec(ctx, d.b.c, []string{d.b.delayKey(d.kind), d.b.queueKey(d.kind)},
+			[]string{group, d.entry, d.id, ms(max(delay, 0))}).Error()
+	})
 }
 
 var _ jobs.Leaver = (*Backend)(nil)
@@ -553,10 +522,17 @@ var _ jobs.Leaver = (*Backend)(nil)
 // still holds a job, and prunes consumers left by crashed processes.
 func (b *Backend) Leave(ctx context.Context, kind, worker string) error {
 	stream := b.queueKey(kind)
-	if err := leaveScript.Exec(ctx, b.c, []string{stream}, []string{group, worker}).Error(); err != nil {
+	leave := func(name string) error {
+		return retry.Do(ctx, func(ctx context.Context) error {
+			return leaveScript.Exec(ctx, b.c, []string{stream}, []string{group, name}).Error()
+		})
+	}
+	if err := leave(worker); err != nil {
 		return err
 	}
-	infos, err := b.c.Do(ctx, b.c.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
+	infos, err := retry.Value(ctx, func(ctx context.Context) ([]rueidis.RedisMessage, error) {
+		return b.c.Do(ctx, b.c.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
+	})
 	if err != nil {
 		return err
 	}
@@ -572,7 +548,7 @@ func (b *Backend) Leave(ctx context.Context, kind, worker string) error {
 		if name == "" || pending > 0 || time.Duration(idle)*time.Millisecond < b.cfg.StaleConsumerAfter {
 			continue
 		}
-		if err := leaveScript.Exec(ctx, b.c, []string{stream}, []string{group, name}).Error(); err != nil {
+		if err := leave(name); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +19,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	srv := testenv.Redis(t)
-	jobstest.Run(t, func(t *testing.T) jobs.Backend {
+	// With its append-only file, so a restart keeps the data.
+	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	jobstest.RunWith(t, func(t *testing.T) jobs.Backend {
 		sum := sha256.Sum256([]byte(t.Name()))
 		b, err := redisjobs.New(context.Background(), redisjobs.Options{
 			URL: srv.URL(), Prefix: "c" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, ChunkSize: 64 << 10,
@@ -28,7 +31,7 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = b.Close() })
 		return b
-	})
+	}, jobstest.Options{Restart: srv.Restart})
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -91,4 +94,70 @@ func TestLeave(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLostReplyAppliedOnce: calls that reached Redis and were applied,
+// whose replies were lost with their connection, are repeated on a fresh
+// connection and recognised: a payload's chunks are stored once, a record
+// update does not conflict with itself, an enqueued job is queued once.
+func TestLostReplyAppliedOnce(t *testing.T) {
+	srv := testenv.Redis(t)
+	cut := testenv.CutReplies(t, srv.Addr())
+	b, err := redisjobs.New(context.Background(), redisjobs.Options{URL: "redis://" + cut.Addr(), Prefix: "lost", ChunkSize: 4, VisibilityTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+
+	cut.Arm("abcd") // the second chunk of the upload
+	if n, err := b.PutPayload(ctx, "p", strings.NewReader("0123abcdef"), 100); err != nil || n != 10 {
+		t.Fatalf("PutPayload with a lost reply = %d, %v", n, err)
+	}
+	r, err := b.OpenPayload(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "0123abcdef" {
+		t.Fatalf("payload read back %q, %v: a chunk stored twice or lost", got, err)
+	}
+
+	cut.Arm("created")
+	rev, err := b.CreateRecord(ctx, "r", []byte("created"))
+	if err != nil || rev != 1 {
+		t.Fatalf("CreateRecord with a lost reply = %d, %v", rev, err)
+	}
+	cut.Arm("updated")
+	rev2, err := b.UpdateRecord(ctx, "r", []byte("updated"), rev)
+	if err != nil || rev2 != rev+1 {
+		t.Fatalf("UpdateRecord with a lost reply = %d, %v; want revision %d", rev2, err, rev+1)
+	}
+
+	if err := b.Enqueue(ctx, "k", "warm"); err != nil { // creates the group
+		t.Fatal(err)
+	}
+	cut.Arm("job-1")
+	if err := b.Enqueue(ctx, "k", "job-1"); err != nil {
+		t.Fatalf("Enqueue with a lost reply: %v", err)
+	}
+	seen := map[string]int{}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		d, err := b.Claim(cctx, "k", "w")
+		cancel()
+		if err != nil {
+			break
+		}
+		seen[d.JobID()]++
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen["job-1"] != 1 {
+		t.Fatalf("job-1 claimed %d times, want once", seen["job-1"])
+	}
+	if cut.Cuts() != 4 {
+		t.Fatalf("%d replies lost, want 4: the test did not test", cut.Cuts())
+	}
 }

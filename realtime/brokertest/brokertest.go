@@ -37,7 +37,7 @@ type Backplane struct {
 	Open func(t *testing.T, historySize int) realtime.Broker
 	// Stop takes the backplane down (kills its server) and Start brings
 	// it back on the same address, with or without its data. Without
-	// them the outage test is skipped.
+	// them the outage and restart tests are skipped.
 	Stop, Start func()
 }
 
@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backplane) {
 		{"LiveDeliveryInOrderAtMostOnce", testLiveDelivery},
 		{"Presence", testPresence},
 		{"OutageAndReconnect", testOutage},
+		{"FirstCallAfterRestart", testRestart},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, b) })
@@ -425,4 +426,81 @@ func testOutage(t *testing.T, b Backplane) {
 		}
 		return errors.New("no message delivered after the reconnect: the subscription was not restored")
 	})
+}
+
+// After a restart, once the broker reports itself healthy again (Run has
+// reconnected), the first call of every kind succeeds: a connection that
+// died with the old server must not fail a request that could have
+// succeeded. A Publish is stored once.
+func testRestart(t *testing.T, b Backplane) {
+	if b.Stop == nil || b.Start == nil {
+		t.Skip("no Stop and Start for the backplane")
+	}
+	ctx := ctxT(t)
+	br := b.Open(t, 0)
+	start(t, br)
+	const ch = "restart"
+	// Use every connection the broker holds before the server dies.
+	if _, err := br.Publish(ctx, ch, data(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	var published []realtime.Publication
+	steps := []struct {
+		name string
+		call func() error
+	}{
+		{"Publish", func() error {
+			p, err := br.Publish(ctx, ch, data(len(published)+1))
+			if err == nil {
+				published = append(published, p)
+			}
+			return err
+		}},
+		{"History", func() error {
+			_, err := br.History(ctx, ch, 0, 10)
+			return err
+		}},
+		{"Subscribe", func() error { return br.Subscribe(ctx, "restart-2") }},
+		{"Publish again", func() error {
+			p, err := br.Publish(ctx, ch, data(len(published)+1))
+			if err != nil {
+				return err
+			}
+			published = append(published, p)
+			// Stored once: the message is the top, right after its
+			// predecessor.
+			h, err := br.History(ctx, ch, p.Prev, 10)
+			if err == nil && (h.Top.Offset != p.Offset || len(h.Publications) != 1) {
+				err = fmt.Errorf("history after publishing offset %d: top %d, %d messages: stored again", p.Offset, h.Top.Offset, len(h.Publications))
+			}
+			return err
+		}},
+	}
+	if ps, ok := br.(realtime.PresenceStore); ok {
+		entry := []realtime.PresenceEntry{{Client: "c1", User: "u1"}}
+		steps = append(steps, []struct {
+			name string
+			call func() error
+		}{
+			{"SetPresence", func() error { return ps.SetPresence(ctx, ch, entry, time.Minute) }},
+			{"Presence", func() error {
+				_, err := ps.Presence(ctx, ch) // the server may have lost the entry
+				return err
+			}},
+			{"RemovePresence", func() error { return ps.RemovePresence(ctx, ch, []string{"c1"}) }},
+		}...)
+	}
+	for _, st := range steps {
+		b.Stop()
+		b.Start()
+		// Healthy is the broker's own word that Run has reconnected; the
+		// call under test is then made once.
+		eventually(t, 30*time.Second, br.Healthy)
+		if err := st.call(); err != nil {
+			t.Fatalf("first %s after the server restarted: %v", st.name, err)
+		}
+	}
 }

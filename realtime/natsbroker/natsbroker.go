@@ -8,6 +8,20 @@
 // concurrent publisher on another instance makes it retry). Live fan-out
 // is a core NATS message sent after the store, carrying offset and Prev.
 // Presence lives in a key-value bucket.
+//
+// # Reconnects
+//
+// The NATS client holds requests while it reconnects, and Run re-creates
+// the stream and the presence bucket once it is back. A presence call
+// that finds the in-memory bucket gone with a restarted server (before
+// Run has seen the reconnect) re-creates it and runs again, and presence
+// calls whose connection was lost are repeated: they only put, purge and
+// read keys. A Publish whose request or answer was lost is repeated as
+// well: each message carries an id the call chose before sending it, and
+// the repeat first reads the channel's newest message; if that is its
+// own, the earlier try landed and is answered from it (were another
+// instance's message to land on the channel in the milliseconds between,
+// the repeat would store it again).
 package natsbroker
 
 import (
@@ -26,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
@@ -65,8 +80,8 @@ type Broker struct {
 	cfg    Options
 	own    bool // Close closes cfg.Client
 	js     jetstream.JetStream
-	stream jetstream.Stream
-	epoch  atomic.Value // string: the stream's creation time
+	stream atomic.Pointer[jetstream.Stream] // replaced by Run after a reconnect
+	epoch  atomic.Value                     // string: the stream's creation time
 	msgs   chan *nats.Msg
 
 	mu   sync.Mutex
@@ -152,7 +167,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)
 	}
-	b.stream = s
+	b.stream.Store(&s)
 	b.epoch.Store(strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36))
 	return nil
 }
@@ -164,17 +179,33 @@ func (b *Broker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b
 func (b *Broker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
 func (b *Broker) currentEpoch() string         { return b.epoch.Load().(string) }
 
-const prevHeader = "Rt-Prev"
+const (
+	prevHeader = "Rt-Prev"
+	// idHeader carries the id a Publish call chose before sending, so
+	// a repeat of the call recognises its own message.
+	idHeader = "Rt-Id"
+)
 
 func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
-	m, err := b.stream.GetLastMsgForSubject(ctx, subj)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, b.wrap("last message", err)
+	m, err := b.lastMsg(ctx, subj)
+	if m == nil {
+		return 0, err
 	}
 	return m.Sequence, nil
+}
+
+// lastMsg is the channel's newest stored message, nil for none.
+func (b *Broker) lastMsg(ctx context.Context, subj string) (*jetstream.RawStreamMsg, error) {
+	m, err := retry.Value(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return (*b.stream.Load()).GetLastMsgForSubject(ctx, subj)
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, b.wrap("last message", err)
+	}
+	return m, nil
 }
 
 // Publish implements realtime.Broker.
@@ -190,9 +221,38 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	lk := &b.pubLocks[fnv32(channel)%uint32(len(b.pubLocks))]
 	lk.Lock()
 	defer lk.Unlock()
+	id := rand.Text()
+	var p realtime.Publication
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, b.cfg.Client, func(ctx context.Context) (err error) {
+			p, err = b.publish(ctx, channel, subj, data, id, repeat)
+			return err
+		})
+	})
+	if err != nil && !errors.Is(err, realtime.ErrBackplaneUnavailable) {
+		err = b.wrap("publish", err)
+	}
+	return p, err
+}
+
+// publish is one try of Publish. A repeat (its predecessor's answer was
+// lost) first looks at the channel's newest message: if it carries id,
+// that try landed.
+func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string, repeat bool) (realtime.Publication, error) {
 	b.mu.Lock()
 	prev, cached := b.last[subj]
 	b.mu.Unlock()
+	if repeat {
+		m, err := b.lastMsg(ctx, subj)
+		if err != nil {
+			return realtime.Publication{}, err
+		}
+		if m != nil && m.Header.Get(idHeader) == id {
+			prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
+			return b.published(channel, subj, realtime.Publication{Offset: m.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
+		}
+		cached = false
+	}
 	// A compare-and-set loop: a conflict means another instance won the
 	// slot, so each retry makes progress; the context bounds it.
 	for {
@@ -204,6 +264,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 		}
 		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
+		msg.Header.Set(idHeader, id)
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev))
 		if err != nil {
 			var apiErr *jetstream.APIError
@@ -215,28 +276,33 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 			b.mu.Lock()
 			delete(b.last, subj)
 			b.mu.Unlock()
-			return realtime.Publication{}, b.wrap("publish", err)
+			return realtime.Publication{}, err
 		}
-		b.mu.Lock()
-		b.last[subj] = ack.Sequence
-		if len(b.last) > 100_000 { // a bounded cache; a miss costs one lookup
-			clear(b.last)
-		}
-		b.mu.Unlock()
-		p := realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}
-		live := make([]byte, 0, 48+len(data))
-		live = strconv.AppendUint(live, p.Offset, 10)
-		live = append(live, ' ')
-		live = strconv.AppendUint(live, p.Prev, 10)
-		live = append(live, ' ')
-		live = append(live, p.Epoch...)
-		live = append(live, ' ')
-		live = append(live, data...)
-		// Stored is what counts: a lost live copy is a gap receivers fill
-		// from history.
-		_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
-		return p, nil
+		return b.published(channel, subj, realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
 	}
+}
+
+// published records p as the channel's newest message and sends its live
+// copy.
+func (b *Broker) published(channel, subj string, p realtime.Publication) realtime.Publication {
+	b.mu.Lock()
+	b.last[subj] = p.Offset
+	if len(b.last) > 100_000 { // a bounded cache; a miss costs one lookup
+		clear(b.last)
+	}
+	b.mu.Unlock()
+	live := make([]byte, 0, 48+len(p.Data))
+	live = strconv.AppendUint(live, p.Offset, 10)
+	live = append(live, ' ')
+	live = strconv.AppendUint(live, p.Prev, 10)
+	live = append(live, ' ')
+	live = append(live, p.Epoch...)
+	live = append(live, ' ')
+	live = append(live, p.Data...)
+	// Stored is what counts: a lost live copy is a gap receivers fill
+	// from history.
+	_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
+	return p
 }
 
 func fnv32(s string) uint32 {
@@ -272,7 +338,7 @@ func (b *Broker) History(ctx context.Context, channel string, since uint64, limi
 	}
 	seq := since + 1
 	for len(h.Publications) < limit {
-		m, err := b.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		m, err := (*b.stream.Load()).GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
 
@@ -37,6 +39,40 @@ func (b *Broker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// withPresence runs op on the presence bucket. The bucket is in memory, so
+// a restarted server has lost it, and the broker may learn of the restart
+// (Run's reconnect) only after a call: such a call re-creates the bucket,
+// forgets which entries it wrote, and runs op again, rather than fail.
+// Calls whose connection was lost are repeated too: each op only puts,
+// purges or reads keys.
+func (b *Broker) withPresence(ctx context.Context, op func(ctx context.Context, kv jetstream.KeyValue) error) error {
+	return retry.Do(ctx, func(ctx context.Context) error {
+		for first := true; ; first = false {
+			kv, err := b.presenceKV(ctx)
+			if err != nil {
+				return err
+			}
+			err = op(ctx, kv)
+			if !first || !bucketLost(err) {
+				return err
+			}
+			b.kvMu.Lock()
+			if b.kv == kv {
+				b.kv = nil
+				clear(b.written)
+			}
+			b.kvMu.Unlock()
+		}
+	})
+}
+
+// bucketLost: the server no longer has the bucket. Key listing reports
+// it with the older nats package's error.
+func bucketLost(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, nats.ErrStreamNotFound)
+}
+
 type natsPresence struct {
 	User     string `json:"u"`
 	Instance string `json:"i"`
@@ -50,13 +86,15 @@ func (b *Broker) presenceKey(channel, client string) string {
 func (b *Broker) SetPresence(ctx context.Context, channel string, entries []realtime.PresenceEntry, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx)
-	if err != nil {
-		return err
-	}
+	return b.wrap("presence", b.withPresence(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+		return b.setPresence(ctx, kv, channel, entries, ttl)
+	}))
+}
+
+func (b *Broker) setPresence(ctx context.Context, kv jetstream.KeyValue, channel string, entries []realtime.PresenceEntry, ttl time.Duration) error {
 	exp := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)
 	if _, err := kv.Put(ctx, "i."+b.instance, []byte(exp)); err != nil {
-		return b.wrap("presence", err)
+		return err
 	}
 	for _, e := range entries {
 		key := b.presenceKey(channel, e.Client)
@@ -68,7 +106,7 @@ func (b *Broker) SetPresence(ctx context.Context, channel string, entries []real
 		}
 		v, _ := json.Marshal(natsPresence{User: e.User, Instance: b.instance})
 		if _, err := kv.Put(ctx, key, v); err != nil {
-			return b.wrap("presence", err)
+			return err
 		}
 		b.kvMu.Lock()
 		b.written[key] = struct{}{}
@@ -81,34 +119,40 @@ func (b *Broker) SetPresence(ctx context.Context, channel string, entries []real
 func (b *Broker) RemovePresence(ctx context.Context, channel string, clients []string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range clients {
-		key := b.presenceKey(channel, c)
-		b.kvMu.Lock()
-		delete(b.written, key)
-		b.kvMu.Unlock()
-		if err := kv.Purge(ctx, key); err != nil {
-			return b.wrap("presence", err)
+	return b.wrap("presence", b.withPresence(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+		for _, c := range clients {
+			key := b.presenceKey(channel, c)
+			b.kvMu.Lock()
+			delete(b.written, key)
+			b.kvMu.Unlock()
+			if err := kv.Purge(ctx, key); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	}))
 }
 
 // Presence implements realtime.PresenceStore.
 func (b *Broker) Presence(ctx context.Context, channel string) ([]realtime.PresenceEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := b.presenceKV(ctx)
+	var out []realtime.PresenceEntry
+	err := b.withPresence(ctx, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
+		out, err = b.presence(ctx, kv, channel)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, b.wrap("presence", err)
 	}
+	return out, nil
+}
+
+func (b *Broker) presence(ctx context.Context, kv jetstream.KeyValue, channel string) ([]realtime.PresenceEntry, error) {
 	prefix := "c." + b.token(channel) + "."
 	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
 	if err != nil {
-		return nil, b.wrap("presence", err)
+		return nil, err
 	}
 	var keys []string
 	for k := range lister.Keys() {
@@ -123,7 +167,7 @@ func (b *Broker) Presence(ctx context.Context, channel string) ([]realtime.Prese
 			continue
 		}
 		if err != nil {
-			return nil, b.wrap("presence", err)
+			return nil, err
 		}
 		var p natsPresence
 		if json.Unmarshal(e.Value(), &p) != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
 
@@ -55,7 +56,9 @@ func (b *Broker) SetPresence(ctx context.Context, channel string, entries []real
 	for _, e := range entries {
 		args = append(args, e.Client, e.User)
 	}
-	return b.wrap("presence", redisSetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, args).Error())
+	return b.wrap("presence", retry.Do(ctx, func(ctx context.Context) error {
+		return redisSetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, args).Error()
+	}))
 }
 
 // RemovePresence implements realtime.PresenceStore.
@@ -66,14 +69,18 @@ func (b *Broker) RemovePresence(ctx context.Context, channel string, clients []s
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	c := b.cfg.Client
-	return b.wrap("presence", c.Do(ctx, c.B().Hdel().Key(b.presenceKey(channel)).Field(clients...).Build()).Error())
+	return b.wrap("presence", retry.Do(ctx, func(ctx context.Context) error {
+		return c.Do(ctx, c.B().Hdel().Key(b.presenceKey(channel)).Field(clients...).Build()).Error()
+	}))
 }
 
 // Presence implements realtime.PresenceStore.
 func (b *Broker) Presence(ctx context.Context, channel string) ([]realtime.PresenceEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	kv, err := redisGetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, nil).AsStrSlice()
+	kv, err := retry.Value(ctx, func(ctx context.Context) ([]string, error) {
+		return redisGetPresence.Exec(ctx, b.cfg.Client, []string{b.presenceKey(channel)}, nil).AsStrSlice()
+	})
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, b.wrap("presence", err)
 	}

@@ -6,6 +6,21 @@
 // stream and the history agree and Pub/Sub order is offset order. Keys use
 // a {channel} hash tag so a channel's keys share a Redis Cluster slot.
 // Presence entries carry their expiry by the Redis clock.
+//
+// # Reconnects
+//
+// A call whose connection died under it (a restarted server, a pooled
+// connection that was already dead) is sent again on a fresh connection,
+// within the call's timeout, because each is safe to repeat: History and
+// Presence read (their scripts only start an epoch or drop expired
+// entries, which a repeat finds done); SetPresence and RemovePresence set
+// and delete fields; Publish stores an id chosen before the call with the
+// message, and a repeat looks for it among the channel's newest
+// HistorySize messages before appending, so a message is stored and sent
+// once (a channel that got more than HistorySize other messages in the
+// milliseconds between could see it twice). Subscribe and Unsubscribe use
+// the Pub/Sub connection that Run re-establishes; they fail while it is
+// down, and the Hub subscribes again when Run reports the reconnect.
 package redisbroker
 
 import (
@@ -22,6 +37,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
@@ -136,15 +152,27 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 `
 
 // Stream IDs are <ms>-<offset>: time-ordered so XTRIM MINID can bound age,
-// and carrying the offset so history needs no extra field.
+// and carrying the offset so history needs no extra field. Field i is the
+// publish call's id: a repeat (ARGV[8] = "1") that finds it answers with
+// that message's offset instead of storing it again.
 var redisPublish = rueidis.NewLuaScript(redisEnsureEpoch + `
+if ARGV[8] == '1' then
+  for _, e in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[4])) do
+    local f = e[2]
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'i' and f[j+1] == ARGV[7] then
+        return {tonumber(string.match(e[1], '%-(%d+)$')), epoch}
+      end
+    end
+  end
+end
 local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 't'))
 if ms < last then ms = last end
 redis.call('HSET', KEYS[1], 't', ms)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], ms .. '-' .. off, 'd', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], ms .. '-' .. off, 'd', ARGV[3], 'i', ARGV[7])
 redis.call('XTRIM', KEYS[2], 'MINID', '~', (ms - tonumber(ARGV[5])) .. '-0')
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[6], off .. ' ' .. epoch .. ' ' .. ARGV[3])
@@ -171,11 +199,18 @@ return {top, epoch, entries}
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (realtime.Publication, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	res, err := redisPublish.Exec(ctx, b.cfg.Client,
-		[]string{b.metaKey(channel), b.streamKey(channel)},
-		[]string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10), string(data),
-			strconv.Itoa(b.cfg.HistorySize), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10),
-			b.pubsubName(channel)}).ToArray()
+	keys := []string{b.metaKey(channel), b.streamKey(channel)}
+	args := []string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10), string(data),
+		strconv.Itoa(b.cfg.HistorySize), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10),
+		b.pubsubName(channel), newEpoch(), "0"}
+	var res []rueidis.RedisMessage
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		if repeat {
+			args[7] = "1"
+		}
+		res, err = redisPublish.Exec(ctx, b.cfg.Client, keys, args).ToArray()
+		return err
+	})
 	if err != nil {
 		return realtime.Publication{}, b.wrap("publish", err)
 	}
@@ -194,11 +229,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 func (b *Broker) History(ctx context.Context, channel string, since uint64, limit int) (realtime.History, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	res, err := redisHistory.Exec(ctx, b.cfg.Client,
-		[]string{b.metaKey(channel), b.streamKey(channel)},
-		[]string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10),
-			strconv.FormatUint(since, 10), strconv.Itoa(limit),
-			strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+	res, err := retry.Value(ctx, func(ctx context.Context) ([]rueidis.RedisMessage, error) {
+		return redisHistory.Exec(ctx, b.cfg.Client,
+			[]string{b.metaKey(channel), b.streamKey(channel)},
+			[]string{newEpoch(), strconv.FormatInt(int64(b.cfg.MetaTTL/time.Second), 10),
+				strconv.FormatUint(since, 10), strconv.Itoa(limit),
+				strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10)}).ToArray()
+	})
 	if err != nil {
 		return realtime.History{}, b.wrap("history", err)
 	}
@@ -222,7 +259,7 @@ func (b *Broker) History(ctx context.Context, channel string, since uint64, limi
 		_, seq, _ := strings.Cut(id, "-")
 		off, perr := strconv.ParseUint(seq, 10, 64)
 		fields, ferr := e[1].AsStrSlice()
-		if perr != nil || ferr != nil || len(fields) != 2 {
+		if perr != nil || ferr != nil || len(fields) < 2 || fields[0] != "d" {
 			return realtime.History{}, fmt.Errorf("redisbroker: history entry %q malformed", id)
 		}
 		h.Publications = append(h.Publications, realtime.Publication{Offset: off, Prev: off - 1, Epoch: epoch, Data: []byte(fields[1])})

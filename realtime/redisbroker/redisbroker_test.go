@@ -30,3 +30,36 @@ func TestConformance(t *testing.T) {
 		Stop: srv.Kill, Start: srv.Restart,
 	})
 }
+
+// TestLostReplyPublishedOnce: a Publish that reached Redis and was applied,
+// whose reply was lost with its connection, is repeated on a fresh
+// connection and recognised: one message at one offset, not two.
+func TestLostReplyPublishedOnce(t *testing.T) {
+	srv := testenv.Redis(t)
+	cut := testenv.CutReplies(t, srv.Addr())
+	b, err := redisbroker.New(t.Context(), redisbroker.Options{URL: "redis://" + cut.Addr(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	first, err := b.Publish(ctx, "ch", []byte(`"first"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut.Arm(`"lost reply"`)
+	p, err := b.Publish(ctx, "ch", []byte(`"lost reply"`))
+	if err != nil || p.Offset != first.Offset+1 {
+		t.Fatalf("Publish with a lost reply = %+v, %v; want offset %d", p, err, first.Offset+1)
+	}
+	h, err := b.History(ctx, "ch", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Top.Offset != p.Offset || len(h.Publications) != 2 {
+		t.Fatalf("history %+v after two publishes: the lost-reply message was stored twice", h)
+	}
+	if cut.Cuts() != 1 {
+		t.Fatalf("%d replies lost, want 1: the test did not test", cut.Cuts())
+	}
+}

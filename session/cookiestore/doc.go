@@ -92,6 +92,12 @@
 // bytes each). Redis 7 or later (SET NX GET, XINFO first-entry); NATS
 // 2.11 or later (per-message TTL).
 //
+// Reconnects: publishing a revocation, and reading the set, the log or the
+// bucket's state, is repeated on a fresh connection when the connection
+// died under it (a restarted server), within the call's deadline: a
+// revocation applied twice is the same revocation, so every call is safe
+// to repeat, and the first logout after a restart succeeds.
+//
 // Clocks: expiry and DestroyAllForUser compare times written by different
 // instances (a session's issue time is in its id, the "not before" is the
 // revoking instance's clock), so instances need synchronised clocks (NTP):

@@ -21,6 +21,9 @@ type feedServer struct {
 	down, back func()
 }
 
+// restart kills the server and brings it back.
+func (fs feedServer) restart() { fs.down(); fs.back() }
+
 func redisServer(t *testing.T, aof bool) feedServer {
 	srv := testenv.Redis(t, testenv.RedisOptions{AOF: aof})
 	return feedServer{url: "redis://" + srv.Addr(), down: srv.Kill, back: srv.Restart}
@@ -84,7 +87,7 @@ func TestConformanceAcrossInstances(t *testing.T) {
 			for _, s := range stores {
 				backends = append(backends, s)
 			}
-			sessiontest.RunManagersWith(t, backends, sessiontest.Options{Limitations: limits, Settle: syncAll(stores...)})
+			sessiontest.RunManagersWith(t, backends, sessiontest.Options{Limitations: limits, Settle: syncAll(stores...), Restart: fs.restart})
 		})
 	}
 }

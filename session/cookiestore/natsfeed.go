@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/unstuck-dev/unstuck/internal/retry"
 )
 
 // natsFeed carries revocations through a JetStream key-value bucket: one
@@ -64,10 +66,16 @@ func (f *natsFeed) kv(ctx context.Context) (jetstream.KeyValue, error) {
 	})
 }
 
+// publish is repeated after a lost connection: a revocation is a put of
+// its key, and applying it twice changes nothing.
 func (f *natsFeed) publish(ctx context.Context, e entry) error {
 	ttl := time.Until(time.UnixMilli(e.until)).Truncate(time.Second) + time.Second
-	_, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.subject + e.name(), Data: []byte(e.value())}, jetstream.WithMsgTTL(max(ttl, time.Second)))
-	return err
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return retry.OnConn(ctx, f.nc, func(ctx context.Context) error {
+			_, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: f.subject + e.name(), Data: []byte(e.value())}, jetstream.WithMsgTTL(max(ttl, time.Second)))
+			return err
+		})
+	})
 }
 
 // start opens the bucket, loads every live entry through a new watch and

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/unstuck-dev/unstuck/internal/retry"
 )
 
 // redisFeed carries revocations through Redis:
@@ -75,9 +77,13 @@ redis.call('PUBLISH', ARGV[4], prev .. ' ' .. id .. ' ' .. ARGV[1])
 return id
 `)
 
+// publish is repeated after a lost connection: applying a revocation is
+// idempotent, so a second log entry or message for it changes nothing.
 func (f *redisFeed) publish(ctx context.Context, e entry) error {
-	return redisPublish.Exec(ctx, f.c, []string{f.z, f.log},
-		[]string{entryText(e), strconv.FormatInt(e.until, 10), strconv.Itoa(logLen), f.channel}).Error()
+	return retry.Do(ctx, func(ctx context.Context) error {
+		return redisPublish.Exec(ctx, f.c, []string{f.z, f.log},
+			[]string{entryText(e), strconv.FormatInt(e.until, 10), strconv.Itoa(logLen), f.channel}).Error()
+	})
 }
 
 // start subscribes on a dedicated connection. Messages are applied as they
@@ -173,9 +179,21 @@ type logState struct {
 func (f *redisFeed) state(ctx context.Context) (logState, error) {
 	var st logState
 	fresh := newID(time.Now())
-	res := f.c.DoMulti(ctx,
-		f.c.B().Set().Key(f.epochKey).Value(fresh).Nx().Get().Build(),
-		f.c.B().XinfoStream().Key(f.log).Build())
+	// SET NX and a read: safe to repeat.
+	var res []rueidis.RedisResult
+	if err := retry.Do(ctx, func(ctx context.Context) error {
+		res = f.c.DoMulti(ctx,
+			f.c.B().Set().Key(f.epochKey).Value(fresh).Nx().Get().Build(),
+			f.c.B().XinfoStream().Key(f.log).Build())
+		for _, r := range res {
+			if retry.Lost(r.Error()) {
+				return r.Error()
+			}
+		}
+		return nil
+	}); err != nil {
+		return st, err
+	}
 	old, err := res[0].ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
@@ -217,7 +235,9 @@ func (f *redisFeed) state(ctx context.Context) (logState, error) {
 // follow applies the log's entries after cur up to head.
 func (f *redisFeed) follow(ctx context.Context, s *set, cur, head streamID) error {
 	for cur.before(head) {
-		entries, err := f.c.Do(ctx, f.c.B().Xrange().Key(f.log).Start("("+cur.String()).End(head.String()).Count(1000).Build()).AsXRange()
+		entries, err := retry.Value(ctx, func(ctx context.Context) ([]rueidis.XRangeEntry, error) {
+			return f.c.Do(ctx, f.c.B().Xrange().Key(f.log).Start("("+cur.String()).End(head.String()).Count(1000).Build()).AsXRange()
+		})
 		if err != nil {
 			return err
 		}
@@ -243,7 +263,9 @@ func (f *redisFeed) follow(ctx context.Context, s *set, cur, head streamID) erro
 func (f *redisFeed) reload(ctx context.Context, s *set, head streamID) error {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for off := int64(0); ; off += 1000 {
-		members, err := f.c.Do(ctx, f.c.B().Zrange().Key(f.z).Min("("+now).Max("+inf").Byscore().Limit(off, 1000).Build()).AsStrSlice()
+		members, err := retry.Value(ctx, func(ctx context.Context) ([]string, error) {
+			return f.c.Do(ctx, f.c.B().Zrange().Key(f.z).Min("("+now).Max("+inf").Byscore().Limit(off, 1000).Build()).AsStrSlice()
+		})
 		if err != nil {
 			return err
 		}

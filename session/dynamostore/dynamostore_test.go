@@ -72,11 +72,12 @@ func create(t *testing.T, s session.Store, id string, vals map[string]string) {
 }
 
 func TestDynamoConformance(t *testing.T) {
-	srv := testenv.DynamoDB(t)
+	srv := testenv.DynamoDB(t, testenv.DynamoOptions{Persist: true})
 	st := table(t, srv.Endpoint(), "sessions")
 	// One table for every subtest, as instances share one: ids and user
 	// names are random, so tests cannot see each other's sessions.
-	sessiontest.Run(t, func(t *testing.T) session.Store { return st })
+	sessiontest.RunWith(t, func(t *testing.T) session.Store { return st },
+		sessiontest.Options{Restart: srv.Restart})
 }
 
 // TestDynamoManagers runs the shared Manager checks over HTTP on three

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	unretry "github.com/unstuck-dev/unstuck/internal/retry"
 )
 
 // throttleCodes are the error codes with which DynamoDB (and the AWS
@@ -64,7 +66,9 @@ func retryable(err error) bool {
 	if api != nil {
 		return false // a modeled answer from the service: not a transport failure
 	}
-	return retry.RetryableConnectionError{}.IsErrorRetryable(err) == aws.TrueTernary
+	// The connection died under the request: the rule every store
+	// follows (package internal/retry), and the SDK's own list.
+	return unretry.Lost(err) || retry.RetryableConnectionError{}.IsErrorRetryable(err) == aws.TrueTernary
 }
 
 // Backoff spaces retries: attempt n waits a uniformly random time in

@@ -20,22 +20,35 @@
 // its revision, so a write or delete of a cached session is one conditioned
 // publish (one round trip), falling back to a fresh read when the copy was
 // stale.
+//
+// # Reconnects
+//
+// The NATS client holds requests while it reconnects, so most calls ride
+// out a server restart by themselves. A call whose request or answer was
+// lost all the same is sent again, within the caller's deadline, because
+// each is safe to repeat: Load and UserSessions read; the user index
+// entry is a put; each Commit and Delete stamps the entry it writes with
+// an id chosen before the call, so a repeat that finds its own entry
+// answers from it instead of applying the change again (a Delete's
+// tombstone keeps the record it removed, for the repeat to return), unless
+// another write to the same session landed in the milliseconds between,
+// when the change is applied on top of it, as a commit sent then would be.
 package natsstore
 
 import (
-	"container/list"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -204,18 +217,34 @@ func userPrefix(user string) string {
 // get reads an entry: the record (nil for none), whether it is a
 // tombstone, and its revision (0 when the key has no live entry).
 func (s *Store) get(ctx context.Context, id string) (*session.Record, bool, uint64, error) {
-	e, err := s.kv.Get(ctx, sessKey(id))
+	r, tomb, rev, _, err := s.getEntry(ctx, id)
+	return r, tomb, rev, err
+}
+
+// getEntry is get that also returns the entry as stored (nil for none).
+func (s *Store) getEntry(ctx context.Context, id string) (*session.Record, bool, uint64, []byte, error) {
+	e, err := retry.Value(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.kv.Get(ctx, sessKey(id))
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, false, 0, nil
+		return nil, false, 0, nil, nil
 	}
 	if err != nil {
-		return nil, false, 0, err
+		return nil, false, 0, nil, err
 	}
 	r, tomb, err := decodeRecord(e.Value())
 	if err != nil {
-		return nil, false, 0, fmt.Errorf("natsstore: entry %s: %w", e.Key(), err)
+		return nil, false, 0, nil, fmt.Errorf("natsstore: entry %s: %w", e.Key(), err)
 	}
-	return r, tomb, e.Revision(), nil
+	return r, tomb, e.Revision(), e.Value(), nil
+}
+
+// newOp is a call's id, chosen before it is sent, by which a repeat
+// recognises the call's earlier write.
+func newOp() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Cached implements session.FreshLoader.
@@ -261,6 +290,19 @@ func ttlUntil(t time.Time) time.Duration {
 
 // Commit implements session.Store.
 func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
+	op := newOp()
+	var v uint64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, s.nc, func(ctx context.Context) (err error) {
+			v, err = s.commit(ctx, id, c, op, repeat)
+			return err
+		})
+	})
+	return v, err
+}
+
+// commit is one try of Commit; a repeat first looks for its own entry.
+func (s *Store) commit(ctx context.Context, id string, c session.Change, op string, repeat bool) (uint64, error) {
 	if c.SetUser && c.UserID != "" {
 		// Index first: the index may name a session not (yet) bound to
 		// the user, never miss one that is.
@@ -282,12 +324,17 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if err != nil {
 			return 0, err
 		}
-		b, err := encodeRecord(next)
+		b, err := encodeRecord(next, op)
 		if err != nil {
 			return 0, err
 		}
 		rev, err := s.put(ctx, sessKey(id), b, 0, ttlUntil(next.ExpiresAt()), true)
 		if errors.Is(err, jetstream.ErrKeyExists) {
+			if repeat {
+				if cur, _, _, raw, gerr := s.getEntry(ctx, id); gerr == nil && cur != nil && ownEntry(raw, op) {
+					return cur.Version, nil
+				}
+			}
 			return 0, session.ErrConflict
 		}
 		if err != nil {
@@ -298,16 +345,21 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		}
 		return next.Version, nil
 	}
-	if v, ok, err := s.commitCached(ctx, id, c); ok || err != nil {
-		return v, err
+	if !repeat {
+		if v, ok, err := s.commitCached(ctx, id, c, op); ok || err != nil {
+			return v, err
+		}
 	}
 	for range s.retries {
 		if s.cache != nil {
 			defer s.cache.track(id)()
 		}
-		cur, tomb, rev, err := s.get(ctx, id)
+		cur, tomb, rev, raw, err := s.getEntry(ctx, id)
 		if err != nil {
 			return 0, err
+		}
+		if repeat && cur != nil && ownEntry(raw, op) {
+			return cur.Version, nil // the lost try landed
 		}
 		if tomb {
 			return 0, session.ErrGone
@@ -319,7 +371,7 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if err != nil {
 			return 0, err
 		}
-		b, err := encodeRecord(next)
+		b, err := encodeRecord(next, op)
 		if err != nil {
 			return 0, err
 		}
@@ -343,7 +395,7 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 // a write. ok is false when there is no usable copy or it turned out stale
 // (the caller then takes the reading path, which decides conflicts on
 // fresh data).
-func (s *Store) commitCached(ctx context.Context, id string, c session.Change) (uint64, bool, error) {
+func (s *Store) commitCached(ctx context.Context, id string, c session.Change, op string) (uint64, bool, error) {
 	if s.cache == nil {
 		return 0, false, nil
 	}
@@ -356,7 +408,7 @@ func (s *Store) commitCached(ctx context.Context, id string, c session.Change) (
 	if err != nil {
 		return 0, false, nil // maybe stale: let fresh data decide
 	}
-	b, err := encodeRecord(next)
+	b, err := encodeRecord(next, op)
 	if err != nil {
 		return 0, false, err
 	}
@@ -394,6 +446,12 @@ func (s *Store) put(ctx context.Context, key string, value []byte, rev uint64, t
 	return ack.Sequence, nil
 }
 
+// ownEntry reports whether the stored entry raw was written by the call op.
+func ownEntry(raw []byte, op string) bool {
+	got, _ := entryOp(raw)
+	return got == op
+}
+
 func isWrongSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -402,13 +460,31 @@ func isWrongSeq(err error) bool {
 
 // Delete implements session.Store.
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
-	if s.cache != nil {
+	op := newOp()
+	var r *session.Record
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		return retry.OnConn(ctx, s.nc, func(ctx context.Context) (err error) {
+			r, err = s.delete(ctx, id, op, repeat)
+			return err
+		})
+	})
+	return r, err
+}
+
+// delete is one try of Delete; a repeat first looks for its own tombstone.
+func (s *Store) delete(ctx context.Context, id, op string, repeat bool) (*session.Record, error) {
+	if s.cache != nil && !repeat {
 		// With a cached copy, tombstone it conditioned on its revision:
 		// if that succeeds, the copy was exactly what was deleted.
 		if cur, rev, ok := s.cache.get(id); ok && cur != nil && rev > 0 && live(cur) {
 			done := s.cache.track(id)
 			exp := cur.ExpiresAt()
-			newRev, err := s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
+			was, err := encodeRecord(cur)
+			if err != nil {
+				done()
+				return nil, err
+			}
+			newRev, err := s.put(ctx, sessKey(id), encodeDeletion(exp, op, was), rev, ttlUntil(exp), false)
 			if err == nil {
 				s.cache.put(id, nil, newRev)
 			}
@@ -422,9 +498,19 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 		}
 	}
 	for range s.retries {
-		cur, tomb, rev, err := s.get(ctx, id)
+		cur, tomb, rev, raw, err := s.getEntry(ctx, id)
 		if err != nil {
 			return nil, err
+		}
+		if tomb && repeat {
+			if got, was := entryOp(raw); got == op && len(was) > 0 {
+				// The lost try landed: answer with what it removed.
+				r, _, err := decodeRecord(was)
+				if err != nil || !live(r) {
+					return nil, err
+				}
+				return r, nil
+			}
 		}
 		if tomb || cur == nil {
 			return nil, nil
@@ -433,7 +519,11 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 		if s.cache != nil {
 			defer s.cache.track(id)()
 		}
-		newRev, err := s.put(ctx, sessKey(id), encodeTombstone(exp), rev, ttlUntil(exp), false)
+		was, err := encodeRecord(cur)
+		if err != nil {
+			return nil, err
+		}
+		newRev, err := s.put(ctx, sessKey(id), encodeDeletion(exp, op, was), rev, ttlUntil(exp), false)
 		if isWrongSeq(err) {
 			continue
 		}
@@ -454,131 +544,21 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 // UserSessions implements session.Store.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
 	prefix := userPrefix(userID)
-	l, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	var ids []string
+	err := retry.Do(ctx, func(ctx context.Context) error {
+		ids = nil
+		l, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+		if err != nil {
+			return err
+		}
+		defer l.Stop()
+		for k := range l.Keys() {
+			ids = append(ids, strings.TrimPrefix(k, prefix))
+		}
+		return nil
+	})
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer l.Stop()
-	var ids []string
-	for k := range l.Keys() {
-		ids = append(ids, strings.TrimPrefix(k, prefix))
-	}
-	return ids, nil
-}
-
-// nearCache is a bounded LRU of records with a TTL, each with the
-// bucket revision it was read or written at. The watch evicts an entry when
-// it announces a newer revision; while a read or write of a key is in
-// flight, the newest revision announced for it is tracked, so a slow read
-// cannot insert data older than a change the watch already reported.
-type nearCache struct {
-	max int
-	ttl time.Duration
-
-	mu       sync.Mutex
-	items    map[string]*list.Element
-	lru      list.List
-	inflight map[string]*tracker
-}
-
-type tracker struct {
-	refs int
-	seen uint64 // highest revision announced while in flight
-}
-
-type cached struct {
-	id    string
-	rec   *session.Record // nil: known not to exist
-	rev   uint64          // the entry's revision in the bucket
-	until time.Time
-}
-
-func newNearCache(max int, ttl time.Duration) *nearCache {
-	return &nearCache{max: max, ttl: ttl, items: map[string]*list.Element{}, inflight: map[string]*tracker{}}
-}
-
-// track notes that a read or write of id is in flight until the returned
-// function is called.
-func (c *nearCache) track(id string) func() {
-	c.mu.Lock()
-	t := c.inflight[id]
-	if t == nil {
-		t = &tracker{}
-		c.inflight[id] = t
-	}
-	t.refs++
-	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		if t.refs--; t.refs == 0 {
-			delete(c.inflight, id)
-		}
-		c.mu.Unlock()
-	}
-}
-
-func (c *nearCache) get(id string) (*session.Record, uint64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el := c.items[id]
-	if el == nil {
-		return nil, 0, false
-	}
-	e := el.Value.(*cached)
-	if time.Now().After(e.until) {
-		c.lru.Remove(el)
-		delete(c.items, id)
-		return nil, 0, false
-	}
-	c.lru.MoveToFront(el)
-	return e.rec, e.rev, true
-}
-
-// put caches r at revision rev, unless the watch announced a newer
-// revision while the caller was in flight or the cache holds a newer one.
-func (c *nearCache) put(id string, r *session.Record, rev uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t := c.inflight[id]; t != nil && t.seen > rev {
-		return
-	}
-	if el := c.items[id]; el != nil && el.Value.(*cached).rev > rev {
-		return
-	}
-	until := time.Now().Add(c.ttl)
-	if r != nil && r.ExpiresAt().Before(until) {
-		until = r.ExpiresAt()
-	}
-	if el := c.items[id]; el != nil {
-		el.Value = &cached{id: id, rec: r, rev: rev, until: until}
-		c.lru.MoveToFront(el)
-		return
-	}
-	c.items[id] = c.lru.PushFront(&cached{id: id, rec: r, rev: rev, until: until})
-	for c.lru.Len() > c.max {
-		el := c.lru.Back()
-		c.lru.Remove(el)
-		delete(c.items, el.Value.(*cached).id)
-	}
-}
-
-// evict drops id's entry on news of revision rev, unless the entry is that
-// revision or newer (this store's own write, cached when it was made).
-func (c *nearCache) evict(id string, rev uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t := c.inflight[id]; t != nil {
-		t.seen = max(t.seen, rev)
-	}
-	el := c.items[id]
-	if el != nil && el.Value.(*cached).rev >= rev {
-		return
-	}
-	if el != nil {
-		c.lru.Remove(el)
-		delete(c.items, id)
-	}
+	return ids, err
 }

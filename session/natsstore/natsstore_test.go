@@ -2,6 +2,7 @@ package natsstore
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http/httptest"
 	"strconv"
@@ -35,9 +36,11 @@ func newStore(t *testing.T, url string, o Options) *Store {
 func TestConformance(t *testing.T) {
 	srv := testenv.NATS(t)
 	t.Run("Plain", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store { return newStore(t, srv.URL(), Options{}) })
+		sessiontest.RunWith(t, func(t *testing.T) session.Store { return newStore(t, srv.URL(), Options{}) },
+			sessiontest.Options{Restart: srv.Restart})
 	})
 	t.Run("NearCache", func(t *testing.T) {
+		// A memory bucket does not survive a restart: no restart check.
 		sessiontest.Run(t, func(t *testing.T) session.Store {
 			return newStore(t, srv.URL(), Options{NearCache: true, Memory: true})
 		})
@@ -123,4 +126,38 @@ func TestServerRestartRecovers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLostReplyAppliedOnce: a Create, a conditional Commit and a Delete
+// that reached the server and were stored, whose answers were lost with
+// their connection, are repeated on the reconnected client and recognised:
+// no conflict with themselves, the version grows by one, the repeated
+// Delete returns what it deleted.
+func TestLostReplyAppliedOnce(t *testing.T) {
+	srv := testenv.NATS(t)
+	cut := testenv.CutReplies(t, srv.Server.Addr().String())
+	s := newStore(t, "nats://"+cut.Addr(), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	now := time.Now()
+	cut.Arm(`"c":` + strconv.FormatInt(now.UnixMilli(), 10)) // the new record's creation time
+	v1, err := s.Commit(ctx, id, session.Change{Create: true, Created: now, Deadline: now.Add(time.Hour)})
+	if err != nil || v1 != 1 {
+		t.Fatalf("Create with a lost answer = %d, %v", v1, err)
+	}
+	value := []byte("lost reply value")
+	cut.Arm(base64.StdEncoding.EncodeToString(value))
+	v2, err := s.Commit(ctx, id, session.Change{Expect: map[string][]byte{"n": nil}, Set: map[string][]byte{"n": value}})
+	if err != nil || v2 != v1+1 {
+		t.Fatalf("Commit with a lost answer = %d, %v; want version %d", v2, err, v1+1)
+	}
+	cut.Arm(`"x":true`)
+	r, err := s.Delete(ctx, id)
+	if err != nil || r == nil || string(r.Values["n"]) != string(value) || r.Version != v2 {
+		t.Fatalf("Delete with a lost answer = %+v, %v; want the record at version %d", r, err, v2)
+	}
+	if cut.Cuts() != 3 {
+		t.Fatalf("%d answers lost, want 3: the test did not test", cut.Cuts())
+	}
 }

@@ -18,17 +18,42 @@ type wire struct {
 	Idle     int64             `json:"i,omitempty"`
 	Values   map[string][]byte `json:"k,omitempty"`
 	Gone     bool              `json:"x,omitempty"` // tombstone
+	// Op is the id of the call that wrote the entry, by which a repeat
+	// of that call recognises it; Was is what a tombstone's Delete
+	// removed, for a repeated Delete to return.
+	Op  string          `json:"o,omitempty"`
+	Was json.RawMessage `json:"w,omitempty"`
 }
 
-func encodeRecord(r *session.Record) ([]byte, error) {
-	return json.Marshal(wire{
+// entryOp is the id of the call that wrote an entry, and for a tombstone
+// the encoded record it removed.
+func entryOp(b []byte) (op string, was []byte) {
+	var w struct {
+		Op  string          `json:"o"`
+		Was json.RawMessage `json:"w"`
+	}
+	_ = json.Unmarshal(b, &w)
+	return w.Op, w.Was
+}
+
+// encodeRecord encodes r as written by the call op (optional).
+func encodeRecord(r *session.Record, op ...string) ([]byte, error) {
+	w := wire{
 		Version: r.Version, User: r.UserID, Created: ms(r.Created), Deadline: ms(r.Deadline),
 		Idle: ms(r.IdleDeadline), Values: r.Values,
-	})
+	}
+	if len(op) > 0 {
+		w.Op = op[0]
+	}
+	return json.Marshal(w)
 }
 
-func encodeTombstone(deadline time.Time) []byte {
-	b, _ := json.Marshal(wire{Gone: true, Deadline: ms(deadline)})
+func encodeTombstone(deadline time.Time) []byte { return encodeDeletion(deadline, "", nil) }
+
+// encodeDeletion is a tombstone until deadline written by the Delete call
+// op, keeping the encoded record it removed for a repeat of that call.
+func encodeDeletion(deadline time.Time, op string, was []byte) []byte {
+	b, _ := json.Marshal(wire{Gone: true, Deadline: ms(deadline), Op: op, Was: was})
 	return b
 }
 

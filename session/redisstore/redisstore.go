@@ -16,21 +16,36 @@
 // (RESP3 CLIENT TRACKING): a session read again on the same instance costs
 // no round trip until Redis reports a change to it, and an entry lives at
 // most NearCacheTTL and never past the key's own TTL.
+//
+// # Reconnects
+//
+// A call whose connection died under it (a restarted server, a pooled
+// connection that was already dead) is sent again on a fresh connection,
+// within the caller's deadline, because every call is safe to repeat:
+// loads and UserSessions read; each Commit carries an id chosen before the
+// call, which its script stores in the session ("_o"), so a repeat after a
+// lost reply finds its own write and answers with its version instead of
+// applying the change again (unless another commit to the same session
+// landed in the milliseconds between, when the change is applied on top
+// of it, as a commit sent then would be); Delete moves the old hash aside
+// under its own id for a minute, so a repeat returns the record it
+// deleted rather than none; the user index write is a set add.
 package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -77,64 +92,6 @@ type Store struct {
 	ttl    time.Duration
 	idxTTL time.Duration
 	floors floors
-}
-
-// floors remembers this Store's own recent writes, so that its near cache
-// never serves a copy older than them while Redis's invalidation message
-// is still in flight. Entries matter only as long as a cache entry may
-// live (NearCacheTTL); the map is bounded.
-type floors struct {
-	mu sync.Mutex
-	m  map[string]floor
-}
-
-type floor struct {
-	version uint64
-	gone    bool
-	until   time.Time
-}
-
-const maxFloors = 1 << 16
-
-func (f *floors) note(id string, version uint64, gone bool, ttl time.Duration) {
-	now := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m == nil {
-		f.m = map[string]floor{}
-	}
-	if len(f.m) >= maxFloors {
-		for k, e := range f.m {
-			if now.After(e.until) {
-				delete(f.m, k)
-			}
-		}
-		if len(f.m) >= maxFloors {
-			// Under a write burst beyond the bound, fall back to
-			// Redis's invalidation alone rather than grow.
-			clear(f.m)
-		}
-	}
-	e := f.m[id]
-	e.version = max(e.version, version)
-	e.gone = e.gone || gone
-	e.until = now.Add(ttl)
-	f.m[id] = e
-}
-
-// stale reports whether a cached record r is older than this Store's own
-// last write to id.
-func (f *floors) stale(id string, r *session.Record) bool {
-	f.mu.Lock()
-	e, ok := f.m[id]
-	f.mu.Unlock()
-	if !ok || time.Now().After(e.until) {
-		return false
-	}
-	if e.gone {
-		return r != nil
-	}
-	return r == nil || r.Version < e.version
 }
 
 var (
@@ -199,7 +156,9 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 	if !s.near {
 		return s.loadDirect(ctx, id)
 	}
-	m, err := s.c.DoCache(ctx, s.c.B().Hgetall().Key(s.Key(id)).Cache(), s.ttl).AsStrMap()
+	m, err := retry.Value(ctx, func(ctx context.Context) (map[string]string, error) {
+		return s.c.DoCache(ctx, s.c.B().Hgetall().Key(s.Key(id)).Cache(), s.ttl).AsStrMap()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +186,9 @@ func (s *Store) LoadAtLeast(ctx context.Context, id string, minVersion uint64) (
 }
 
 func (s *Store) loadDirect(ctx context.Context, id string) (*session.Record, error) {
-	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(id)).Build()).AsStrMap()
+	m, err := retry.Value(ctx, func(ctx context.Context) (map[string]string, error) {
+		return s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(id)).Build()).AsStrMap()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +254,11 @@ var commitScript = rueidis.NewLuaScript(commitLua)
 const commitLua = `
 local k = KEYS[1]
 local flags = ARGV[1]
+-- A repeat after a lost reply: if this commit (id ARGV[9]) already
+-- landed, answer as it would have.
+if string.find(flags, 'r', 1, true) and redis.call('HGET', k, '_o') == ARGV[9] then
+  return tonumber(redis.call('HGET', k, '_v') or '0')
+end
 local create = string.find(flags, 'c', 1, true)
 local clear = string.find(flags, 'x', 1, true)
 local setuser = string.find(flags, 'u', 1, true)
@@ -306,7 +272,7 @@ elseif st[1] then
   return -2
 end
 local ne, ns, nd = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
+local i = 10
 for _ = 1, ne do
   local cur = redis.call('HGET', k, ARGV[i])
   if ARGV[i+1] == '0' then
@@ -322,7 +288,7 @@ if clear then
   end
 end
 -- One HSET for the values and the metadata.
-local h = {}
+local h = {'_o', ARGV[9]}
 for _ = 1, ns do
   h[#h+1] = ARGV[i]; h[#h+1] = ARGV[i+1]
   i = i + 2
@@ -355,9 +321,15 @@ return v
 `
 
 // deleteScript replaces a live session with a tombstone that expires when
-// the session would have, and returns the session's fields.
+// the session would have, and returns the session's fields. The old hash
+// is kept aside for a minute under the call's id (KEYS[2]), for a repeat
+// (ARGV[1] = "1") to return.
 var deleteScript = rueidis.NewLuaScript(`
 local k = KEYS[1]
+if ARGV[1] == '1' then
+  local prev = redis.call('HGETALL', KEYS[2])
+  if #prev > 0 then return prev end
+end
 local all = redis.call('HGETALL', k)
 local exp, idle = 0, 0
 for j = 1, #all, 2 do
@@ -367,7 +339,8 @@ for j = 1, #all, 2 do
 end
 if #all == 0 then return {} end
 if idle > 0 and idle < exp then exp = idle end
-redis.call('DEL', k)
+redis.call('RENAME', k, KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 60000)
 redis.call('HSET', k, '_x', '1')
 redis.call('PEXPIREAT', k, exp)
 return all
@@ -387,10 +360,27 @@ return 1
 // Commit implements session.Store: one round trip, two for a SetUser on
 // an existing session (the user index is written first).
 func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64, error) {
-	args := commitArgs(c)
 	if c.Create && c.Deadline.IsZero() {
 		return 0, errors.New("redisstore: creating a session needs a Deadline")
 	}
+	op := newOp()
+	var v uint64
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		v, err = s.commit(ctx, id, c, commitArgs(c, op, repeat))
+		return err
+	})
+	return v, err
+}
+
+// newOp is a call's id, chosen before it is sent, by which a repeat
+// recognises the call's earlier application.
+func newOp() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Store) commit(ctx context.Context, id string, c session.Change, args []string) (uint64, error) {
 	if c.Create && c.SetUser && c.UserID != "" {
 		// A login: index and create pipelined in one round trip (on a
 		// cluster, sent to both nodes at once). Should the index fail
@@ -432,8 +422,11 @@ func noScript(err error) bool {
 	return ok && re.IsNoScript()
 }
 
-func commitArgs(c session.Change) []string {
-	flags := make([]byte, 0, 3)
+func commitArgs(c session.Change, op string, repeat bool) []string {
+	flags := make([]byte, 0, 4)
+	if repeat {
+		flags = append(flags, 'r')
+	}
 	if c.Create {
 		flags = append(flags, 'c')
 	}
@@ -443,9 +436,9 @@ func commitArgs(c session.Change) []string {
 	if c.SetUser {
 		flags = append(flags, 'u')
 	}
-	args := make([]string, 0, 8+3*len(c.Expect)+2*len(c.Set)+len(c.Delete))
+	args := make([]string, 0, 9+3*len(c.Expect)+2*len(c.Set)+len(c.Delete))
 	args = append(args, string(flags), c.UserID, ms(c.Created), ms(c.Deadline), ms(c.IdleDeadline),
-		strconv.Itoa(len(c.Expect)), strconv.Itoa(len(c.Set)), strconv.Itoa(len(c.Delete)))
+		strconv.Itoa(len(c.Expect)), strconv.Itoa(len(c.Set)), strconv.Itoa(len(c.Delete)), op)
 	for k, v := range c.Expect {
 		if v == nil {
 			args = append(args, valPrefix+k, "0", "")
@@ -483,7 +476,12 @@ func (s *Store) commitResult(id string, res rueidis.RedisResult) (uint64, error)
 
 // Delete implements session.Store.
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
-	arr, err := deleteScript.Exec(ctx, s.c, []string{s.Key(id)}, nil).AsStrSlice()
+	keys := []string{s.Key(id), s.Key(id) + ":deleted:" + newOp()}
+	var arr []string
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
+		arr, err = deleteScript.Exec(ctx, s.c, keys, []string{flag(repeat)}).AsStrSlice()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -497,21 +495,42 @@ func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) 
 	return parseHash(m)
 }
 
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
 // UserSessions implements session.Store, with one SMEMBERS and one
 // pipelined HMGET per listed session. It drops deleted sessions from the
 // user's set as it goes.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
 	ukey := s.userKey(userID)
-	ids, err := s.c.Do(ctx, s.c.B().Smembers().Key(ukey).Build()).AsStrSlice()
+	var ids []string
+	var res []rueidis.RedisResult
+	err := retry.Do(ctx, func(ctx context.Context) (err error) {
+		ids, err = s.c.Do(ctx, s.c.B().Smembers().Key(ukey).Build()).AsStrSlice()
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		cmds := make(rueidis.Commands, len(ids))
+		for i, id := range ids {
+			cmds[i] = s.c.B().Hmget().Key(s.Key(id)).Field(fUser, fTomb).Build()
+		}
+		res = s.c.DoMulti(ctx, cmds...)
+		for _, r := range res {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
-	cmds := make(rueidis.Commands, len(ids))
-	for i, id := range ids {
-		cmds[i] = s.c.B().Hmget().Key(s.Key(id)).Field(fUser, fTomb).Build()
-	}
 	var live, stale []string
-	for i, res := range s.c.DoMulti(ctx, cmds...) {
+	for i, res := range res {
 		vals, err := res.ToArray()
 		if err != nil {
 			return nil, err

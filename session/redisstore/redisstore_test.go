@@ -32,16 +32,18 @@ func newStore(t *testing.T, o redisstore.Options) *redisstore.Store {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	srv := testenv.Redis(t)
+	// With its append-only file, so a restart keeps the data.
+	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	o := sessiontest.Options{Restart: srv.Restart}
 	t.Run("Plain", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store {
+		sessiontest.RunWith(t, func(t *testing.T) session.Store {
 			return newStore(t, redisstore.Options{URL: srv.URL()})
-		})
+		}, o)
 	})
 	t.Run("NearCache", func(t *testing.T) {
-		sessiontest.Run(t, func(t *testing.T) session.Store {
+		sessiontest.RunWith(t, func(t *testing.T) session.Store {
 			return newStore(t, redisstore.Options{URL: srv.URL(), NearCache: true})
-		})
+		}, o)
 	})
 }
 
@@ -312,6 +314,42 @@ func TestClusterNodeKilledFailsOnlyItsSlots(t *testing.T) {
 	for _, id := range byNode[victim] {
 		if _, err := st.Commit(ctx, id, session.Change{Create: true, Created: now, Deadline: now.Add(time.Hour)}); err != nil && !errors.Is(err, session.ErrConflict) {
 			t.Fatalf("write to the recovered node: %v", err)
+		}
+	}
+}
+
+// TestLostReplyAppliedOnce: a Commit or Delete that reached Redis and was
+// applied, whose reply was lost with its connection, is repeated on a
+// fresh connection and recognised: the change counts once, the version
+// grows by one, the repeated Delete returns what it deleted.
+func TestLostReplyAppliedOnce(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Redis(t)
+	cut := testenv.CutReplies(t, srv.Addr())
+	for _, near := range []bool{false, true} {
+		st := newStore(t, redisstore.Options{URL: "redis://" + cut.Addr(), NearCache: near})
+		ctx := t.Context()
+		id := strings.Repeat(strconv.FormatBool(near)[:1], 64)
+		now := time.Now()
+		v1, err := st.Commit(ctx, id, session.Change{Create: true, Created: now, Deadline: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cuts := cut.Cuts()
+		cut.Arm("EVALSHA")
+		// Conditional on the key being absent: applied twice, it would
+		// conflict with itself.
+		v2, err := st.Commit(ctx, id, session.Change{Expect: map[string][]byte{"n": nil}, Set: map[string][]byte{"n": []byte("1")}})
+		if err != nil || v2 != v1+1 {
+			t.Fatalf("near=%v: Commit whose reply was lost = %d, %v; want version %d", near, v2, err, v1+1)
+		}
+		cut.Arm("EVALSHA")
+		r, err := st.Delete(ctx, id)
+		if err != nil || r == nil || string(r.Values["n"]) != "1" || r.Version != v2 {
+			t.Fatalf("near=%v: Delete whose reply was lost = %+v, %v; want the record at version %d", near, r, err, v2)
+		}
+		if got := cut.Cuts() - cuts; got != 2 {
+			t.Fatalf("near=%v: %d replies lost, want 2: the test did not test", near, got)
 		}
 	}
 }

@@ -7,7 +7,10 @@
 //	}
 //
 // newStore must return an empty store (or one whose ids cannot collide with
-// other tests') that stays usable until the test ends.
+// other tests') that stays usable until the test ends. A store on a server
+// also passes RunWith with Options.Restart, which restarts the server
+// before each kind of call and requires the first call afterwards to
+// succeed, applied once.
 package sessiontest
 
 import (
@@ -28,6 +31,19 @@ import (
 
 // Run runs the conformance suite against stores made by newStore.
 func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
+	RunWith(t, newStore, Options{})
+}
+
+// RunWith is Run with the checks that need o (o.Restart).
+func RunWith(t *testing.T, newStore func(t *testing.T) session.Store, o Options) {
+	// Not parallel: it runs before the parallel tests resume, so its
+	// restarts disturb no one.
+	t.Run("FirstCallAfterRestart", func(t *testing.T) {
+		if o.Restart == nil {
+			t.Skip("no Options.Restart for the server")
+		}
+		testRestart(t, newStore(t), o.Restart)
+	})
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s session.Store)
@@ -430,9 +446,15 @@ func testConcurrentKeys(t *testing.T, s session.Store) {
 	}
 }
 
+// callCtx bounds one store call, as a request's deadline does; a test
+// that makes many calls in a row gives each its own, so a loaded machine
+// slows the test without failing it.
+func callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 20*time.Second)
+}
+
 func testConcurrentCAS(t *testing.T, s session.Store) {
 	id := create(t, s, map[string]string{"n": "0"})
-	c := ctx(t)
 	const workers, each = 8, 10
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -440,14 +462,18 @@ func testConcurrentCAS(t *testing.T, s session.Store) {
 		wg.Go(func() {
 			for range each {
 				for {
+					c, cancel := callCtx()
 					r, err := s.Load(c, id)
+					cancel()
 					if err != nil {
 						errs <- err
 						return
 					}
 					old := r.Values["n"]
 					n, _ := strconv.Atoi(string(old))
+					c, cancel = callCtx()
 					_, err = s.Commit(c, id, session.Change{Set: map[string][]byte{"n": []byte(strconv.Itoa(n + 1))}, Expect: map[string][]byte{"n": old}})
+					cancel()
 					if err == nil {
 						break
 					}
@@ -468,8 +494,9 @@ func testConcurrentCAS(t *testing.T, s session.Store) {
 }
 
 func testDeleteRace(t *testing.T, s session.Store) {
-	c := ctx(t)
 	for range 5 {
+		c, cancel := callCtx() // the round's calls run at once
+		defer cancel()
 		id := create(t, s, nil)
 		var wg sync.WaitGroup
 		for i := range 8 {
@@ -499,5 +526,88 @@ func testCopy(t *testing.T, s session.Store) {
 	r.Values["b"] = []byte("2")
 	if got := load(t, s, id); !bytes.Equal(got.Values["a"], []byte("1")) || got.Values["b"] != nil {
 		t.Fatalf("changing a loaded record changed the store: %v", values(got))
+	}
+}
+
+// testRestart restarts the server before each step, the store's
+// connections having been used, and requires the step's first call to
+// succeed and to be applied exactly once: no eventually, no retry here.
+func testRestart(t *testing.T, s session.Store, restart func()) {
+	var c context.Context // each step's own deadline, set after the restart
+	kept := create(t, s, map[string]string{"a": "1"})
+	load(t, s, kept) // the connections are open when the server dies
+	user := "restart-" + newID(t)[:8]
+	var id string
+	var version uint64
+	now := time.Now()
+	commit := func(ch session.Change) error {
+		v, err := s.Commit(c, id, ch)
+		if err != nil {
+			return err
+		}
+		if v != version+1 {
+			return fmt.Errorf("version %d after %d: the commit was applied %d times", v, version, v-version)
+		}
+		version = v
+		return nil
+	}
+	steps := []struct {
+		name string
+		call func() error
+	}{
+		{"Load", func() error {
+			r, err := s.Load(c, kept)
+			if err == nil && (r == nil || string(r.Values["a"]) != "1") {
+				err = fmt.Errorf("got %+v, want the session created before the restart", r)
+			}
+			return err
+		}},
+		{"Commit(Create)", func() error {
+			id = newID(t)
+			return commit(session.Change{Create: true, Set: map[string][]byte{"n": []byte("1")},
+				Created: now, Deadline: now.Add(time.Hour), IdleDeadline: now.Add(30 * time.Minute)})
+		}},
+		{"Commit(Set)", func() error {
+			return commit(session.Change{Set: map[string][]byte{"m": []byte("x")}})
+		}},
+		{"Commit(Expect)", func() error {
+			return commit(session.Change{Expect: map[string][]byte{"n": []byte("1")}, Set: map[string][]byte{"n": []byte("2")}})
+		}},
+		{"Commit(SetUser)", func() error {
+			return commit(session.Change{SetUser: true, UserID: user, Deadline: now.Add(time.Hour)})
+		}},
+		{"UserSessions", func() error {
+			ids, err := s.UserSessions(c, user)
+			if err == nil && !slices.Contains(ids, id) {
+				err = fmt.Errorf("got %v, want %s among them", ids, id)
+			}
+			return err
+		}},
+		{"Delete", func() error {
+			r, err := s.Delete(c, id)
+			if err == nil {
+				if r == nil {
+					return errors.New("no record returned for a live session")
+				}
+				if got := values(r); got["n"] != "2" || got["m"] != "x" || r.Version != version {
+					return fmt.Errorf("returned %v at version %d, want n=2 m=x at %d", got, r.Version, version)
+				}
+			}
+			return err
+		}},
+		{"Load(deleted)", func() error {
+			r, err := s.Load(c, id)
+			if err == nil && r != nil {
+				err = fmt.Errorf("got %+v after the delete, want none", r)
+			}
+			return err
+		}},
+	}
+	for _, st := range steps {
+		restart()
+		c = ctx(t)
+		if err := st.call(); err != nil {
+			t.Fatalf("first %s after the server restarted: %v", st.name, err)
+		}
 	}
 }
