@@ -31,6 +31,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/replicawait"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -66,6 +67,27 @@ type Options struct {
 	// session was bound, when the binding carries no deadline. Default
 	// 31 days.
 	UserIndexTTL time.Duration
+
+	// Durability makes every write wait for replicas before it is
+	// acknowledged. Off by default: Redis replicates asynchronously, so
+	// a write acknowledged just before the primary dies can be lost in
+	// the failover.
+	Durability Durability
+}
+
+// ErrNotReplicated is the error of a write that fewer replicas than
+// Durability.Replicas confirmed within Durability.Timeout.
+var ErrNotReplicated = replicawait.ErrNotReplicated
+
+// Durability makes writes wait (Redis WAIT) until Replicas replicas hold
+// them. A write they do not confirm within Timeout fails (the session
+// middleware answers 503) instead of being acknowledged; the primary may
+// still have applied it. The zero value waits for none.
+type Durability struct {
+	// Replicas that must confirm each write; 0 turns waiting off.
+	Replicas int
+	// Timeout bounds the wait. Default 1s.
+	Timeout time.Duration
 }
 
 // Store is a session.Store on Redis.
@@ -77,6 +99,7 @@ type Store struct {
 	ttl    time.Duration
 	idxTTL time.Duration
 	floors floors
+	wait   replicawait.Policy
 }
 
 // floors remembers this Store's own recent writes, so that its near cache
@@ -148,7 +171,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err := connect.Either(o.URL, o.Client != nil); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL}
+	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL,
+		wait: replicawait.Policy{Replicas: o.Durability.Replicas, Timeout: o.Durability.Timeout}}
 	if s.prefix == "" {
 		s.prefix = "unstuck:session:"
 	}
@@ -288,7 +312,7 @@ var (
 
 // commitScript applies a session.Change. Replies: the version, -1 for
 // ErrConflict, -2 for ErrGone (tombstone), -3 for ErrNotFound.
-var commitScript = rueidis.NewLuaScript(commitLua)
+var commitScript = replicawait.NewScript(commitLua)
 
 const commitLua = `
 local k = KEYS[1]
@@ -356,7 +380,7 @@ return v
 
 // deleteScript replaces a live session with a tombstone that expires when
 // the session would have, and returns the session's fields.
-var deleteScript = rueidis.NewLuaScript(`
+var deleteScript = replicawait.NewScript(`
 local k = KEYS[1]
 local all = redis.call('HGETALL', k)
 local exp, idle = 0, 0
@@ -375,7 +399,7 @@ return all
 
 // indexScript adds a session to a user's set and makes the set live at
 // least until deadline.
-var indexScript = rueidis.NewLuaScript(indexLua)
+var indexScript = replicawait.NewScript(indexLua)
 
 const indexLua = `
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -391,7 +415,7 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 	if c.Create && c.Deadline.IsZero() {
 		return 0, errors.New("redisstore: creating a session needs a Deadline")
 	}
-	if c.Create && c.SetUser && c.UserID != "" {
+	if c.Create && c.SetUser && c.UserID != "" && !s.wait.On() {
 		// A login: index and create pipelined in one round trip (on a
 		// cluster, sent to both nodes at once). Should the index fail
 		// while the create succeeds, Commit fails and the new token
@@ -403,7 +427,7 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		idxErr, comErr := res[0].Error(), res[1].Error()
 		if !noScript(comErr) {
 			if noScript(idxErr) { // a restarted Redis forgot the script
-				idxErr = indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
+				idxErr = indexScript.Lua.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
 			}
 			if idxErr != nil {
 				return 0, idxErr
@@ -413,6 +437,9 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		// The create did not run (script unknown): the slow path below
 		// loads the scripts.
 	}
+	// With Durability, the pipelined login above is off: on a Cluster
+	// the index and the session live on different nodes, and each write
+	// needs its WAIT on its own node.
 	if c.SetUser && c.UserID != "" {
 		// Index first: the index may name a session that is not (yet)
 		// bound, never miss one that is.
@@ -420,11 +447,15 @@ func (s *Store) Commit(ctx context.Context, id string, c session.Change) (uint64
 		if deadline.IsZero() {
 			deadline = time.Now().Add(s.idxTTL)
 		}
-		if err := indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(deadline)}).Error(); err != nil {
+		if _, err := s.wait.Exec(ctx, s.c, indexScript, []string{s.userKey(c.UserID)}, []string{id, ms(deadline)}); err != nil {
 			return 0, err
 		}
 	}
-	return s.commitResult(id, commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args))
+	res, err := s.wait.Exec(ctx, s.c, commitScript, []string{s.Key(id)}, args)
+	if err != nil {
+		return 0, err
+	}
+	return s.commitResult(id, res)
 }
 
 func noScript(err error) bool {
@@ -483,7 +514,11 @@ func (s *Store) commitResult(id string, res rueidis.RedisResult) (uint64, error)
 
 // Delete implements session.Store.
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
-	arr, err := deleteScript.Exec(ctx, s.c, []string{s.Key(id)}, nil).AsStrSlice()
+	res, err := s.wait.Exec(ctx, s.c, deleteScript, []string{s.Key(id)}, nil)
+	if err != nil {
+		return nil, err
+	}
+	arr, err := res.AsStrSlice()
 	if err != nil {
 		return nil, err
 	}
