@@ -24,6 +24,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/unstuck-dev/unstuck/internal/replicawait"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -56,6 +57,11 @@ type Options struct {
 	// crashed) are deleted too. Live workers poll every second. Default
 	// 1 hour.
 	StaleConsumerAfter time.Duration
+
+	// Durability makes job records and queue entries wait for replicas
+	// before a write is acknowledged, so a failover cannot lose a job the
+	// caller was told exists. Off by default.
+	Durability Durability
 }
 
 // group is the consumer group every instance's workers join.
@@ -66,9 +72,10 @@ const uploadTTL = time.Hour
 
 // Backend implements jobs.Backend over Redis.
 type Backend struct {
-	c   rueidis.Client
-	own bool // Close closes c
-	cfg Options
+	c    rueidis.Client
+	own  bool // Close closes c
+	cfg  Options
+	wait replicawait.Policy
 
 	mu      sync.Mutex
 	groups  map[string]bool   // kinds whose consumer group exists
@@ -101,7 +108,8 @@ func New(ctx context.Context, cfg Options) (*Backend, error) {
 	if cfg.StaleConsumerAfter <= 0 {
 		cfg.StaleConsumerAfter = time.Hour
 	}
-	b := &Backend{c: cfg.Client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}
+	b := &Backend{c: cfg.Client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{},
+		wait: replicawait.Policy{Replicas: cfg.Durability.Replicas, Timeout: cfg.Durability.Timeout}}
 	if cfg.URL != "" {
 		c, err := connect.Redis(ctx, cfg.URL, connect.RedisOptions{})
 		if err != nil {
@@ -249,13 +257,13 @@ func (b *Backend) DeletePayload(ctx context.Context, id string) error {
 }
 
 var (
-	createScript = rueidis.NewLuaScript(`
+	createScript = replicawait.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', KEYS[1], '1:' .. ARGV[1])
 return 1`)
-	updateScript = rueidis.NewLuaScript(`
+	updateScript = replicawait.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if not cur then return -2 end
 if cur ~= ARGV[2] then return -1 end
@@ -288,7 +296,11 @@ func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, err
 
 // CreateRecord creates the hash at revision 1 unless it exists.
 func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
-	n, err := createScript.Exec(ctx, b.c, []string{b.statusKey(id)}, []string{string(data), ms(b.cfg.Retention)}).AsInt64()
+	res, err := b.wait.Exec(ctx, b.c, createScript, []string{b.statusKey(id)}, []string{string(data), ms(b.cfg.Retention)})
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.AsInt64()
 	if err != nil {
 		return 0, err
 	}
@@ -301,8 +313,12 @@ func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uin
 // UpdateRecord writes the record if rev is current, bumps the revision,
 // renews the expiry and publishes the new value.
 func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
-	n, err := updateScript.Exec(ctx, b.c, []string{b.statusKey(id)},
-		[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention)}).AsInt64()
+	res, err := b.wait.Exec(ctx, b.c, updateScript, []string{b.statusKey(id)},
+		[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention)})
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.AsInt64()
 	switch {
 	case err != nil:
 		return 0, err
@@ -379,7 +395,8 @@ func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	if err := b.ensureGroup(ctx, kind); err != nil {
 		return err
 	}
-	return b.c.Do(ctx, b.c.B().Xadd().Key(b.queueKey(kind)).Id("*").FieldValue().FieldValue("id", id).Build()).Error()
+	_, err := b.wait.Do(ctx, b.c, b.c.B().Xadd().Key(b.queueKey(kind)).Id("*").FieldValue().FieldValue("id", id).Build())
+	return err
 }
 
 var (
