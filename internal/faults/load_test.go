@@ -80,9 +80,10 @@ type user struct {
 	c    *http.Client
 
 	mu         sync.Mutex
-	acked      []int     // the cart line's quantity each acknowledged add returned
+	acked      []int // the cart line's quantity each acknowledged add returned
 	ackedAt    []time.Time
-	chats      []string // texts of acknowledged chat posts
+	chatEvery  int        // post to the chat every chatEvery steps; 0: never
+	chats      []chatPost // acknowledged chat posts
 	requests   int
 	failed     int           // answered 503 with Retry-After
 	bad        []string      // any other failure: a 500, a transport error, a stale cart
@@ -175,14 +176,21 @@ func (u *user) step(i int) {
 			u.mu.Unlock()
 		}
 	}
-	if i%5 == 4 {
+	if u.chatEvery > 0 && i%u.chatEvery == u.chatEvery-1 {
 		text := fmt.Sprintf("%s-%d", u.name, i)
-		if _, _, ok := u.do("POST", "/api/chat/messages", map[string]any{"text": text}); ok {
+		if _, out, ok := u.do("POST", "/api/chat/messages", map[string]any{"text": text}); ok {
+			off, _ := out["offset"].(float64)
 			u.mu.Lock()
-			u.chats = append(u.chats, text)
+			u.chats = append(u.chats, chatPost{text: text, offset: uint64(off)})
 			u.mu.Unlock()
 		}
 	}
+}
+
+// chatPost is an acknowledged chat message and the offset the hub gave it.
+type chatPost struct {
+	text   string
+	offset uint64
 }
 
 func mugs(cart map[string]any) int {
@@ -237,12 +245,16 @@ type load struct {
 }
 
 // startLoad logs n users in and starts their steps, a short pause apart
-// (the machine is shared; this is steady load, not a benchmark).
-func startLoad(t *testing.T, base string, n int) *load {
+// (the machine is shared; this is steady load, not a benchmark). The first
+// chatters users also chat, every chatEvery steps.
+func startLoad(t *testing.T, base string, n, chatters, chatEvery int) *load {
 	t.Helper()
 	l := &load{stop: make(chan struct{})}
 	for i := range n {
 		u := newUser(base, fmt.Sprintf("u%d", i))
+		if i < chatters {
+			u.chatEvery = chatEvery
+		}
 		u.login(t)
 		l.users = append(l.users, u)
 	}

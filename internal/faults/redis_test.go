@@ -29,7 +29,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := testenv.RedisSentinel(t)
 			base := startShop(t, env.URL()+tc.query)
-			l := startLoad(t, base, users)
+			l := startLoad(t, base, users, users, 5)
 			l.waitAcks(t, time.Now().Add(-time.Hour), 10, 30*time.Second)
 
 			killed := time.Now()
@@ -68,7 +68,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := testenv.RedisClusterReplicated(t, 3, 1)
 			base := startShop(t, env.URL()+tc.query)
-			l := startLoad(t, base, users)
+			l := startLoad(t, base, users, users, 5)
 			l.waitAcks(t, time.Now().Add(-time.Hour), 10, 30*time.Second)
 
 			key := "unstuck:session:{" + sessionID(t, l.users[0]) + "}"
