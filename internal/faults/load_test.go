@@ -87,8 +87,8 @@ type user struct {
 	requests   int
 	failed     int           // answered 503 with Retry-After
 	bad        []string      // any other failure: a 500, a transport error, a stale cart
-	errSince   time.Time     // start of the current run of failures
-	longestErr time.Duration // longest run of failures, first failure to next success
+	errSince   time.Time     // when the first request of the current run of failures was sent
+	longestErr time.Duration // longest run of failures, first failing request sent to next success
 }
 
 func newUser(base, name string) *user {
@@ -107,13 +107,14 @@ func (u *user) do(method, path string, body any) (status int, out map[string]any
 	}
 	req, _ := http.NewRequest(method, u.base+path, r)
 	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
 	resp, err := u.c.Do(req)
 	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.requests++
 	if err != nil {
-		u.fail(now)
+		u.fail(start)
 		u.bad = append(u.bad, fmt.Sprintf("%s %s: %v", method, path, err))
 		return 0, nil, false
 	}
@@ -129,18 +130,20 @@ func (u *user) do(method, path string, body any) (status int, out map[string]any
 		}
 		return resp.StatusCode, out, true
 	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
-		u.fail(now)
+		u.fail(start)
 		u.failed++
 	default:
-		u.fail(now)
+		u.fail(start)
 		u.bad = append(u.bad, fmt.Sprintf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(data))))
 	}
 	return resp.StatusCode, out, false
 }
 
-func (u *user) fail(now time.Time) {
+// fail notes a failed request sent at start: a run of failures lasts from
+// sending the first until the next success arrives.
+func (u *user) fail(start time.Time) {
 	if u.errSince.IsZero() {
-		u.errSince = now
+		u.errSince = start
 	}
 }
 

@@ -124,3 +124,28 @@ func sessionID(t *testing.T, u *user) string {
 	t.Fatal("the user has no session cookie")
 	return ""
 }
+
+// TestRedisRestart kills a single Redis (AOF, fsync on every write) under
+// load and starts it again on its port two seconds later: the outage is
+// 503s with Retry-After, nothing acknowledged is lost, and the shop
+// recovers with nothing restarted.
+func TestRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills Redis under load")
+	}
+	srv := testenv.Redis(t, testenv.RedisOptions{AOF: true})
+	base := startShop(t, srv.URL())
+	l := startLoad(t, base, users, users, 5)
+	l.waitAcks(t, time.Now().Add(-time.Hour), 10, 30*time.Second)
+	srv.Kill()
+	time.Sleep(2 * time.Second) // the outage itself: what the test measures
+	srv.Restart()
+	l.waitAcks(t, time.Now(), 10, 30*time.Second)
+	uploadAndWait(t, l.users[0])
+	f := l.finish(t)
+	f.report(t, "redis-restart-aof")
+	check(t, f, true)
+	if f.failed == 0 {
+		t.Error("no request failed while Redis was down: the outage was not observed")
+	}
+}
