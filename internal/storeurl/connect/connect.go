@@ -69,6 +69,10 @@ func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, 
 	if d, ok := ctx.Deadline(); ok && opt.Dialer.Timeout == 0 {
 		opt.Dialer.Timeout = max(min(5*time.Second, time.Until(d)), time.Millisecond) // 5 s is rueidis's own
 	}
+	if opt.Sentinel.MasterSet != "" && opt.Sentinel.Dialer.Timeout == 0 {
+		// Sentinels are dialled first, within the same bound.
+		opt.Sentinel.Dialer.Timeout = opt.Dialer.Timeout
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", Redact(rawURL), err)
