@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs BenchmarkDurability in interleaved passes (async, wait1 and wait2
-# once each per pass, so a noisy neighbour hits them alike) and prints the
+# once each per pass, so a noisy neighbour hits them alike, in an order
+# that rotates from pass to pass) and prints the
 # median us/req (one client) and req/s (64 clients) of each, then the
 # costs as medians of per-pass ratios against async.
 # Usage: bench/session/durability.sh [passes] [benchtime]
@@ -10,7 +11,7 @@ benchtime=${2:-1s}
 out=$(mktemp)
 go test -c -o "$out.test" ./bench/session/
 for i in $(seq "$passes"); do
-	"$out.test" -test.run '^$' -test.bench BenchmarkDurability -test.benchtime "$benchtime" | grep '^BenchmarkDurability/' >>"$out"
+	DURABILITY_ROTATE=$i "$out.test" -test.run '^$' -test.bench BenchmarkDurability -test.benchtime "$benchtime" | grep '^BenchmarkDurability/' >>"$out"
 done
 awk '
 { name = $1; sub(/^BenchmarkDurability\//, "", name); sub(/-[0-9]+$/, "", name)
