@@ -10,6 +10,13 @@
 // sends a keyless command of a DoMulti to the slot of the others), and a
 // blocking command makes rueidis send the whole DoMulti on one dedicated
 // connection, so WAIT counts the write it follows.
+//
+// A gap remains on a Cluster: when the write is redirected (MOVED or ASK,
+// as during a slot migration or a manual failover) rueidis re-sends it
+// alone to the new node, while its WAIT was answered by the old one, so
+// that write is acknowledged without having been waited for. A crashed
+// master is not such a case (its connection fails and the pair fails
+// with it); moving slots while durability matters is.
 package replicawait
 
 import (
