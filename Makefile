@@ -1,7 +1,7 @@
 # The README's commands: `go run ./cmd/unstuck demo` and `make test`.
 GO ?= go
 # What the tests need on PATH, as BINARY:DEBIAN_PACKAGE:BREW_PACKAGE.
-TEST_DEPS := redis-server:redis-server:redis redis-cli:redis-tools:redis chromium:chromium:--cask chromium node:nodejs:node npm:npm:node
+TEST_DEPS := redis-server:redis-server:redis redis-cli:redis-tools:redis redis-sentinel:redis-sentinel:redis chromium:chromium:--cask chromium node:nodejs:node npm:npm:node
 
 # What `make stress` needs on top of TEST_DEPS (not installed by `make test`).
 STRESS_DEPS := stress-ng:stress-ng:stress-ng

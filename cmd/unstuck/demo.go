@@ -38,7 +38,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var f demoFlags
 	fs.IntVar(&f.instances, "instances", 3, "how many shop instances to start (1 to 16)")
-	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), redis://HOST:PORT, dynamodb://TABLE?region=R&endpoint=URL&create=true (sessions; chat and jobs over the embedded NATS), or memory (with --mode sticky)`)
+	fs.StringVar(&f.store, "store", "nats", `shared store: "nats" (embedded, nothing to install), nats://A:4222,nats://B:4222[?replicas=3] (a cluster), redis://HOST:PORT[?wait=1], redis+sentinel://S1:26379,S2:26379/MASTER, dynamodb://TABLE?region=R&endpoint=URL&create=true (sessions; chat and jobs over the embedded NATS), or memory (with --mode sticky)`)
 	fs.StringVar(&f.mode, "mode", "store", `"store": all state in the shared store, no stickiness needed; "sticky": sessions in each instance's memory plus a sticky cookie, to compare; "cookie": sessions sealed into the browser's cookie, logouts pushed to every instance over the store`)
 	fs.StringVar(&f.sessions, "sessions", "", `the same choice in unstuck app's words: "shared" (= --mode store), "memory" (= sticky) or "cookie"`)
 	fs.StringVar(&f.listen, "listen", ":8080", "the shop's address (the balancer)")

@@ -331,6 +331,8 @@ func TestDemoFlagErrorsNameTheFlag(t *testing.T) {
 		"--instances 99":                  "--instances 99",
 		"--mode wobbly":                   `--mode "wobbly"`,
 		"--store mysql://h:1":             "--store",
+		"--store redis+sentinel://h:1":    "--store",
+		"--store nats://a:1,nats://b:x":   "--store",
 		"--store memory --mode store":     "--store memory",
 		"--listen 127.0.0.1:notaport":     "--listen",
 		"--mode cookie --store memory":    "--store memory",
@@ -361,6 +363,11 @@ func TestAppSessionsOnlyStoreNeedsBackplane(t *testing.T) {
 	code := run(t.Context(), []string{"app", "--store", "memory", "--listen", "127.0.0.1:0"}, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "--backplane") {
 		t.Fatalf("app --store memory: exit %d, stderr %q; want an error naming --backplane", code, errb.String())
+	}
+	errb.Reset()
+	code = run(t.Context(), []string{"app", "--store", "redis+sentinel://127.0.0.1:1/unstuck?wait=9", "--listen", "127.0.0.1:0"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "--store") || !strings.Contains(errb.String(), "wait") {
+		t.Fatalf("app --store redis+sentinel://...?wait=9: exit %d, stderr %q; want an error naming --store and wait", code, errb.String())
 	}
 	errb.Reset()
 	code = run(t.Context(), []string{"app", "--store", "memory", "--backplane", "memory", "--listen", "127.0.0.1:0"}, &out, &errb)

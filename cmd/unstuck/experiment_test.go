@@ -244,6 +244,7 @@ func TestExperimentFlagErrorsNameTheFlag(t *testing.T) {
 		"--instances 99":                 "--instances 99",
 		"--duration 1s":                  "--duration 1s",
 		"--store mysql://h:1":            "--store",
+		"--store redis+sentinel://h:1/":  "--store",
 		"--store memory":                 "--store memory",
 		"--seed -1":                      "-seed",
 		"extra":                          "unexpected argument",

@@ -1,8 +1,16 @@
 // Package storeurl is the one place that turns a store URL into the shared
 // parts an app instance needs: the session store, the realtime backplane
 // (broker and presence) and the jobs backend. It is how `unstuck app` and
-// `demo` accept --store nats://HOST:PORT, redis://HOST:PORT,
-// rediss://HOST:PORT, dynamodb://TABLE?region=R&endpoint=URL or memory.
+// `demo` accept --store nats://HOST:PORT (or a cluster's list,
+// nats://A:4222,nats://B:4222), redis://HOST:PORT, rediss://HOST:PORT,
+// redis+sentinel://S1:26379,S2:26379/MASTER,
+// dynamodb://TABLE?region=R&endpoint=URL or memory.
+//
+// Two query parameters belong to the store rather than the connection:
+// ?wait=N[&wait_timeout=D] on a Redis URL makes session writes and job
+// records wait for N replicas before they are acknowledged (see
+// redisstore.Durability), and ?replicas=N on a NATS URL creates every
+// bucket and stream with N replicas.
 // DynamoDB and memory hold sessions only; chat and jobs then need a
 // backplane URL of their own.
 //
@@ -20,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,7 +77,7 @@ type Options struct {
 }
 
 // Describe says what a store URL must look like, for CLI errors.
-const Describe = "nats://HOST:PORT, redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS), dynamodb://TABLE?region=R[&endpoint=URL][&create=true] or memory"
+const Describe = "nats://HOST:PORT[,nats://HOST:PORT...][?replicas=N], redis://[:PASSWORD@]HOST:PORT[/DB][?wait=N&wait_timeout=D], rediss://... (TLS), redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[?db=N], dynamodb://TABLE?region=R[&endpoint=URL][&create=true] or memory"
 
 // Open connects to the store named by raw and builds every part. A bad URL
 // is an error naming what is wrong; an unreachable store fails within ctx.
@@ -83,13 +92,17 @@ func Open(ctx context.Context, raw string, opts Options) (*Parts, error) {
 	switch k {
 	case "memory":
 		return openMemory(opts)
-	case "nats":
-		return openNATS(ctx, raw, opts)
 	case "dynamodb":
 		return openDynamo(ctx, raw)
-	default:
-		return openRedis(ctx, raw, opts)
 	}
+	raw, p, err := splitParams(raw, k)
+	if err != nil {
+		return nil, err
+	}
+	if k == "nats" {
+		return openNATS(ctx, raw, p, opts)
+	}
+	return openRedis(ctx, raw, p, opts)
 }
 
 // SessionsOnly reports whether the parts lack a backplane and job queue.
@@ -129,14 +142,33 @@ func Kind(raw string) (string, error) {
 	if raw == "memory" {
 		return "memory", nil
 	}
+	if strings.HasPrefix(raw, connect.SentinelScheme+"://") {
+		base, _, err := splitParams(raw, "redis")
+		if err != nil {
+			return "", err
+		}
+		if _, err := connect.ParseSentinelURL(base); err != nil {
+			return "", fmt.Errorf("store URL %q: %w", connect.Redact(raw), err)
+		}
+		return "redis", nil
+	}
+	if strings.HasPrefix(raw, "nats://") && strings.Contains(raw, ",") {
+		return natsList(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Host == "" && u.Scheme != "dynamodb") {
-		return "", fmt.Errorf("store URL %q: want %s", raw, Describe)
+		return "", fmt.Errorf("store URL %q: want %s", connect.Redact(raw), Describe)
 	}
 	switch u.Scheme {
 	case "nats":
+		if _, _, err := splitParams(raw, "nats"); err != nil {
+			return "", err
+		}
 		return "nats", nil
 	case "redis", "rediss":
+		if _, _, err := splitParams(raw, "redis"); err != nil {
+			return "", err
+		}
 		return "redis", nil
 	case "dynamodb":
 		if _, err := dynamostore.ParseURL(raw); err != nil {
@@ -144,8 +176,30 @@ func Kind(raw string) (string, error) {
 		}
 		return "dynamodb", nil
 	default:
-		return "", fmt.Errorf("store URL %q: unknown scheme %q; want %s", raw, u.Scheme, Describe)
+		return "", fmt.Errorf("store URL %q: unknown scheme %q; want %s", connect.Redact(raw), u.Scheme, Describe)
 	}
+}
+
+// maxNATSURLs bounds a NATS server list.
+const maxNATSURLs = 64
+
+// natsList checks a comma-separated list of a NATS cluster's servers.
+func natsList(raw string) (string, error) {
+	base, _, err := splitParams(raw, "nats")
+	if err != nil {
+		return "", err
+	}
+	list := strings.Split(base, ",")
+	if len(list) > maxNATSURLs {
+		return "", fmt.Errorf("store URL %q: more than %d servers", connect.Redact(raw), maxNATSURLs)
+	}
+	for _, one := range list {
+		u, err := url.Parse(one)
+		if err != nil || u.Scheme != "nats" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return "", fmt.Errorf("store URL %q: %q in the list: want nats://HOST:PORT", connect.Redact(raw), connect.Redact(one))
+		}
+	}
+	return "nats", nil
 }
 
 // Close releases every part, in reverse order of opening.
@@ -165,25 +219,26 @@ func closing[T io.Closer](p *Parts, part T) T {
 
 // openNATS shares one connection between the three parts, which do not
 // own it: Close closes it after them.
-func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
+func openNATS(ctx context.Context, raw string, params params, opts Options) (*Parts, error) {
 	nc, err := connect.NATS(ctx, raw, "unstuck")
 	if err != nil {
 		return nil, err
 	}
+	replicas := max(params.replicas, 1)
 	p := &Parts{Kind: "nats", nats: nc, closers: []func(){nc.Close}}
-	store, err := natsstore.New(ctx, natsstore.Options{Client: nc, NearCache: opts.NearCache})
+	store, err := natsstore.New(ctx, natsstore.Options{Client: nc, NearCache: opts.NearCache, Replicas: replicas})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("session store: %w", err)
 	}
 	p.Sessions = closing(p, store)
-	broker, err := natsbroker.New(ctx, natsbroker.Options{Client: nc})
+	broker, err := natsbroker.New(ctx, natsbroker.Options{Client: nc, Replicas: replicas})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("realtime broker: %w", err)
 	}
 	p.Broker, p.Presence = closing(p, broker), broker
-	backend, err := natsjobs.New(ctx, natsjobs.Options{Client: nc, VisibilityTimeout: opts.VisibilityTimeout})
+	backend, err := natsjobs.New(ctx, natsjobs.Options{Client: nc, VisibilityTimeout: opts.VisibilityTimeout, Replicas: replicas})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("jobs backend: %w", err)
@@ -194,13 +249,14 @@ func openNATS(ctx context.Context, raw string, opts Options) (*Parts, error) {
 
 // openRedis shares one client between the three parts, which rueidis
 // multiplexes (the broker dedicates a connection to Pub/Sub).
-func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
+func openRedis(ctx context.Context, raw string, params params, opts Options) (*Parts, error) {
 	client, err := connect.Redis(ctx, raw, connect.RedisOptions{NearCache: opts.NearCache})
 	if err != nil {
 		return nil, err
 	}
 	p := &Parts{Kind: "redis", redis: client, closers: []func(){client.Close}}
-	store, err := redisstore.New(ctx, redisstore.Options{Client: client, NearCache: opts.NearCache})
+	store, err := redisstore.New(ctx, redisstore.Options{Client: client, NearCache: opts.NearCache,
+		Durability: redisstore.Durability{Replicas: params.wait, Timeout: params.waitTimeout}})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("session store: %w", err)
@@ -212,7 +268,8 @@ func openRedis(ctx context.Context, raw string, opts Options) (*Parts, error) {
 		return nil, fmt.Errorf("realtime broker: %w", err)
 	}
 	p.Broker, p.Presence = closing(p, broker), broker
-	backend, err := redisjobs.New(ctx, redisjobs.Options{Client: client, VisibilityTimeout: opts.VisibilityTimeout})
+	backend, err := redisjobs.New(ctx, redisjobs.Options{Client: client, VisibilityTimeout: opts.VisibilityTimeout,
+		Durability: redisjobs.Durability{Replicas: params.wait, Timeout: params.waitTimeout}})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("jobs backend: %w", err)

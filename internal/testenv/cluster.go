@@ -9,11 +9,15 @@ import (
 	"time"
 )
 
-// RedisClusterEnv is a Redis Cluster of private masters with no replicas.
+// RedisClusterEnv is a Redis Cluster of private nodes: masters, and
+// optionally replicas that take over a killed master's slots.
 type RedisClusterEnv struct {
-	// Nodes are the masters, in the order they were created; Kill and
-	// Restart one to fail its slots.
+	// Nodes are every node, in the order they were created: the first
+	// ones start as masters, the rest as their replicas. Kill and Restart
+	// one to fail its slots (or, with replicas, to fail it over).
 	Nodes []*RedisServer
+	// replicas per master.
+	replicas int
 }
 
 // RedisCluster starts masters (at least 3) cluster-enabled redis-servers,
@@ -23,6 +27,15 @@ type RedisClusterEnv struct {
 // configured for partial availability.
 func RedisCluster(t testing.TB, masters int) *RedisClusterEnv {
 	t.Helper()
+	return RedisClusterReplicated(t, masters, 0)
+}
+
+// RedisClusterReplicated is RedisCluster with replicas replicas per master
+// (masters*(1+replicas) nodes). A killed master's replica is promoted
+// about a second later (cluster-node-timeout 1000 ms); WaitHealthy also
+// waits until every replica is in sync.
+func RedisClusterReplicated(t testing.TB, masters, replicas int) *RedisClusterEnv {
+	t.Helper()
 	if masters < 3 {
 		t.Fatalf("testenv: a Redis Cluster needs at least 3 masters, got %d", masters)
 	}
@@ -30,8 +43,8 @@ func RedisCluster(t testing.TB, masters int) *RedisClusterEnv {
 	if err != nil {
 		t.Fatal("redis-cli not found on PATH: install it with `sudo apt-get install -y redis-tools` (Debian/Ubuntu) or `brew install redis` (macOS)")
 	}
-	env := &RedisClusterEnv{}
-	for range masters {
+	env := &RedisClusterEnv{replicas: replicas}
+	for range masters * (1 + replicas) {
 		s := &RedisServer{t: t, dir: t.TempDir(), clusterArgs: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
@@ -46,7 +59,7 @@ func RedisCluster(t testing.TB, masters int) *RedisClusterEnv {
 	for _, n := range env.Nodes {
 		args = append(args, n.Addr())
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
@@ -92,9 +105,40 @@ func (c *RedisClusterEnv) WaitHealthy(t testing.TB) {
 			if !strings.Contains(info, "cluster_state:ok") {
 				return fmt.Errorf("%s: cluster not ok yet", n.Addr())
 			}
+			if c.replicas == 0 {
+				continue
+			}
+			repl, err := n.Do("INFO", "replication")
+			if err != nil {
+				return fmt.Errorf("%s: %w", n.Addr(), err)
+			}
+			if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+				return fmt.Errorf("%s: replica not in sync yet", n.Addr())
+			}
+			if strings.Contains(repl, "role:master") && countOnline(repl) < c.replicas {
+				return fmt.Errorf("%s: master has %d replicas online, want %d", n.Addr(), countOnline(repl), c.replicas)
+			}
 		}
 		return nil
 	})
+}
+
+// Masters returns the nodes that serve slots now, as their own CLUSTER
+// NODES says (after a failover, promoted replicas are among them).
+func (c *RedisClusterEnv) Masters() []*RedisServer {
+	var out []*RedisServer
+	for _, n := range c.Nodes {
+		nodes, err := n.Do("CLUSTER", "NODES")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			if strings.Contains(line, "myself") && strings.Contains(line, "master") && !strings.Contains(line, "fail") {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // NodeForKey returns the index of the node that serves key's hash slot.

@@ -161,3 +161,87 @@ func TestNATSJetStreamKV(t *testing.T) {
 		t.Fatalf("Get after restart = %v, %v", e, err)
 	}
 }
+
+// TestRedisSentinelFailsOver: the Sentinels promote a replica after the
+// primary is killed, and a write acknowledged by the new primary reads
+// back once the old one is restarted (it rejoins as a replica).
+func TestRedisSentinelFailsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six processes and waits for a failover")
+	}
+	env := testenv.RedisSentinel(t)
+	old := env.KillPrimary()
+	env.WaitFailover(old, 30*time.Second)
+	p, err := env.Primary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Do("SET", "k", "after"); err != nil {
+		t.Fatalf("SET on the new primary: %v", err)
+	}
+	old.Restart()
+	env.WaitHealthy()
+	if got, _ := p.Do("GET", "k"); got != "after" {
+		t.Fatalf("GET after the old primary rejoined = %q", got)
+	}
+}
+
+// TestRedisClusterReplicaTakesOver: with a replica per master, killing a
+// master moves its slots to the replica, and the restarted master rejoins.
+func TestRedisClusterReplicaTakesOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six processes and waits for a failover")
+	}
+	env := testenv.RedisClusterReplicated(t, 3, 1)
+	if got := len(env.Masters()); got != 3 {
+		t.Fatalf("%d masters, want 3", got)
+	}
+	c := newClient(t, env.Addrs()...)
+	ctx := context.Background()
+	victim := env.Nodes[env.NodeForKey(t, "k")]
+	victim.Kill()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		return c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error()
+	})
+	victim.Restart()
+	env.WaitHealthy(t)
+	if got := len(env.Masters()); got != 3 {
+		t.Fatalf("%d masters after the rejoin, want 3", got)
+	}
+}
+
+// TestNATSClusterSurvivesANode: a stream with three replicas keeps
+// accepting writes with one node shut down, and the node catches up after
+// its restart.
+func TestNATSClusterSurvivesANode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	env := testenv.NATSCluster(t, 3)
+	nc, err := nats.Connect(env.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var kv jetstream.KeyValue
+	testenv.Eventually(t, 30*time.Second, func() error {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3})
+		return err
+	})
+	if _, err := kv.Put(ctx, "k", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	env.Nodes[0].Shutdown()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		_, err := kv.Put(ctx, "k", []byte("2"))
+		return err
+	})
+	env.Nodes[0].Restart()
+	env.WaitHealthy()
+	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "2" {
+		t.Fatalf("Get after the restart = %v, %v", e, err)
+	}
+}

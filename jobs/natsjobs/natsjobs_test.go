@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
 	"testing"
 	"time"
 
@@ -34,4 +35,29 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := natsjobs.New(context.Background(), natsjobs.Options{URL: srv.URL(), Name: "a.b"}); err == nil {
 		t.Fatal("a name with a dot was accepted")
 	}
+}
+
+// TestConformanceCluster runs the suite on a 3-node cluster with the
+// stream, buckets and object store replicated three times. It is a known
+// gap, so it runs only with UNSTUCK_NATS_CLUSTER_SUITES=1: replicas that
+// are nearly caught up answer reads (direct gets, consumers placed on
+// followers), so a payload read right after its upload can come back
+// short ("received a corrupt object, digests do not match"). See
+// BENCHMARKS.md, Faults.
+func TestConformanceCluster(t *testing.T) {
+	if os.Getenv("UNSTUCK_NATS_CLUSTER_SUITES") != "1" {
+		t.Skip("known gap (follower reads on a NATS cluster): set UNSTUCK_NATS_CLUSTER_SUITES=1 to run")
+	}
+	env := testenv.NATSCluster(t, 3)
+	jobstest.Run(t, func(t *testing.T) jobs.Backend {
+		sum := sha256.Sum256([]byte(t.Name()))
+		b, err := natsjobs.New(context.Background(), natsjobs.Options{
+			URL: env.URL(), Name: "r" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, Replicas: 3,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	})
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/internal/retry"
+	"github.com/unstuck-dev/unstuck/internal/replicawait"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
 )
@@ -71,6 +72,11 @@ type Options struct {
 	// crashed) are deleted too. Live workers poll every second. Default
 	// 1 hour.
 	StaleConsumerAfter time.Duration
+
+	// Durability makes job records and queue entries wait for replicas
+	// before a write is acknowledged, so a failover cannot lose a job the
+	// caller was told exists. Off by default.
+	Durability Durability
 }
 
 // group is the consumer group every instance's workers join.
@@ -85,9 +91,10 @@ const enqueueTTL = time.Minute
 
 // Backend implements jobs.Backend over Redis.
 type Backend struct {
-	c   rueidis.Client
-	own bool // Close closes c
-	cfg Options
+	c    rueidis.Client
+	own  bool // Close closes c
+	cfg  Options
+	wait replicawait.Policy
 
 	mu      sync.Mutex
 	groups  map[string]bool   // kinds whose consumer group exists
@@ -120,7 +127,8 @@ func New(ctx context.Context, cfg Options) (*Backend, error) {
 	if cfg.StaleConsumerAfter <= 0 {
 		cfg.StaleConsumerAfter = time.Hour
 	}
-	b := &Backend{c: cfg.Client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{}}
+	b := &Backend{c: cfg.Client, cfg: cfg, groups: map[string]bool{}, cursors: map[string]string{},
+		wait: replicawait.Policy{Replicas: cfg.Durability.Replicas, Timeout: cfg.Durability.Timeout}}
 	if cfg.URL != "" {
 		c, err := connect.Redis(ctx, cfg.URL, connect.RedisOptions{})
 		if err != nil {
@@ -154,7 +162,7 @@ var (
 	// createScript and updateScript, repeated (ARGV[4] = "1") after a
 	// lost reply, recognise their own write: the same data at the
 	// revision they would have written.
-	createScript = rueidis.NewLuaScript(`
+	createScript = replicawait.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[3] == '1' then
     local cur = redis.call('HMGET', KEYS[1], 'rec', 'rev')
@@ -166,7 +174,7 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'rev', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', KEYS[1], '1:' .. ARGV[1])
 return 1`)
-	updateScript = rueidis.NewLuaScript(`
+	updateScript = replicawait.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if not cur then return -2 end
 if cur ~= ARGV[2] then
@@ -207,9 +215,13 @@ func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, err
 // CreateRecord creates the hash at revision 1 unless it exists.
 func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uint64, error) {
 	var n int64
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		n, err = createScript.Exec(ctx, b.c, []string{b.statusKey(id)},
-			[]string{string(data), ms(b.cfg.Retention), flag(repeat)}).AsInt64()
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		res, err := b.wait.Exec(ctx, b.c, createScript, []string{b.statusKey(id)},
+			[]string{string(data), ms(b.cfg.Retention), flag(repeat)})
+		if err != nil {
+			return err
+		}
+		n, err = res.AsInt64()
 		return err
 	})
 	if err != nil {
@@ -225,9 +237,13 @@ func (b *Backend) CreateRecord(ctx context.Context, id string, data []byte) (uin
 // renews the expiry and publishes the new value.
 func (b *Backend) UpdateRecord(ctx context.Context, id string, data []byte, rev uint64) (uint64, error) {
 	var n int64
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		n, err = updateScript.Exec(ctx, b.c, []string{b.statusKey(id)},
-			[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention), flag(repeat)}).AsInt64()
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		res, err := b.wait.Exec(ctx, b.c, updateScript, []string{b.statusKey(id)},
+			[]string{string(data), strconv.FormatUint(rev, 10), ms(b.cfg.Retention), flag(repeat)})
+		if err != nil {
+			return err
+		}
+		n, err = res.AsInt64()
 		return err
 	})
 	switch {
@@ -322,7 +338,8 @@ func (b *Backend) Enqueue(ctx context.Context, kind, id string) error {
 	}
 	keys := []string{b.queueKey(kind), b.enqueueKey(kind, newToken())}
 	return retry.Do(ctx, func(ctx context.Context) error {
-		return enqueueScript.Exec(ctx, b.c, keys, []string{id, ms(enqueueTTL)}).Error()
+		_, err := b.wait.Exec(ctx, b.c, enqueueScript, keys, []string{id, ms(enqueueTTL)})
+		return err
 	})
 }
 
@@ -332,7 +349,7 @@ func newToken() string {
 	return hex.EncodeToString(t[:])
 }
 
-var enqueueScript = rueidis.NewLuaScript(`
+var enqueueScript = replicawait.NewScript(`
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
   redis.call('XADD', KEYS[1], '*', 'id', ARGV[1])
 end

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -159,5 +160,44 @@ func TestLostReplyAppliedOnce(t *testing.T) {
 	}
 	if cut.Cuts() != 4 {
 		t.Fatalf("%d replies lost, want 4: the test did not test", cut.Cuts())
+	}
+}
+
+// TestDurableConformance: with Durability on, over Sentinel, the backend
+// still passes the suite.
+func TestDurableConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel deployment")
+	}
+	env := testenv.RedisSentinel(t)
+	jobstest.Run(t, func(t *testing.T) jobs.Backend {
+		sum := sha256.Sum256([]byte(t.Name()))
+		b, err := redisjobs.New(context.Background(), redisjobs.Options{
+			URL: env.URL(), Prefix: "d" + hex.EncodeToString(sum[:6]), VisibilityTimeout: time.Second, ChunkSize: 64 << 10,
+			Durability: redisjobs.Durability{Replicas: 1, Timeout: 2 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	})
+}
+
+// TestDurabilityRefusesAnUnreplicatedRecord: with no replica to confirm
+// it, creating a job record and queueing a job fail rather than succeed.
+func TestDurabilityRefusesAnUnreplicatedRecord(t *testing.T) {
+	srv := testenv.Redis(t)
+	b, err := redisjobs.New(context.Background(), redisjobs.Options{URL: srv.URL(),
+		Durability: redisjobs.Durability{Replicas: 1, Timeout: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.CreateRecord(context.Background(), "j1", []byte("{}")); !errors.Is(err, redisjobs.ErrNotReplicated) {
+		t.Fatalf("CreateRecord with no replica = %v, want ErrNotReplicated", err)
+	}
+	if err := b.Enqueue(context.Background(), "k", "j1"); !errors.Is(err, redisjobs.ErrNotReplicated) {
+		t.Fatalf("Enqueue with no replica = %v, want ErrNotReplicated", err)
 	}
 }

@@ -63,3 +63,33 @@ func TestLostReplyPublishedOnce(t *testing.T) {
 		t.Fatalf("%d replies lost, want 1: the test did not test", cut.Cuts())
 	}
 }
+
+// TestConformanceReplicated runs the suite on a Sentinel deployment
+// (through a redis+sentinel:// URL) and on a Cluster with a replica per
+// master; the outage test is the single server's.
+func TestConformanceReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts replicated Redis deployments")
+	}
+	for name, start := range map[string]func(t *testing.T) string{
+		"Sentinel": func(t *testing.T) string { return testenv.RedisSentinel(t).URL() },
+		"Cluster":  func(t *testing.T) string { return testenv.RedisClusterReplicated(t, 3, 1).URL() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			brokertest.Run(t, brokertest.Backplane{
+				Open: func(t *testing.T, historySize int) realtime.Broker {
+					sum := sha256.Sum256([]byte(t.Name()))
+					b, err := redisbroker.New(t.Context(), redisbroker.Options{
+						URL: url, Prefix: "t" + hex.EncodeToString(sum[:6]), HistorySize: historySize, Timeout: 2 * time.Second,
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { _ = b.Close() })
+					return b
+				},
+			})
+		})
+	}
+}

@@ -46,6 +46,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/internal/retry"
+	"github.com/unstuck-dev/unstuck/internal/replicawait"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
@@ -81,6 +82,27 @@ type Options struct {
 	// session was bound, when the binding carries no deadline. Default
 	// 31 days.
 	UserIndexTTL time.Duration
+
+	// Durability makes every write wait for replicas before it is
+	// acknowledged. Off by default: Redis replicates asynchronously, so
+	// a write acknowledged just before the primary dies can be lost in
+	// the failover.
+	Durability Durability
+}
+
+// ErrNotReplicated is the error of a write that fewer replicas than
+// Durability.Replicas confirmed within Durability.Timeout.
+var ErrNotReplicated = replicawait.ErrNotReplicated
+
+// Durability makes writes wait (Redis WAIT) until Replicas replicas hold
+// them. A write they do not confirm within Timeout fails (the session
+// middleware answers 503) instead of being acknowledged; the primary may
+// still have applied it. The zero value waits for none.
+type Durability struct {
+	// Replicas that must confirm each write; 0 turns waiting off.
+	Replicas int
+	// Timeout bounds the wait. Default 1s.
+	Timeout time.Duration
 }
 
 // Store is a session.Store on Redis.
@@ -92,6 +114,7 @@ type Store struct {
 	ttl    time.Duration
 	idxTTL time.Duration
 	floors floors
+	wait   replicawait.Policy
 }
 
 var (
@@ -105,7 +128,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err := connect.Either(o.URL, o.Client != nil); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL}
+	s := &Store{c: o.Client, prefix: o.Prefix, near: o.NearCache, ttl: o.NearCacheTTL, idxTTL: o.UserIndexTTL,
+		wait: replicawait.Policy{Replicas: o.Durability.Replicas, Timeout: o.Durability.Timeout}}
 	if s.prefix == "" {
 		s.prefix = "unstuck:session:"
 	}
@@ -249,7 +273,7 @@ var (
 
 // commitScript applies a session.Change. Replies: the version, -1 for
 // ErrConflict, -2 for ErrGone (tombstone), -3 for ErrNotFound.
-var commitScript = rueidis.NewLuaScript(commitLua)
+var commitScript = replicawait.NewScript(commitLua)
 
 const commitLua = `
 local k = KEYS[1]
@@ -324,7 +348,7 @@ return v
 // the session would have, and returns the session's fields. The old hash
 // is kept aside for a minute under the call's id (KEYS[2]), for a repeat
 // (ARGV[1] = "1") to return.
-var deleteScript = rueidis.NewLuaScript(`
+var deleteScript = replicawait.NewScript(`
 local k = KEYS[1]
 if ARGV[1] == '1' then
   local prev = redis.call('HGETALL', KEYS[2])
@@ -348,7 +372,7 @@ return all
 
 // indexScript adds a session to a user's set and makes the set live at
 // least until deadline.
-var indexScript = rueidis.NewLuaScript(indexLua)
+var indexScript = replicawait.NewScript(indexLua)
 
 const indexLua = `
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -381,7 +405,7 @@ func newOp() string {
 }
 
 func (s *Store) commit(ctx context.Context, id string, c session.Change, args []string) (uint64, error) {
-	if c.Create && c.SetUser && c.UserID != "" {
+	if c.Create && c.SetUser && c.UserID != "" && !s.wait.On() {
 		// A login: index and create pipelined in one round trip (on a
 		// cluster, sent to both nodes at once). Should the index fail
 		// while the create succeeds, Commit fails and the new token
@@ -393,7 +417,7 @@ func (s *Store) commit(ctx context.Context, id string, c session.Change, args []
 		idxErr, comErr := res[0].Error(), res[1].Error()
 		if !noScript(comErr) {
 			if noScript(idxErr) { // a restarted Redis forgot the script
-				idxErr = indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
+				idxErr = indexScript.Lua.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(c.Deadline)}).Error()
 			}
 			if idxErr != nil {
 				return 0, idxErr
@@ -403,6 +427,9 @@ func (s *Store) commit(ctx context.Context, id string, c session.Change, args []
 		// The create did not run (script unknown): the slow path below
 		// loads the scripts.
 	}
+	// With Durability, the pipelined login above is off: on a Cluster
+	// the index and the session live on different nodes, and each write
+	// needs its WAIT on its own node.
 	if c.SetUser && c.UserID != "" {
 		// Index first: the index may name a session that is not (yet)
 		// bound, never miss one that is.
@@ -410,11 +437,15 @@ func (s *Store) commit(ctx context.Context, id string, c session.Change, args []
 		if deadline.IsZero() {
 			deadline = time.Now().Add(s.idxTTL)
 		}
-		if err := indexScript.Exec(ctx, s.c, []string{s.userKey(c.UserID)}, []string{id, ms(deadline)}).Error(); err != nil {
+		if _, err := s.wait.Exec(ctx, s.c, indexScript, []string{s.userKey(c.UserID)}, []string{id, ms(deadline)}); err != nil {
 			return 0, err
 		}
 	}
-	return s.commitResult(id, commitScript.Exec(ctx, s.c, []string{s.Key(id)}, args))
+	res, err := s.wait.Exec(ctx, s.c, commitScript, []string{s.Key(id)}, args)
+	if err != nil {
+		return 0, err
+	}
+	return s.commitResult(id, res)
 }
 
 func noScript(err error) bool {
@@ -478,8 +509,12 @@ func (s *Store) commitResult(id string, res rueidis.RedisResult) (uint64, error)
 func (s *Store) Delete(ctx context.Context, id string) (*session.Record, error) {
 	keys := []string{s.Key(id), s.Key(id) + ":deleted:" + newOp()}
 	var arr []string
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
-		arr, err = deleteScript.Exec(ctx, s.c, keys, []string{flag(repeat)}).AsStrSlice()
+	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+		res, err := s.wait.Exec(ctx, s.c, deleteScript, keys, []string{flag(repeat)})
+		if err != nil {
+			return err
+		}
+		arr, err = res.AsStrSlice()
 		return err
 	})
 	if err != nil {

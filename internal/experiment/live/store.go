@@ -17,6 +17,7 @@ import (
 
 	"github.com/unstuck-dev/unstuck/internal/demo"
 	"github.com/unstuck-dev/unstuck/internal/storeurl"
+	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 )
 
 // store is the shared store of one architecture's run: one the experiment
@@ -313,12 +314,8 @@ func redisInfo(addr string) (uint64, error) {
 
 // redactURL hides a password in a store URL.
 func redactURL(raw string) string {
-	if i := strings.Index(raw, "@"); i >= 0 {
-		if j := strings.Index(raw, "://"); j >= 0 && j < i {
-			return raw[:j+3] + "***" + raw[i:]
-		}
-	}
-	return raw
+	// connect.Redact hides the password of every URL in a NATS list too.
+	return connect.Redact(raw)
 }
 
 // tempDir makes a directory for one architecture's store data.

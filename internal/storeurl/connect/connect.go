@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -40,11 +39,19 @@ type RedisOptions struct {
 
 // Redis opens a client to the Redis server or Cluster that rawURL names
 // (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS, ?addr=HOST:PORT
-// for more cluster seeds). rueidis dials and authenticates at once, here
+// for more cluster seeds), or to the primary that Sentinels name
+// (redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[?db=N]),
+// which the client follows through failovers. rueidis dials and authenticates at once, here
 // bounded by ctx, so a wrong address or password fails now and names the
 // address rather than on the first user's request.
 func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, error) {
-	opt, err := rueidis.ParseURL(rawURL)
+	var opt rueidis.ClientOption
+	var err error
+	if strings.HasPrefix(rawURL, SentinelScheme+"://") {
+		opt, err = ParseSentinelURL(rawURL)
+	} else {
+		opt, err = rueidis.ParseURL(rawURL)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("URL %s: %w", Redact(rawURL), err)
 	}
@@ -62,6 +69,10 @@ func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, 
 	if d, ok := ctx.Deadline(); ok && opt.Dialer.Timeout == 0 {
 		opt.Dialer.Timeout = max(min(5*time.Second, time.Until(d)), time.Millisecond) // 5 s is rueidis's own
 	}
+	if opt.Sentinel.MasterSet != "" && opt.Sentinel.Dialer.Timeout == 0 {
+		// Sentinels are dialled first, within the same bound.
+		opt.Sentinel.Dialer.Timeout = opt.Dialer.Timeout
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", Redact(rawURL), err)
@@ -69,10 +80,12 @@ func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, 
 	return c, nil
 }
 
-// NATS connects to the NATS server that rawURL names, as name (shown by
-// the server's monitoring). The connection rides out outages: it
-// reconnects forever, every 250 ms, and the parts built on it report the
-// outage instead of failing for good.
+// NATS connects to the NATS server that rawURL names, or to one of a
+// cluster's servers listed as nats://A:4222,nats://B:4222, as name (shown
+// by the server's monitoring). The connection rides out outages: it
+// reconnects forever, every 250 ms (to another listed server when one
+// dies), and the parts built on it report the outage instead of failing
+// for good.
 func NATS(ctx context.Context, rawURL, name string) (*nats.Conn, error) {
 	timeout := 3 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -87,11 +100,5 @@ func NATS(ctx context.Context, rawURL, name string) (*nats.Conn, error) {
 }
 
 // Redact hides the user information (a password, a NATS token) in a store
-// URL, for errors and logs.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return rawURL
-	}
-	return strings.Replace(rawURL, u.User.String()+"@", "***@", 1)
-}
+// URL, or in each URL of a list, for errors and logs.
+func Redact(rawURL string) string { return redactAuthority(rawURL) }
