@@ -395,7 +395,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": s
 
 {{if .R.Calibration}}<h2>Does the simulation agree with this run?</h2>
 {{if .R.Calibration.Error}}<p class="note">It could not be checked: {{.R.Calibration.Error}}</p>{{else}}
-<p>The simulation (<code>unstuck experiment --simulate</code>, the same model without sockets) ran {{.R.Calibration.Replications}} times at this run's own parameters, and each figure measured here was checked against the simulated spread. Tolerance: {{.R.Calibration.Tolerance}}.</p>
+<p>The simulation (<code>unstuck experiment --simulate</code>, the same model without sockets) ran {{.R.Calibration.Replications}} times at this run's own parameters, and each figure measured here was checked against the simulated spread (cart items lost include the updates lost to concurrent requests, which the model counts as lost items). Tolerance: {{.R.Calibration.Tolerance}}.</p>
 {{.Calibration}}{{end}}{{end}}
 
 <h2>How it was measured</h2>

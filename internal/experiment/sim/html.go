@@ -130,8 +130,8 @@ func (r *Report) growthStyled(arch, name string, x, y func(Row) float64) chart.S
 
 func (r *Report) rowsTable() template.HTML {
 	t := chart.Table{
-		Head:    []string{"architecture", "instances", "users", "max/mean", "CV", "lost per crash", "s to fair share", "store ops/s", "hot key ops/s", "revocations delivered/s", "spills/s", "near-cache hits", "wall s"},
-		Numeric: []bool{false, true, true, true, true, true, true, true, true, true, true, true, true},
+		Head:    []string{"architecture", "instances", "users", "max/mean", "noise floor (p95)", "CV", "lost per crash", "s to fair share", "store ops/s", "hot key ops/s", "revocations delivered/s", "spills/s", "near-cache hits", "wall s"},
+		Numeric: []bool{false, true, true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	rows := append([]Row(nil), r.Rows...)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Architecture < rows[j].Architecture })
@@ -148,7 +148,7 @@ func (r *Report) rowsTable() template.HTML {
 			name += " (interrupted)"
 		}
 		t.Rows = append(t.Rows, []string{name, count(row.Instances), count(row.Users),
-			fmt.Sprintf("%.3f", row.ImbalanceMaxOverMean), fmt.Sprintf("%.4f", row.ImbalanceCV),
+			fmt.Sprintf("%.3f", row.ImbalanceMaxOverMean), fmt.Sprintf("%.3f", row.ImbalanceNoiseP95), fmt.Sprintf("%.4f", row.ImbalanceCV),
 			chart.Num(row.SessionsLostPerCrash), fair, chart.Num(row.StoreOpsPerS), chart.Num(row.HotKeyOpsPerS),
 			chart.Num(row.FeedDeliveriesPerS), chart.Num(row.SpillsPerS), hit, fmt.Sprintf("%.1f", row.WallSeconds)})
 	}

@@ -181,4 +181,16 @@ func (ph *phaseStats) imbalance() model.Imbalance {
 	return model.ImbalanceOf(loads)
 }
 
+// eligibleLoad is the requests served by the instances imbalance counts,
+// and how many they are.
+func (ph *phaseStats) eligibleLoad() (total float64, n int) {
+	for i, ok := range ph.eligible {
+		if ok {
+			total += ph.perInst[i]
+			n++
+		}
+	}
+	return total, n
+}
+
 func (ph *phaseStats) seconds() float64 { return math.Max(1e-9, ph.end-ph.start) }

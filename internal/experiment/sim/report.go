@@ -45,6 +45,11 @@ type Row struct {
 	// model.ImbalanceOf of the requests each instance served.
 	ImbalanceMaxOverMean float64 `json:"imbalance_max_over_mean"`
 	ImbalanceCV          float64 `json:"imbalance_cv"`
+	// ImbalanceNoiseP95 is the noise floor: the 95th percentile of the
+	// max/mean that sending the same requests to the same instances at
+	// random gives (model.ImbalanceNoise). At or below it, an imbalance
+	// is chance, and differences between architectures are too.
+	ImbalanceNoiseP95 float64 `json:"imbalance_noise_p95"`
 	// SessionsLostPerCrash is the sessions lost when one instance is
 	// killed: users who had to log in again.
 	SessionsLostPerCrash float64 `json:"sessions_lost_per_crash"`
@@ -147,9 +152,11 @@ func rowFrom(res *result, a model.Arch) Row {
 	p := &res.p
 	steady := res.phases[0]
 	im := steady.imbalance()
+	load, k := steady.eligibleLoad()
 	row := Row{
 		Architecture: res.arch, Instances: res.instances, Users: res.users,
 		ImbalanceMaxOverMean: im.MaxOverMean, ImbalanceCV: im.CV,
+		ImbalanceNoiseP95:    model.ImbalanceNoise(load, k).P95,
 		SessionsLostPerCrash: res.lostCrash,
 		Exact:                res.exact, Seed: p.Seed, DurationS: p.Duration.Seconds(),
 		WallSeconds: math.Round(res.elapsed.Seconds()*100) / 100,

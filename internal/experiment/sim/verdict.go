@@ -66,20 +66,35 @@ func (r *Report) Verdict() []string {
 	any := big[names[0]]
 	at := fmt.Sprintf("At %s instances and %s users", count(any.Instances), count(any.Users))
 
-	// Imbalance: who is worst, and how it grew.
+	// Imbalance: who is worst, and how it grew; differences within the
+	// noise floor name no one.
 	worst, best := names[0], names[0]
-	var parts []string
+	var parts, within []string
+	floor := 0.0
 	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %s×", n, chart.Num(big[n].ImbalanceMaxOverMean)))
-		if big[n].ImbalanceMaxOverMean > big[worst].ImbalanceMaxOverMean {
+		row := big[n]
+		parts = append(parts, fmt.Sprintf("%s %s×", n, chart.Num(row.ImbalanceMaxOverMean)))
+		if row.ImbalanceMaxOverMean > big[worst].ImbalanceMaxOverMean {
 			worst = n
 		}
-		if big[n].ImbalanceMaxOverMean < big[best].ImbalanceMaxOverMean {
+		if row.ImbalanceMaxOverMean < big[best].ImbalanceMaxOverMean {
 			best = n
 		}
+		floor = math.Max(floor, row.ImbalanceNoiseP95)
+		if row.ImbalanceMaxOverMean <= row.ImbalanceNoiseP95 {
+			within = append(within, n)
+		}
 	}
-	s := fmt.Sprintf("%s the busiest instance carries %s the mean load in steady state (%s): %s balances worst, %s best.",
-		at, chart.Num(big[worst].ImbalanceMaxOverMean)+"×", strings.Join(parts, ", "), worst, best)
+	s := fmt.Sprintf("%s the busiest instance carries %s the mean load in steady state (%s; chance alone gives up to %s× at the 95th percentile)",
+		at, chart.Num(big[worst].ImbalanceMaxOverMean)+"×", strings.Join(parts, ", "), chart.Num(floor))
+	switch {
+	case len(within) == len(names):
+		s += ": all within noise, no winner."
+	case len(within) > 0:
+		s += fmt.Sprintf(": %s balances worst, beyond noise; %s within noise of even, no winner among them.", worst, strings.Join(within, ", "))
+	default:
+		s += fmt.Sprintf(": %s balances worst, %s best.", worst, best)
+	}
 	if rows := r.rowsOf(worst); len(rows) > 1 {
 		first, last := rows[0], rows[len(rows)-1]
 		verb := "grows"
