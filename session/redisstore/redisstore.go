@@ -45,8 +45,8 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/replicawait"
+	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
 )
