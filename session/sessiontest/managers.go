@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,9 @@ func RunManagersWith(t *testing.T, backends []session.Backend, o Options) {
 	newURLs := func(t *testing.T, cfg session.Config) ([]string, []*session.Manager) {
 		var urls []string
 		var ms []*session.Manager
+		if cfg.ErrorHandler == nil {
+			cfg.ErrorHandler = logStoreErrors(t)
+		}
 		for _, b := range backends {
 			cfg.Store = b
 			m, err := session.New(cfg)
@@ -376,5 +380,24 @@ func firstRequestAfterRestart(t *testing.T, urls []string, o Options) {
 		if _, body := r.Do("GET", "/keys"); body != "" {
 			t.Fatalf("the cookie logged out after a restart still has keys %q on %s", body, u)
 		}
+	}
+}
+
+// logStoreErrors answers as the default ErrorHandler does (a 503 with
+// Retry-After; 500 for a session too large) and logs the store's error,
+// so a refusal in a test run says what the store answered.
+func logStoreErrors(t *testing.T) func(w http.ResponseWriter, r *http.Request, err error) {
+	var logged atomic.Int32
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if logged.Add(1) <= 5 { // the first few: a storm repeats itself
+			t.Logf("%s %s: %v", r.Method, r.URL.Path, err)
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if errors.Is(err, session.ErrTooLarge) {
+			http.Error(w, "session too large", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "session store unavailable, retry shortly", http.StatusServiceUnavailable)
 	}
 }

@@ -56,6 +56,12 @@ func Redis(ctx context.Context, rawURL string, o RedisOptions) (rueidis.Client, 
 		return nil, fmt.Errorf("URL %s: %w", Redact(rawURL), err)
 	}
 	opt.DisableCache = !o.NearCache
+	// The parts repeat what is safe to repeat themselves (internal/retry),
+	// building a fresh command for each try. rueidis's own retry sends the
+	// same pooled command again on the new connection and then recycles
+	// it while the dead connection's writer may still hold it, a race the
+	// race detector caught after a server restart.
+	opt.DisableRetry = true
 	if o.NearCache {
 		opt.CacheSizeEachConn = o.CacheSize
 		if opt.CacheSizeEachConn <= 0 {
