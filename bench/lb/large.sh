@@ -53,6 +53,7 @@ events { worker_connections 8192; }
 http {
   access_log off;
   client_max_body_size 16m;
+  client_body_buffer_size 2m; # in memory: the workers cannot write the root-owned scratch directory
   client_body_temp_path $WORK/nginx/body;
   proxy_temp_path $WORK/nginx/proxy;
   fastcgi_temp_path $WORK/nginx/fastcgi;
