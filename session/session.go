@@ -1,6 +1,7 @@
 package session
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"maps"
@@ -353,10 +354,18 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 		return zero, err
 	}
 	// Requests of one session on this instance take turns, so only
-	// instances (not every request) contend in the store.
-	unlock, err := m.updates.lock(ctx, s.id)
+	// instances (not every request) contend in the store. A turn that
+	// does not come within StoreTimeout is refused like a store that does
+	// not answer: the queue ahead is longer than a store call may take,
+	// and waiting on would hold the client until its own timeout.
+	turn, cancel := m.storeCtx(ctx)
+	unlock, err := m.updates.lock(turn, s.id)
+	cancel()
 	if err != nil {
-		return zero, err
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+		return zero, unavailable("update", fmt.Errorf("this session's earlier updates on this instance took over %v", m.cfg.StoreTimeout))
 	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {

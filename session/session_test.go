@@ -450,3 +450,51 @@ func TestPersistentCookieLastsUntilTheDeadline(t *testing.T) {
 		t.Fatalf("persistent cookie = %+v; want Max-Age about 2h and Expires set", ck)
 	}
 }
+
+// TestUpdateQueueIsBounded: requests of one session take turns to update
+// it on an instance; one whose turn does not come within StoreTimeout is
+// refused with ErrUnavailable (the ErrorHandler's 503) instead of hanging
+// until its client gives up, and the update ahead of it still lands.
+func TestUpdateQueueIsBounded(t *testing.T) {
+	m := newManager(t, session.Config{StoreTimeout: 50 * time.Millisecond})
+	holding, release := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 2)
+	var token string
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/login" {
+			_ = session.Set(r.Context(), "n", 0)
+			return
+		}
+		_, err := session.Update(r.Context(), "n", func(n int, _ bool) (int, error) {
+			if r.URL.Path == "/slow" {
+				close(holding)
+				<-release
+			}
+			return n + 1, nil
+		})
+		errs <- err
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/login", nil))
+	for _, c := range rec.Result().Cookies() {
+		token = c.Name + "=" + c.Value
+	}
+	do := func(path string) {
+		// The client's own patience, longer than StoreTimeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, "POST", path, nil)
+		req.Header.Set("Cookie", token)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	go do("/slow")
+	<-holding
+	go do("/queued")
+	if err := <-errs; !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("an update queued behind one that holds its turn: %v, want ErrUnavailable", err)
+	}
+	close(release)
+	if err := <-errs; err != nil {
+		t.Fatalf("the update that held the turn: %v", err)
+	}
+}
