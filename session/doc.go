@@ -43,6 +43,8 @@
 //     Config.StoreTimeout; when the store cannot answer, the client gets
 //     503 with Retry-After (Config.ErrorHandler) instead of a page rendered
 //     with an empty session, and writes are never dropped silently.
+//     An Update queued on its instance behind the same session's earlier
+//     Updates for longer than StoreTimeout gets the same 503.
 //     Nothing needs restarting when the store is back.
 //   - Tokens are 256 bits from crypto/rand; the store key is their
 //     SHA-256, so a dump of the store holds no usable token. Garbage,
