@@ -1,9 +1,9 @@
 package session
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
