@@ -221,6 +221,16 @@ func (h *Hub) subscribe(c *conn, name string, recover bool, since uint64, epoch 
 		}
 		ch.subscribed = true
 	}
+	// A client that resumes exactly where this instance's live stream
+	// stands (or starts afresh) on a channel the instance already follows
+	// missed nothing that a history read would find: what is newer
+	// reaches it live, or through the hub's gap filling. Skipping the read
+	// is what keeps a drain's reconnect storm (a thousand clients arriving
+	// from another instance at once, each taking ch.mu in turn) from
+	// becoming a thousand serial broker calls.
+	if ch.known && (!recover || (epoch == ch.epoch && since == ch.last)) {
+		return h.addSubscriberLocked(c, ch, presence, Position{Epoch: ch.epoch, Offset: ch.last}, recover, nil)
+	}
 	limit := 0
 	if recover {
 		limit = h.cfg.HistoryLimit
@@ -238,18 +248,23 @@ func (h *Hub) subscribe(c *conn, name string, recover bool, since uint64, epoch 
 	} else if hist.Top.Epoch != ch.epoch {
 		h.resetLocked(ch, hist.Top)
 	}
-	res := subscribeResult{top: hist.Top, recovered: recover && epoch == hist.Top.Epoch && hist.Complete}
-	if res.recovered {
-		for _, p := range hist.Publications {
-			c.send(encodeMessage(name, p))
+	return h.addSubscriberLocked(c, ch, presence, hist.Top, recover && epoch == hist.Top.Epoch && hist.Complete, hist.Publications)
+}
+
+// addSubscriberLocked replays missed (when recovered) and adds c to ch at
+// position top.
+func (h *Hub) addSubscriberLocked(c *conn, ch *channel, presence bool, top Position, recovered bool, missed []Publication) subscribeResult {
+	if recovered {
+		for _, p := range missed {
+			c.send(encodeMessage(ch.name, p))
 		}
 	}
-	ch.subs[c] = &subscription{offset: hist.Top.Offset, epoch: hist.Top.Epoch}
+	ch.subs[c] = &subscription{offset: top.Offset, epoch: top.Epoch}
 	if presence && h.presence != nil {
 		ch.present[c.id] = PresenceEntry{Client: c.id, User: c.user}
 	}
-	c.subs[name] = ch
-	return res
+	c.subs[ch.name] = ch
+	return subscribeResult{top: top, recovered: recovered}
 }
 
 // unsubscribe removes c from the channel and from its presence.
