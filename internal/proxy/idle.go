@@ -72,17 +72,8 @@ type idleRaw struct {
 // setupIdle prepares c for buffer-free idle waits; other connections
 // (TLS, PROXY-wrapped, pipes in tests) keep the plain path.
 func (cc *clientConn) setupIdle(c net.Conn) {
-	cc.idle.rc = nil
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	cc.idle.rc = rc
-	if cc.idle.fn == nil {
+	cc.idle.rc = rawConnOf(c) // nil but on Linux
+	if cc.idle.rc != nil && cc.idle.fn == nil {
 		cc.idle.fn = cc.rawRead
 	}
 }
@@ -109,30 +100,6 @@ func (cc *clientConn) acquireBufs() {
 	}
 	if cc.bw == nil {
 		cc.bw = cc.s.bufs.getWriter(&cc.cw)
-	}
-}
-
-// rawRead is the RawConn read callback: one read(2) into a borrowed
-// buffer, kept only when something (bytes, end of stream, an error) came.
-// Returning false parks the goroutine until the socket is readable.
-func (cc *clientConn) rawRead(fd uintptr) bool {
-	if cc.rd.buf == nil {
-		cc.rd.buf = cc.s.bufs.getRead()
-	}
-	for {
-		n, err := syscall.Read(int(fd), cc.rd.buf[cc.rd.w:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			if cc.rd.w == 0 {
-				cc.s.bufs.putRead(cc.rd.buf)
-				cc.rd.buf = nil
-			}
-			return false
-		}
-		cc.idle.n, cc.idle.err = max(n, 0), err
-		return true
 	}
 }
 
