@@ -25,13 +25,18 @@ import (
 type idleBufs struct {
 	rd sync.Pool // *[clientReadBuf]byte
 	bw sync.Pool // *bufio.Writer
-	// lent counts the read buffers and writers connections hold, so
-	// tests (and, later, metrics) can tell that idle connections hold none.
-	lent atomic.Int64
+	// lent counts the read buffers and writers connections hold, when
+	// count is set (tests set it before the first connection): a shared
+	// counter bumped four times a request costs the hot path a cache line
+	// bouncing between cores.
+	count bool
+	lent  atomic.Int64
 }
 
 func (p *idleBufs) getRead() []byte {
-	p.lent.Add(1)
+	if p.count {
+		p.lent.Add(1)
+	}
 	if b, _ := p.rd.Get().(*[clientReadBuf]byte); b != nil {
 		return b[:]
 	}
@@ -40,14 +45,18 @@ func (p *idleBufs) getRead() []byte {
 
 // putRead takes back b if it is a standard buffer (grown ones are dropped).
 func (p *idleBufs) putRead(b []byte) {
-	p.lent.Add(-1)
+	if p.count {
+		p.lent.Add(-1)
+	}
 	if len(b) == clientReadBuf {
 		p.rd.Put((*[clientReadBuf]byte)(b))
 	}
 }
 
 func (p *idleBufs) getWriter(w io.Writer) *bufio.Writer {
-	p.lent.Add(1)
+	if p.count {
+		p.lent.Add(1)
+	}
 	if bw, _ := p.bw.Get().(*bufio.Writer); bw != nil {
 		bw.Reset(w)
 		return bw
@@ -56,7 +65,9 @@ func (p *idleBufs) getWriter(w io.Writer) *bufio.Writer {
 }
 
 func (p *idleBufs) putWriter(bw *bufio.Writer) {
-	p.lent.Add(-1)
+	if p.count {
+		p.lent.Add(-1)
+	}
 	bw.Reset(nil)
 	p.bw.Put(bw)
 }
@@ -72,17 +83,8 @@ type idleRaw struct {
 // setupIdle prepares c for buffer-free idle waits; other connections
 // (TLS, PROXY-wrapped, pipes in tests) keep the plain path.
 func (cc *clientConn) setupIdle(c net.Conn) {
-	cc.idle.rc = nil
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	cc.idle.rc = rc
-	if cc.idle.fn == nil {
+	cc.idle.rc = rawConnOf(c) // nil but on Linux
+	if cc.idle.rc != nil && cc.idle.fn == nil {
 		cc.idle.fn = cc.rawRead
 	}
 }
@@ -90,14 +92,24 @@ func (cc *clientConn) setupIdle(c net.Conn) {
 // releaseBufs gives the empty read buffer and the flushed writer back
 // while the connection idles; acquireBufs takes them again. Only plain
 // TCP connections release (see setupIdle).
-func (cc *clientConn) releaseBufs() {
-	if cc.idle.rc == nil || cc.rd.buf == nil || cc.rd.r != cc.rd.w || cc.bw.Buffered() > 0 {
+//
+// The read buffer is left to the read callback when it is about to be
+// used (read is false): the callback keeps it if bytes are already there
+// and gives it back before the goroutine parks, which saves a Put and a
+// Get per request.
+func (cc *clientConn) releaseBufs(read bool) {
+	if cc.idle.rc == nil || cc.rd.r != cc.rd.w || (cc.bw != nil && cc.bw.Buffered() > 0) {
 		return
 	}
-	cc.s.bufs.putRead(cc.rd.buf)
-	cc.rd.buf, cc.rd.r, cc.rd.w = nil, 0, 0
-	cc.s.bufs.putWriter(cc.bw)
-	cc.bw = nil
+	cc.rd.r, cc.rd.w = 0, 0
+	if read && cc.rd.buf != nil {
+		cc.s.bufs.putRead(cc.rd.buf)
+		cc.rd.buf = nil
+	}
+	if cc.bw != nil {
+		cc.s.bufs.putWriter(cc.bw)
+		cc.bw = nil
+	}
 	if cap(cc.body) > 4<<10 {
 		cc.body = nil // a large retry buffer is not kept for the next request
 	}
@@ -112,30 +124,6 @@ func (cc *clientConn) acquireBufs() {
 	}
 }
 
-// rawRead is the RawConn read callback: one read(2) into a borrowed
-// buffer, kept only when something (bytes, end of stream, an error) came.
-// Returning false parks the goroutine until the socket is readable.
-func (cc *clientConn) rawRead(fd uintptr) bool {
-	if cc.rd.buf == nil {
-		cc.rd.buf = cc.s.bufs.getRead()
-	}
-	for {
-		n, err := syscall.Read(int(fd), cc.rd.buf[cc.rd.w:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			if cc.rd.w == 0 {
-				cc.s.bufs.putRead(cc.rd.buf)
-				cc.rd.buf = nil
-			}
-			return false
-		}
-		cc.idle.n, cc.idle.err = max(n, 0), err
-		return true
-	}
-}
-
 // errParked: the connection went to the idler (park_linux.go) and its
 // goroutine must end without touching it.
 var errParked = errors.New("proxy: connection parked")
@@ -147,8 +135,8 @@ var errParked = errors.New("proxy: connection parked")
 func (cc *clientConn) fillIdle(d time.Duration) (int, error) {
 	rd := &cc.rd
 	s := cc.s
-	cc.releaseBufs()
-	start := time.Now()
+	cc.releaseBufs(false)
+	start := s.clk.get() // coarse: parking needs no precision, and this is per request
 	var err error
 	for {
 		wait := d
@@ -163,7 +151,7 @@ func (cc *clientConn) fillIdle(d time.Duration) (int, error) {
 		}
 		// The park deadline (or an earlier one) fired: park for the
 		// rest of ClientIdle, or keep waiting here if parking fails.
-		left := d - time.Since(start)
+		left := d - time.Duration(s.clk.get()-start)
 		if left <= 0 {
 			break
 		}
@@ -171,7 +159,7 @@ func (cc *clientConn) fillIdle(d time.Duration) (int, error) {
 			return 0, errParked
 		}
 		d = left
-		start = time.Now()
+		start = s.clk.get()
 		rd.dl = 0
 	}
 	cc.acquireBufs()

@@ -16,6 +16,7 @@ func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
 		io.WriteString(w, "path="+r.URL.Path)
 	})
 	srv := &Server{Route: one(u)}
+	srv.bufs.count = true
 	p := startProxy(t, srv)
 	const n = 20
 	conns := make([]*raw, n)

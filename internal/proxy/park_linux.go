@@ -89,7 +89,7 @@ func (cc *clientConn) park(left time.Duration) bool {
 	}
 	// The goroutine's buffers go back now, and rd.dl is forgotten: the
 	// deadline that parked it has fired.
-	cc.releaseBufs()
+	cc.releaseBufs(true)
 	cc.rd.dl = 0
 	// So does the per-request scratch, for the same reason; resume
 	// allocates the field table again.

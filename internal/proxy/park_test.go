@@ -30,6 +30,7 @@ func TestIdleConnectionsParkAndResume(t *testing.T) {
 		io.WriteString(w, "path="+r.URL.Path)
 	})
 	srv := &Server{Route: one(u), parkAfter: 50 * time.Millisecond}
+	srv.bufs.count = true
 	p := startProxy(t, srv)
 	const n = 20
 	conns := make([]*raw, n)
