@@ -365,7 +365,10 @@ func Update[T any](ctx context.Context, key string, f func(old T, ok bool) (T, e
 		if ctx.Err() != nil {
 			return zero, ctx.Err()
 		}
-		return zero, unavailable("update", fmt.Errorf("this session's earlier updates on this instance took over %v", m.cfg.StoreTimeout))
+		// Like a store that did not answer, this fails the response
+		// (the ErrorHandler's 503), whatever the handler does with it.
+		s.failed = unavailable("update", fmt.Errorf("this session's earlier updates on this instance took over %v", m.cfg.StoreTimeout))
+		return zero, s.failed
 	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {

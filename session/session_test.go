@@ -479,19 +479,25 @@ func TestUpdateQueueIsBounded(t *testing.T) {
 	for _, c := range rec.Result().Cookies() {
 		token = c.Name + "=" + c.Value
 	}
+	answers := make(chan *httptest.ResponseRecorder, 2)
 	do := func(path string) {
 		// The client's own patience, longer than StoreTimeout.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		req := httptest.NewRequestWithContext(ctx, "POST", path, nil)
 		req.Header.Set("Cookie", token)
-		h.ServeHTTP(httptest.NewRecorder(), req)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		answers <- rec
 	}
 	go do("/slow")
 	<-holding
 	go do("/queued")
 	if err := <-errs; !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("an update queued behind one that holds its turn: %v, want ErrUnavailable", err)
+	}
+	if a := <-answers; a.Code != http.StatusServiceUnavailable || a.Header().Get("Retry-After") == "" {
+		t.Fatalf("the queued request was answered %d, Retry-After %q; want the ErrorHandler's 503", a.Code, a.Header().Get("Retry-After"))
 	}
 	close(release)
 	if err := <-errs; err != nil {
