@@ -24,6 +24,36 @@ type channel struct {
 	known bool
 	epoch string
 	last  uint64
+	// lastRead is the latest history read for a subscribe, reused while
+	// the channel has not moved (see history).
+	lastRead *historyRead
+}
+
+// historyRead is one answer of Broker.History and its question.
+type historyRead struct {
+	since uint64
+	limit int
+	hist  History
+}
+
+// history answers a subscribe's history read, from the previous read when
+// it asked the same and nothing was delivered on the channel since: a
+// drain sends a thousand clients resuming from the same offset to another
+// instance at once, and each would otherwise make the same broker call in
+// turn under ch.mu (under CPU load the last ones ran out of time). Messages
+// published after the reused read reach the subscriber live, or through
+// gap filling, as for any read. Callers hold ch.mu.
+func (ch *channel) history(ctx context.Context, b Broker, since uint64, limit int) (History, error) {
+	if r := ch.lastRead; r != nil && r.since == since && r.limit == limit &&
+		ch.known && r.hist.Top == (Position{Epoch: ch.epoch, Offset: ch.last}) {
+		return r.hist, nil
+	}
+	hist, err := b.History(ctx, ch.name, since, limit)
+	if err != nil {
+		return History{}, err
+	}
+	ch.lastRead = &historyRead{since: since, limit: limit, hist: hist}
+	return hist, nil
 }
 
 // subscription is one connection's position in one channel; offset only
@@ -100,6 +130,7 @@ func (h *Hub) handlePublication(name string, p Publication) {
 	default:
 		h.fanoutLocked(ch, p)
 		ch.last = p.Offset
+		ch.lastRead = nil // stale now; holds up to HistoryLimit messages
 	}
 }
 
@@ -221,16 +252,6 @@ func (h *Hub) subscribe(c *conn, name string, recover bool, since uint64, epoch 
 		}
 		ch.subscribed = true
 	}
-	// A client that resumes exactly where this instance's live stream
-	// stands (or starts afresh) on a channel the instance already follows
-	// missed nothing that a history read would find: what is newer
-	// reaches it live, or through the hub's gap filling. Skipping the read
-	// is what keeps a drain's reconnect storm (a thousand clients arriving
-	// from another instance at once, each taking ch.mu in turn) from
-	// becoming a thousand serial broker calls.
-	if ch.known && (!recover || (epoch == ch.epoch && since == ch.last)) {
-		return h.addSubscriberLocked(c, ch, presence, Position{Epoch: ch.epoch, Offset: ch.last}, recover, nil)
-	}
 	limit := 0
 	if recover {
 		limit = h.cfg.HistoryLimit
@@ -239,7 +260,7 @@ func (h *Hub) subscribe(c *conn, name string, recover bool, since uint64, epoch 
 	}
 	// Read under ch.mu: no live message is delivered here meanwhile, so
 	// the replay and the live stream meet without a hole.
-	hist, err := h.cfg.Broker.History(ctx, name, since, limit)
+	hist, err := ch.history(ctx, h.cfg.Broker, since, limit)
 	if err != nil {
 		return subscribeResult{code: ErrCodeUnavailable, msg: err.Error()}
 	}
