@@ -26,9 +26,9 @@ type Progress struct {
 	Elapsed time.Duration
 }
 
-// Run simulates cfg: the theory checks, the calibration against cfg.Live
-// (if any), then every architecture at every sweep point, in increasing
-// scale. progress may be nil. When ctx is cancelled Run stops within about
+// Run simulates cfg: the calibration against cfg.Live (if any), then
+// every architecture at every sweep point, in increasing scale, with the
+// theory checks running beside them. progress may be nil. When ctx is cancelled Run stops within about
 // a simulated second and returns what it computed so far (Report.Complete
 // false, the interrupted run's row marked incomplete) with ctx's error.
 func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, error) {
