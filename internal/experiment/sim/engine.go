@@ -373,13 +373,18 @@ func (e *engine) login(s int32) {
 	if e.storeDown {
 		ph.downWrites++
 	}
-	if e.ro != nil {
+	// The class is a function of the rate alone, which never changes: it
+	// is worked out once here (a logarithm) and read back at departure.
+	switch {
+	case e.ro != nil:
 		u.class = uint8(e.ro.class(u.rate))
+	case e.tok != nil:
+		u.class = uint8(e.tok.class(u.rate))
 	}
 	if e.pinned {
 		i := e.pickNew(-1)
 		if e.tok != nil {
-			e.tok.add(i, e.tok.class(u.rate), float64(u.rate))
+			e.tok.add(i, int(u.class), float64(u.rate))
 			e.fw.add(int(i), float64(u.rate))
 		} else {
 			e.pin(s, i)
@@ -400,7 +405,7 @@ func (e *engine) depart(s int32) {
 	u := &e.users.u[s]
 	at := u.inst // where its last request goes
 	if e.tok != nil {
-		at = e.tok.leave(&e.r, e.tok.class(u.rate))
+		at = e.tok.leave(&e.r, int(u.class))
 	}
 	if u.flags&flagLogsOut != 0 {
 		ph := e.m.cur
@@ -421,7 +426,7 @@ func (e *engine) depart(s int32) {
 	switch {
 	case e.tok != nil:
 		if at >= 0 {
-			e.fw.add(int(at), -e.tok.take(at, e.tok.class(u.rate), float64(u.rate)))
+			e.fw.add(int(at), -e.tok.take(at, int(u.class), float64(u.rate)))
 		}
 	case e.pinned:
 		e.unpin(s)

@@ -26,9 +26,9 @@ type Progress struct {
 	Elapsed time.Duration
 }
 
-// Run simulates cfg: the theory checks, the calibration against cfg.Live
-// (if any), then every architecture at every sweep point, in increasing
-// scale. progress may be nil. When ctx is cancelled Run stops within about
+// Run simulates cfg: the calibration against cfg.Live (if any), then
+// every architecture at every sweep point, in increasing scale, with the
+// theory checks running beside them. progress may be nil. When ctx is cancelled Run stops within about
 // a simulated second and returns what it computed so far (Report.Complete
 // false, the interrupted run's row marked incomplete) with ctx's error.
 func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, error) {
@@ -45,16 +45,38 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, err
 	base := cfg.Model
 	rep := &Report{Model: base.Describe(), series: map[string]runSeries{}}
 
+	// The theory checks run beside the simulation, on the second core
+	// (the target is wall time on two): they draw from their own streams
+	// (theoryChecks' seeds depend on nothing the runs touch) and share no
+	// state with them, so every figure is the one a sequential run gives.
+	// Every return waits for them, so the report always holds what they
+	// computed.
 	report(Progress{Stage: "theory"})
-	th, err := theoryChecks(ctx, base.Seed, cfg.TheoryMaxBins)
-	rep.Theory = th
-	if err != nil {
+	type theoryOut struct {
+		rows []TheoryRow
+		err  error
+	}
+	thc := make(chan theoryOut, 1)
+	go func() {
+		rows, err := theoryChecks(ctx, base.Seed, cfg.TheoryMaxBins)
+		thc <- theoryOut{rows, err}
+	}()
+	finish := func(err error) (*Report, error) {
+		th := <-thc
+		rep.Theory = th.rows
+		if err == nil {
+			err = th.err
+		}
+		if err != nil {
+			rep.Complete = false
+		}
 		return rep, err
 	}
 	report(Progress{Stage: "calibration"})
+	var err error
 	rep.Calibration, err = calibrate(ctx, &cfg, rep)
 	if err != nil {
-		return rep, err
+		return finish(err)
 	}
 	points := cfg.Points()
 	runs := len(points) * len(cfg.Archs)
@@ -78,7 +100,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, err
 				}
 			}
 			if err != nil {
-				return rep, err
+				return finish(err)
 			}
 			if pt.Users >= 1_000_000 {
 				runtime.GC() // hand the finished run's users back before the next one
@@ -86,7 +108,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, err
 		}
 	}
 	rep.Complete = true
-	return rep, nil
+	return finish(nil)
 }
 
 // simulate runs one architecture at one scale. It returns the result even
