@@ -67,10 +67,13 @@ func (b *Broker) withPresence(ctx context.Context, op func(ctx context.Context, 
 }
 
 // bucketLost: the server no longer has the bucket. Key listing reports
-// it with the older nats package's error.
+// it with the older nats package's error; a put or purge, which publishes
+// to the bucket's subject, as no stream answering it (after nats.go's own
+// retries, half a second: repeating the call on the lost bucket's handle
+// would spend the caller's deadline before the bucket is made again).
 func bucketLost(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
-		errors.Is(err, nats.ErrStreamNotFound)
+		errors.Is(err, nats.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 type natsPresence struct {
