@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/rueidis"
+
+	"github.com/unstuck-dev/unstuck/internal/jsread"
 )
 
 // Attempts bounds the tries of one call, the first included. A server that
@@ -62,8 +64,9 @@ func Lost(err error) bool {
 
 // NotSent reports whether err proves the request reached no server that
 // could apply it: the connection was refused, a restarted Redis was still
-// loading its data, or no JetStream was there to answer. Such a request may
-// be repeated even when it is not idempotent.
+// loading its data, or no JetStream was there to answer (jsread.ErrNoLeader
+// comes only from reads, which apply nothing). Such a request may be
+// repeated even when it is not idempotent.
 func NotSent(err error) bool {
 	if re, ok := rueidis.IsRedisErr(err); ok {
 		return re.IsLoading()
@@ -72,7 +75,7 @@ func NotSent(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) ||
 		(errors.As(err, &op) && op.Op == "dial") ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jsread.ErrNoLeader)
 }
 
 // Do calls op until it succeeds or fails with an error that is not Lost,

@@ -18,23 +18,31 @@
 // whose message carries an id chosen before the call, which JetStream
 // deduplicates. PutPayload is not repeated: its reader is consumed, and a
 // failed upload leaves nothing behind to clean up.
+//
+// # Clusters
+//
+// With Replicas > 1, records are read from the status bucket's leader
+// (internal/jsread), so a worker on another instance always sees the
+// record just written, and payloads are read chunk by chunk from the
+// payload stream's leader: the Object Store's own reader runs a consumer
+// that may sit on a replica not yet holding the last chunks, and stops
+// early.
 package natsjobs
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/jsread"
 	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/jobs"
@@ -74,8 +82,10 @@ type Backend struct {
 	js      jetstream.JetStream
 	cfg     Options
 	kv      jetstream.KeyValue
+	records *jsread.KV // reads of kv that see every acknowledged write
 	obs     jetstream.ObjectStore
 	objects jetstream.Stream // the Object Store's own stream
+	payload *jsread.Stream   // reads of objects, likewise
 	stream  jetstream.Stream
 	subject string
 
@@ -145,6 +155,9 @@ func (b *Backend) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsjobs: status bucket: %w", err)
 	}
+	if b.records, err = jsread.OpenKV(ctx, b.js, cfg.Name+"_status"); err != nil {
+		return fmt.Errorf("natsjobs: status bucket: %w", err)
+	}
 	b.obs, err = b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: cfg.Name + "_payloads", Description: "job payloads",
 		TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
@@ -159,6 +172,7 @@ func (b *Backend) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsjobs: payload stream: %w", err)
 	}
+	b.payload = jsread.Wrap(b.js, b.objects)
 	b.stream, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: cfg.Name + "_queue", Description: "job queue",
 		Subjects:  []string{b.subject + ".>"},
@@ -174,48 +188,21 @@ func (b *Backend) setUp(ctx context.Context) error {
 // ObjectStore is the payload bucket, for inspection and tests.
 func (b *Backend) ObjectStore() jetstream.ObjectStore { return b.obs }
 
-// PutPayload streams r into the Object Store in chunks. The Object Store
-// purges the chunks it wrote when r fails, so an oversized or broken
-// upload leaves nothing.
-func (b *Backend) PutPayload(ctx context.Context, id string, r io.Reader, max int64) (int64, error) {
-	info, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: id}, jobs.LimitPayload(r, max))
-	if err != nil {
-		return 0, err
-	}
-	return int64(info.Size), nil
-}
-
-// OpenPayload streams the payload back.
-func (b *Backend) OpenPayload(ctx context.Context, id string) (io.ReadCloser, error) {
-	res, err := retry.Value(ctx, func(ctx context.Context) (jetstream.ObjectResult, error) { return b.obs.Get(ctx, id) })
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, jobs.ErrNotFound
-	}
-	return res, err
-}
-
-// DeletePayload purges the payload's chunks and then its tombstone.
-func (b *Backend) DeletePayload(ctx context.Context, id string) error {
-	return retry.Do(ctx, func(ctx context.Context) error {
-		err := b.obs.Delete(ctx, id)
-		if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return err
-		}
-		metaSubject := "$O." + b.cfg.Name + "_payloads.M." + base64.URLEncoding.EncodeToString([]byte(id))
-		return b.objects.Purge(ctx, jetstream.WithPurgeSubject(metaSubject))
-	})
-}
-
 // GetRecord reads a record and its KV revision.
 func (b *Backend) GetRecord(ctx context.Context, id string) ([]byte, uint64, error) {
-	e, err := retry.Value(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return b.kv.Get(ctx, id) })
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	var data []byte
+	var rev uint64
+	err := retry.Do(ctx, func(ctx context.Context) (err error) {
+		data, rev, err = b.records.Get(ctx, id)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, jobs.ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	return e.Value(), e.Revision(), nil
+	return data, rev, nil
 }
 
 // CreateRecord creates the key only if it does not exist.
@@ -263,14 +250,14 @@ func conflict(err error) bool {
 // lost (records carry their update time, so another writer's data
 // differs); otherwise the conflict err stands.
 func (b *Backend) ownWrite(ctx context.Context, id string, data []byte, conflict error) (uint64, error) {
-	e, err := b.kv.Get(ctx, id)
+	got, rev, err := b.records.Get(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	if !bytes.Equal(e.Value(), data) {
+	if !bytes.Equal(got, data) {
 		return 0, conflict
 	}
-	return e.Revision(), nil
+	return rev, nil
 }
 
 // WatchRecord follows the key with a KV watcher.

@@ -40,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/jsread"
 	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/realtime"
@@ -77,12 +78,15 @@ type Options struct {
 
 // Broker is a realtime.Broker and realtime.PresenceStore over NATS.
 type Broker struct {
-	cfg    Options
-	own    bool // Close closes cfg.Client
-	js     jetstream.JetStream
-	stream atomic.Pointer[jetstream.Stream] // replaced by Run after a reconnect
-	epoch  atomic.Value                     // string: the stream's creation time
-	msgs   chan *nats.Msg
+	cfg Options
+	own bool // Close closes cfg.Client
+	js  jetstream.JetStream
+	// history reads the stream, through its leader when it is replicated
+	// (a replica may not hold the newest message yet); replaced by Run
+	// after a reconnect.
+	history atomic.Pointer[jsread.Stream]
+	epoch   atomic.Value // string: the stream's creation time
+	msgs    chan *nats.Msg
 
 	mu   sync.Mutex
 	subs map[string]*nats.Subscription
@@ -92,6 +96,7 @@ type Broker struct {
 
 	kvMu     sync.Mutex
 	kv       jetstream.KeyValue
+	kvRead   *jsread.KV          // reads of kv from its leader when replicated
 	instance string              // names this broker's presence heartbeat
 	written  map[string]struct{} // presence keys this instance has stored
 }
@@ -167,7 +172,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)
 	}
-	b.stream.Store(&s)
+	b.history.Store(jsread.Wrap(b.js, s))
 	b.epoch.Store(strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36))
 	return nil
 }
@@ -197,7 +202,7 @@ func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
 // lastMsg is the channel's newest stored message, nil for none.
 func (b *Broker) lastMsg(ctx context.Context, subj string) (*jetstream.RawStreamMsg, error) {
 	m, err := retry.Value(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return (*b.stream.Load()).GetLastMsgForSubject(ctx, subj)
+		return b.history.Load().Last(ctx, subj)
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -314,9 +319,9 @@ func fnv32(s string) uint32 {
 	return h
 }
 
-// History implements realtime.Broker. It walks the channel's subject with direct
-// gets, one per message: gaps are short, and a full replay is bounded by
-// limit.
+// History implements realtime.Broker. It walks the channel's subject one
+// message per read (direct gets, or the leader's on a replicated stream):
+// gaps are short, and a full replay is bounded by limit.
 func (b *Broker) History(ctx context.Context, channel string, since uint64, limit int) (realtime.History, error) {
 	if err := b.Healthy(); err != nil {
 		return realtime.History{}, err
@@ -338,7 +343,7 @@ func (b *Broker) History(ctx context.Context, channel string, since uint64, limi
 	}
 	seq := since + 1
 	for len(h.Publications) < limit {
-		m, err := (*b.stream.Load()).GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		m, err := b.history.Load().Next(ctx, seq, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}

@@ -3,7 +3,6 @@ package natsbroker_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -69,14 +68,9 @@ func TestLostReplyPublishedOnce(t *testing.T) {
 }
 
 // TestConformanceCluster runs the suite on a 3-node cluster, the stream
-// and presence bucket with three replicas. It is a known gap, so it runs
-// only with UNSTUCK_NATS_CLUSTER_SUITES=1: presence read on another
-// instance right after it was set can come back empty, read from a
-// replica that has not applied it. See BENCHMARKS.md, Faults.
+// and presence bucket with three replicas: history and presence read on
+// another instance right after a write must see it, though replicas lag.
 func TestConformanceCluster(t *testing.T) {
-	if os.Getenv("UNSTUCK_NATS_CLUSTER_SUITES") != "1" {
-		t.Skip("known gap (follower reads on a NATS cluster): set UNSTUCK_NATS_CLUSTER_SUITES=1 to run")
-	}
 	env := testenv.NATSCluster(t, 3)
 	brokertest.Run(t, brokertest.Backplane{
 		Open: func(t *testing.T, historySize int) realtime.Broker {

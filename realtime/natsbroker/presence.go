@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/jsread"
 	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/realtime"
 )
@@ -18,11 +19,12 @@ import (
 // Presence in NATS: a key per present client, "c.<channel>.<client>",
 // written once on join with the instance that holds it, and a key per
 // instance, "i.<instance>", holding its heartbeat's expiry. Heartbeats
-// rewrite only the instance key: rewriting every entry would make the
-// bucket's key listing (a snapshot that skips keys superseded while it
-// runs) miss live entries. A reader drops entries whose instance's
-// heartbeat lapsed, and purges them, so a dead instance's entries vanish
-// within the TTL.
+// rewrite only the instance key, one write per instance rather than one
+// per client. A reader lists the channel's keys in one request from the
+// bucket's subject index and reads them, on a cluster from the bucket's
+// leader (internal/jsread: a replica may not hold a join just written); it
+// drops entries whose instance's heartbeat lapsed, and purges them, so a
+// dead instance's entries vanish within the TTL.
 func (b *Broker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
 	b.kvMu.Lock()
 	defer b.kvMu.Unlock()
@@ -35,7 +37,11 @@ func (b *Broker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, b.wrap("presence bucket", err)
 	}
-	b.kv = kv
+	read, err := jsread.OpenKV(ctx, b.js, b.cfg.PresenceBucket)
+	if err != nil {
+		return nil, b.wrap("presence bucket", err)
+	}
+	b.kv, b.kvRead = kv, read
 	return kv, nil
 }
 
@@ -153,33 +159,32 @@ func (b *Broker) Presence(ctx context.Context, channel string) ([]realtime.Prese
 
 func (b *Broker) presence(ctx context.Context, kv jetstream.KeyValue, channel string) ([]realtime.PresenceEntry, error) {
 	prefix := "c." + b.token(channel) + "."
-	lister, err := kv.ListKeysFiltered(ctx, prefix+"*")
+	b.kvMu.Lock()
+	read := b.kvRead // reads by the bucket's name: any handle's will do
+	b.kvMu.Unlock()
+	keys, err := read.Keys(ctx, prefix+"*")
 	if err != nil {
 		return nil, err
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
 	}
 	now := time.Now().UnixMilli()
 	alive := map[string]int64{}
 	out := []realtime.PresenceEntry{}
 	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
+		v, _, err := read.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
+			continue // left, or purged: the listing still names it
 		}
 		if err != nil {
 			return nil, err
 		}
 		var p natsPresence
-		if json.Unmarshal(e.Value(), &p) != nil {
+		if json.Unmarshal(v, &p) != nil {
 			continue
 		}
 		exp, seen := alive[p.Instance]
 		if !seen {
-			if ie, err := kv.Get(ctx, "i."+p.Instance); err == nil {
-				exp, _ = strconv.ParseInt(string(ie.Value()), 10, 64)
+			if iv, _, err := read.Get(ctx, "i."+p.Instance); err == nil {
+				exp, _ = strconv.ParseInt(string(iv), 10, 64)
 			}
 			alive[p.Instance] = exp
 		}

@@ -12,8 +12,15 @@
 // would have expired.
 //
 // The user index is one empty entry per binding, "u.<hash(user)>.<id>",
-// found with a subject-filtered key listing (served from the stream's
-// subject index, not a scan of all sessions).
+// listed in one request from the stream's subject index (not a scan of all
+// sessions, and no consumer).
+//
+// On a cluster (Replicas > 1) every read goes to the bucket's leader
+// (internal/jsread): JetStream's own fast reads are answered by whichever
+// replica is nearest, which may not have applied the last acknowledged
+// write yet, and a deleted session would come back. While a leader is
+// being elected, calls fail after their deadline and the Manager answers
+// 503 with Retry-After.
 //
 // With NearCache, loads are served from memory; a watch on the bucket
 // evicts an entry as soon as any instance changes it. A cached entry keeps
@@ -48,6 +55,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/unstuck-dev/unstuck/internal/jsread"
 	"github.com/unstuck-dev/unstuck/internal/retry"
 	"github.com/unstuck-dev/unstuck/internal/storeurl/connect"
 	"github.com/unstuck-dev/unstuck/session"
@@ -91,7 +99,8 @@ type Store struct {
 	ownConn bool
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
-	subject string // "$KV.<bucket>."
+	read    *jsread.KV // reads that see every acknowledged write
+	subject string     // "$KV.<bucket>."
 	idxTTL  time.Duration
 	retries int
 
@@ -156,6 +165,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("natsstore: bucket %q: %w", o.Bucket, err)
 	}
 	s.kv = kv
+	if s.read, err = jsread.OpenKV(ctx, js, o.Bucket); err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("natsstore: bucket %q: %w", o.Bucket, err)
+	}
 	s.subject = "$KV." + o.Bucket + "."
 	if o.NearCache {
 		if o.NearCacheTTL <= 0 {
@@ -223,8 +236,11 @@ func (s *Store) get(ctx context.Context, id string) (*session.Record, bool, uint
 
 // getEntry is get that also returns the entry as stored (nil for none).
 func (s *Store) getEntry(ctx context.Context, id string) (*session.Record, bool, uint64, []byte, error) {
-	e, err := retry.Value(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
-		return s.kv.Get(ctx, sessKey(id))
+	var raw []byte
+	var rev uint64
+	err := retry.Do(ctx, func(ctx context.Context) (err error) {
+		raw, rev, err = s.read.Get(ctx, sessKey(id))
+		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, false, 0, nil, nil
@@ -232,11 +248,11 @@ func (s *Store) getEntry(ctx context.Context, id string) (*session.Record, bool,
 	if err != nil {
 		return nil, false, 0, nil, err
 	}
-	r, tomb, err := decodeRecord(e.Value())
+	r, tomb, err := decodeRecord(raw)
 	if err != nil {
-		return nil, false, 0, nil, fmt.Errorf("natsstore: entry %s: %w", e.Key(), err)
+		return nil, false, 0, nil, fmt.Errorf("natsstore: entry %s: %w", sessKey(id), err)
 	}
-	return r, tomb, e.Revision(), e.Value(), nil
+	return r, tomb, rev, raw, nil
 }
 
 // newOp is a call's id, chosen before it is sent, by which a repeat
@@ -546,19 +562,12 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 	prefix := userPrefix(userID)
 	var ids []string
 	err := retry.Do(ctx, func(ctx context.Context) error {
-		ids = nil
-		l, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
-		if err != nil {
-			return err
-		}
-		defer l.Stop()
-		for k := range l.Keys() {
+		keys, err := s.read.Keys(ctx, prefix+"*")
+		ids = ids[:0]
+		for _, k := range keys {
 			ids = append(ids, strings.TrimPrefix(k, prefix))
 		}
-		return nil
+		return err
 	})
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
 	return ids, err
 }
