@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/unstuck-dev/unstuck/internal/shop"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
@@ -19,8 +20,9 @@ import (
 
 // TestNATSClusterNodeLoss shuts down the node the shop is connected to in
 // a 3-node JetStream cluster (buckets and streams with three replicas)
-// under load, so the shop must reconnect elsewhere as well as find new
-// stream leaders where the node led. No acknowledged cart add or chat message is lost, only 503s
+// under load, after making it the session bucket's leader, so the shop
+// must reconnect elsewhere and wait for new stream leaders, whom every
+// read asks. No acknowledged cart add or chat message is lost, only 503s
 // with Retry-After are seen, an upload finishes, a chat client that lost
 // its connection resumes with recovered:true and gets every message it
 // missed, and the restarted node catches up.
@@ -51,6 +53,7 @@ func TestNATSClusterNodeLoss(t *testing.T) {
 	last := ws.received()[len(ws.received())-1]
 
 	victim := shopsNode(t, env)
+	leadSessions(t, env, victim)
 	t.Logf("shutting down %s (leads the session bucket: %v)", victim.Server.Name(),
 		victim.Server.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, "KV_unstuck_sessions"))
 	victim.Shutdown()
@@ -106,6 +109,29 @@ func TestNATSClusterNodeLoss(t *testing.T) {
 	if chatLost > 0 {
 		t.Errorf("%d acknowledged chat messages were not replayed", chatLost)
 	}
+}
+
+// leadSessions moves the session bucket's leadership to n, so that losing
+// n costs both the shop's connection and the leader every session read
+// and write goes to: the worst node to lose.
+func leadSessions(t *testing.T, env *testenv.NATSClusterEnv, n *testenv.NATSServer) {
+	t.Helper()
+	const stream = "KV_unstuck_sessions"
+	nc, err := nats.Connect(env.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n.Server.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return nil
+		}
+		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, n.Server.Name())
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(req), 2*time.Second); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s does not lead %s yet", n.Server.Name(), stream)
+	})
 }
 
 // shopsNode is the node holding the shop's connection (named "unstuck").
