@@ -13,7 +13,7 @@ import (
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 )
 
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -27,6 +27,31 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
+// r3 creates bucket "b" with three replicas on env and returns it with
+// the node that leads it and the others.
+func r3(t testing.TB, ctx context.Context, env *testenv.NATSClusterEnv) (jetstream.KeyValue, *testenv.NATSServer, []*testenv.NATSServer) {
+	t.Helper()
+	_, js := connect(t, env.URL())
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *testenv.NATSServer
+	var others []*testenv.NATSServer
+	for _, n := range env.Nodes {
+		if n.Server.Name() == st.CachedInfo().Cluster.Leader {
+			leader = n
+		} else {
+			others = append(others, n)
+		}
+	}
+	return kv, leader, others
+}
+
 // TestReadsSeeAcknowledgedWrites writes through the bucket's leader and
 // reads at once through a connection to another node, where direct gets
 // are answered by that node's replica: every read must see the write
@@ -35,24 +60,8 @@ func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 	env := testenv.NATSCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, js := connect(t, env.URL())
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3, History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := js.Stream(ctx, "KV_b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := info.CachedInfo().Cluster.Leader
-	var follower string
-	for _, n := range env.Nodes {
-		if n.Server.Name() != leader {
-			follower = n.URL()
-			break
-		}
-	}
-	_, fjs := connect(t, follower)
+	kv, _, others := r3(t, ctx, env)
+	_, fjs := connect(t, others[0].URL())
 	r, err := OpenKV(ctx, fjs, "b")
 	if err != nil {
 		t.Fatal(err)
@@ -113,29 +122,13 @@ func TestLeaderLossIsRetryable(t *testing.T) {
 	env := testenv.NATSCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, js := connect(t, env.URL())
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3, History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, leader, others := r3(t, ctx, env)
 	rev, err := kv.Put(ctx, "k", []byte("v"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, "KV_b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := st.CachedInfo().Cluster.Leader
-	var other string
-	for _, n := range env.Nodes {
-		if n.Server.Name() == leader {
-			n.Shutdown()
-		} else if other == "" {
-			other = n.URL()
-		}
-	}
-	_, ojs := connect(t, other)
+	leader.Shutdown()
+	_, ojs := connect(t, others[0].URL())
 	r, err := OpenKV(ctx, ojs, "b")
 	if err != nil {
 		t.Fatal(err)
@@ -187,32 +180,11 @@ func TestSingleReplicaReadsDirect(t *testing.T) {
 func BenchmarkGet(b *testing.B) {
 	env := testenv.NATSCluster(b, 3)
 	ctx := context.Background()
-	nc, err := nats.Connect(env.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3})
-	if err != nil {
-		b.Fatal(err)
-	}
+	kv, _, others := r3(b, ctx, env)
 	if _, err := kv.Put(ctx, "k", make([]byte, 512)); err != nil {
 		b.Fatal(err)
 	}
-	st, _ := js.Stream(ctx, "KV_b")
-	var follower string
-	for _, n := range env.Nodes {
-		if n.Server.Name() != st.CachedInfo().Cluster.Leader {
-			follower = n.URL()
-		}
-	}
-	fnc, err := nats.Connect(follower)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fnc.Close()
-	fjs, _ := jetstream.New(fnc)
+	_, fjs := connect(b, others[0].URL())
 	fkv, _ := fjs.KeyValue(ctx, "b")
 	r, err := OpenKV(ctx, fjs, "b")
 	if err != nil {
