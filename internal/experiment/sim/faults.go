@@ -16,6 +16,7 @@ func (e *engine) event(ev model.Event) {
 	case model.Join:
 		e.setUp(i, true)
 		e.addCand(i)
+		e.startJobs() // its workers take waiting jobs at once
 		e.m.joiner, e.m.joinT = i, e.t
 	case model.Drain:
 		e.draining[i] = true
@@ -24,17 +25,19 @@ func (e *engine) event(ev model.Event) {
 		e.setUp(i, false)
 		e.removeCand(i)
 		e.lostStop += e.evacuate(i)
+		e.moveStreams(i)
 	case model.Kill:
 		e.setUp(i, false)
 		e.removeCand(i)
 		if e.exact {
-			e.m.cur.errors += float64(e.hot[i].inflight)
+			e.m.cur.errors += float64(e.hot[i].inflight - int64(e.hot[i].streams))
 		} else {
 			e.m.cur.errors += float64(e.r.Poisson(e.inflightMean(i)))
 		}
 		e.hot[i].inflight = 0
 		e.hot[i].dead = true
 		e.lostCrash += e.evacuate(i)
+		e.moveStreams(i)
 	case model.StoreDown:
 		e.storeDown = true
 	case model.StoreUp:

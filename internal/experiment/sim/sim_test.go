@@ -153,9 +153,13 @@ func TestAggregateStickyAgreesWithRequestByRequest(t *testing.T) {
 }
 
 func TestTokensAgreeWithUsers(t *testing.T) {
-	users, toks := bothWays(t, 3, params(6000, 20, 0), model.Affinity, math.Inf(1), -1)
+	// At 300 users an instance uploads come three times as fast as the
+	// workers clear them, so progress streams pile up and herd p2c: the
+	// imbalance then varies by about 0.1 from seed to seed, its mean over
+	// 12 seeds by about 0.03.
+	users, toks := bothWays(t, 12, params(6000, 20, 0), model.Affinity, math.Inf(1), -1)
 	compareWays(t, "affinity", users, toks, []metric{
-		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.02},
+		{"imbalance", func(r Row) float64 { return r.ImbalanceMaxOverMean }, 0.07},
 		{"spills per request", func(r Row) float64 { return r.SpillsPerS / r.RequestsPerS }, 0.01},
 		{"near-cache hits", func(r Row) float64 { return *r.NearCacheHitRatio }, 0.01},
 		{"seconds to fair share / 10", func(r Row) float64 { return fair(r) / 10 }, 0.2},
