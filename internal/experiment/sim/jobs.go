@@ -22,10 +22,10 @@ import (
 //
 // Every job takes the same time, so jobs end in the order they started:
 // two FIFOs (waiting, running) hold them and a job's end is the running
-// queue's head. A job costs 8 bytes while it waits or runs; when uploads
-// outpace the workers (the default model above a few hundred users per
-// instance) the waiting queue grows with the run's length, as the live
-// system's would.
+// queue's head. When uploads outpace the workers (the default model above
+// 100 users an instance) the waiting queue grows with the run's length,
+// as the live system's would; past maxWaiting the rest wait as counts
+// (jobQueue.over), so memory does not.
 
 // job is one upload's file job: where its progress stream is open (-1:
 // nowhere, its follower gave up) and, once running, when it ends.
