@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unstuck-dev/unstuck/internal/experiment/model"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/lb"
 )
@@ -117,5 +118,17 @@ func TestStoreArchCountsOpenStreamsAsInFlight(t *testing.T) {
 	if n := served[busy].Load(); n != 0 {
 		t.Fatalf("p2c sent %d of 40 requests to %s, which holds an open stream; want none (a: %d, b: %d)",
 			n, busy, served["a"].Load(), served["b"].Load())
+	}
+}
+
+// The live app's file job and the simulation's must take the same time:
+// the progress stream is in flight for as long as the job runs, and p2c
+// and the spill weigh it. The default model gives the live run's 100ms a
+// step.
+func TestJobDelayFollowsTheModel(t *testing.T) {
+	for _, p := range []model.Params{model.Default(), model.Quick()} {
+		if d := p.Script.UploadJob / textstats.DefaultSteps; d != 100*time.Millisecond {
+			t.Errorf("model job of %v gives %v a step, want the live run's 100ms", p.Script.UploadJob, d)
+		}
 	}
 }

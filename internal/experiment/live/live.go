@@ -17,6 +17,7 @@ import (
 
 	"github.com/unstuck-dev/unstuck/internal/experiment/model"
 	"github.com/unstuck-dev/unstuck/internal/experiment/report"
+	"github.com/unstuck-dev/unstuck/internal/shop/textstats"
 )
 
 // Config is one experiment.
@@ -38,7 +39,10 @@ type Config struct {
 	// Settle is how long after the timeline the users' last checks,
 	// chat deliveries and uploads may take [10s].
 	Settle time.Duration
-	// JobDelay is the pause after each of a file job's 20 steps [100ms].
+	// JobDelay is the pause after each of a file job's steps [the
+	// model's Script.UploadJob over textstats.DefaultSteps: 100ms by
+	// default]. The simulation takes the job's time from the model, so
+	// the two agree unless this is set.
 	JobDelay time.Duration
 	// Command and Quick are recorded in the results.
 	Command string
@@ -82,7 +86,7 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 		cfg.Settle = 10 * time.Second
 	}
 	if cfg.JobDelay == 0 {
-		cfg.JobDelay = 100 * time.Millisecond
+		cfg.JobDelay = cfg.Params.Script.UploadJob / textstats.DefaultSteps
 	}
 	res := &report.Results{
 		SchemaVersion: 1,

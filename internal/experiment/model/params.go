@@ -93,6 +93,16 @@ type Script struct {
 	// random point of their session, and follow its progress to the end
 	// (one Server-Sent Events stream).
 	Upload float64
+	// UploadJob is how long a worker takes over an upload's file job once
+	// it has claimed it: the live app's 20 steps of --job-delay (the live
+	// run passes 100ms). The progress stream stays open, and so counts as
+	// a request in flight at the balancer, until the job ends, queueing
+	// included: that is what least-loaded policies see of uploads.
+	UploadJob time.Duration
+	// JobWorkers is how many jobs each instance works on at once
+	// (jobs.Config.Concurrency, 1 in the app); jobs wait in one shared
+	// FIFO queue for a free worker.
+	JobWorkers int
 	// Chat is the share of users who hold the chat WebSocket for their
 	// whole session; each sends messages at ChatRate per second.
 	Chat     float64
@@ -103,6 +113,16 @@ type Script struct {
 	// the two items (the browser keeps the last cookie).
 	TwoTabs float64
 }
+
+// AddQtyMax is the most of one product a user adds in one add-to-cart
+// step: the live users add 1 to AddQtyMax of it, uniformly, and a two-tab
+// user adds one from each tab.
+const AddQtyMax = 3
+
+// ItemsPerAdd is the mean number of items one add-to-cart step puts in
+// the cart: (1 + AddQtyMax) / 2, and two for a two-tab user as well. A
+// lost session loses its cart, so the items lost per session follow it.
+const ItemsPerAdd = (1 + AddQtyMax) / 2.0
 
 // Default is the model of a default run: meaningful in a few minutes on
 // two cores for all four architectures.
@@ -118,6 +138,7 @@ func Default() Params {
 		Script: Script{
 			Browse: 0.6, AddToCart: 0.25, ViewCart: 0.15,
 			Logout: 0.5, Upload: 0.1, Chat: 0.2, ChatRate: 0.2, TwoTabs: 0.1,
+			UploadJob: 2 * time.Second, JobWorkers: 1,
 		},
 		ServiceTime: 5 * time.Millisecond,
 		Timeline:    DefaultTimeline(),
@@ -171,6 +192,8 @@ func (p *Params) Validate() error {
 		{prob(p.Script.Chat), "Script.Chat", "a probability"},
 		{p.Script.ChatRate >= 0 && p.Script.ChatRate <= 1e3, "Script.ChatRate", "0..1000 per second"},
 		{prob(p.Script.TwoTabs), "Script.TwoTabs", "a probability"},
+		{p.Script.UploadJob >= 0 && p.Script.UploadJob <= time.Hour, "Script.UploadJob", "0..1h"},
+		{p.Script.JobWorkers >= 1 && p.Script.JobWorkers <= 1000, "Script.JobWorkers", "1..1000"},
 		{p.ServiceTime > 0 && p.ServiceTime <= time.Minute, "ServiceTime", "above 0 and at most 1m"},
 		{t.DrainShare > 0 && t.DrainShare < 1, "Timeline.DrainShare", "in (0, 1)"},
 		{t.StoreDowntime >= 0, "Timeline.StoreDowntime", "not negative"},

@@ -42,13 +42,18 @@
 //     requests users are pinned as tokens per instance and rate class
 //     instead of by identity (see tokens.go): spills re-pin users so often
 //     that where a user is says nothing about its age.
+//   - uploads (all architectures): the upload's progress stream is a
+//     request in flight at the balancer until its job ends (jobs.go): a
+//     FIFO queue for JobWorkers per instance, then UploadJob. These long
+//     requests dominate the in-flight counts p2c and the spill compare.
 //   - sticky: nothing about a request's destination depends on when it is
 //     sent, so past Config.ExactLimit requests are not routed one by one:
 //     an instance's requests in a window are Poisson with mean the integral
 //     of its pinned users' rates, the superposition of their Poisson
 //     processes, exact in distribution. New users are pinned by p2c on
 //     in-flight counts drawn from their stationary law, Poisson(rate x
-//     service time) (an M/G/infinity queue; PASTA).
+//     service time) (an M/G/infinity queue; PASTA), plus the progress
+//     streams open there, which are tracked one by one.
 //
 // Before the sweep the simulator's own placement code is checked against
 // balls-into-bins theory (one choice, two choices, bounded loads), and,

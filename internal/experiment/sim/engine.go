@@ -33,6 +33,8 @@ type engine struct {
 
 	users   slab
 	deps    departures
+	ups     departures // uploads to come, packed like departures
+	jobs    jobQueue
 	pop     *model.Population
 	arr     *arrivals
 	next    model.User // next arrival; next.Start beyond dur: none
@@ -48,13 +50,17 @@ type engine struct {
 	cands    []int32 // up and not draining: where new users go
 	hot      []hotInst
 
-	fw     *fenwick // pinned request rate per instance
-	ro     *roster  // affinity: users per instance by rate class
-	tok    *tokens  // affinity at scale: the same without identity
-	active int64    // in-flight requests of the candidates
-	q      completions
-	acc    []float64 // aggregate mode: integral of the rate since lastT
-	lastT  []float64
+	fw  *fenwick // pinned request rate per instance
+	ro  *roster  // affinity: users per instance by rate class
+	tok *tokens  // affinity at scale: the same without identity
+	tx  []tokExtra
+	// pendMost is at least the most users yet to upload on one instance
+	// (tokens), the bound of pendingUploader's rejection draw.
+	pendMost int32
+	active   int64 // in-flight requests of the candidates
+	q        completions
+	acc      []float64 // aggregate mode: integral of the rate since lastT
+	lastT    []float64
 
 	totalRate  float64 // all active users' request rate
 	twoTabRate float64
@@ -92,6 +98,8 @@ func newEngine(p *model.Params, arch model.Arch, exact, useTokens bool) *engine 
 		acc: make([]float64, n), lastT: make([]float64, n),
 		fw:     newFenwick(n),
 		deps:   newDepartures(p.Duration.Seconds()),
+		ups:    newDepartures(p.Duration.Seconds()),
+		jobs:   jobQueue{took: p.Script.UploadJob.Seconds(), perInst: p.Script.JobWorkers},
 		events: p.Events(),
 		m:      newMeter(p, n),
 	}
@@ -99,6 +107,7 @@ func newEngine(p *model.Params, arch model.Arch, exact, useTokens bool) *engine 
 	switch {
 	case arch.Spill && useTokens:
 		e.tok = newTokens(n, p.Rate.Max)
+		e.tx = make([]tokExtra, n)
 	case arch.Spill:
 		e.ro = newRoster(n, p.Rate.Max)
 	}
@@ -134,8 +143,9 @@ func newEngine(p *model.Params, arch model.Arch, exact, useTokens bool) *engine 
 // hotInst is what every request touches of an instance, in one place so
 // that a request costs one cache line per instance it looks at.
 type hotInst struct {
-	inflight int64
+	inflight int64   // requests in flight, progress streams included
 	candPos  int32   // index in cands, -1 when not there
+	streams  int32   // progress streams open here (part of inflight)
 	dead     bool    // killed: its in-flight requests died with it
 	win      float64 // requests in the current window
 	ph       float64 // requests in the current phase
@@ -184,6 +194,8 @@ const (
 	kEvent
 	kTick
 	kLogin
+	kUpload
+	kJob
 	kDepart
 	kArrive
 	kEnd
@@ -206,6 +218,13 @@ func (e *engine) nextThing() (float64, int) {
 	if e.initIdx < len(e.initial) {
 		at, _ := unpackDeparture(e.initial[e.initIdx])
 		consider(at, kLogin)
+	}
+	if k, ok := e.ups.min(); ok {
+		at, _ := unpackDeparture(k)
+		consider(at, kUpload)
+	}
+	if at, ok := e.jobs.nextEnd(); ok {
+		consider(at, kJob)
 	}
 	if k, ok := e.deps.min(); ok {
 		at, _ := unpackDeparture(k)
@@ -258,15 +277,26 @@ func (e *engine) run(ctx context.Context, progress func(t float64)) error {
 			if e.initIdx == len(e.initial) {
 				e.initial = nil // the initial users are all in: free the list
 			}
-			e.login(s)
+			up := -1.0
+			if e.users.u[s].flags&flagUploads != 0 { // the only initial users whose upload time is needed
+				u := e.pop.Initial(int(s))
+				up = (u.Start + u.UploadAt).Seconds()
+			}
+			e.login(s, up)
+		case kUpload:
+			_, s := unpackDeparture(e.ups.pop())
+			e.upload(s)
+		case kJob:
+			e.endJob()
 		case kDepart:
 			_, s := unpackDeparture(e.deps.pop())
 			e.depart(s)
 		case kArrive:
 			s := e.users.add(toUser(e.next))
+			up := (e.next.Start + e.next.UploadAt).Seconds()
 			e.next = e.arr.next()
 			e.nextAt = e.next.Start.Seconds()
-			e.login(s)
+			e.login(s, up)
 		}
 	}
 }
@@ -307,6 +337,10 @@ func (e *engine) closeWindow() {
 	}
 	if e.tok != nil {
 		e.tok.tighten()
+		e.pendMost = 0
+		for _, x := range e.tx {
+			e.pendMost = max(e.pendMost, x.pend)
+		}
 	}
 	e.chatMiss = math.Pow(e.chatKeep, float64(e.chatUsers)) // no drift from the running product
 }
@@ -351,8 +385,10 @@ func (e *engine) setUp(i int32, up bool) {
 	}
 }
 
-// login activates user s: its first request logs in (and pins it).
-func (e *engine) login(s int32) {
+// login activates user s: its first request logs in (and pins it). An
+// uploading user's upload comes at uploadAt if its session and the run
+// last that long.
+func (e *engine) login(s int32, uploadAt float64) {
 	e.userEvts++
 	e.integrate()
 	u := &e.users.u[s]
@@ -386,6 +422,7 @@ func (e *engine) login(s int32) {
 		if e.tok != nil {
 			e.tok.add(i, int(u.class), float64(u.rate))
 			e.fw.add(int(i), float64(u.rate))
+			e.tokUsers(i, 1, u.flags&flagUploads != 0 && uploadAt >= e.t && uploadAt < math.Min(float64(u.end), e.dur))
 		} else {
 			e.pin(s, i)
 		}
@@ -395,6 +432,9 @@ func (e *engine) login(s int32) {
 	}
 	if end := float64(u.end); end < e.dur {
 		e.deps.push(packDeparture(end, s))
+	}
+	if u.flags&flagUploads != 0 && uploadAt >= e.t && uploadAt < float64(u.end) && uploadAt < e.dur {
+		e.ups.push(packDeparture(uploadAt, s))
 	}
 }
 
@@ -427,6 +467,7 @@ func (e *engine) depart(s int32) {
 	case e.tok != nil:
 		if at >= 0 {
 			e.fw.add(int(at), -e.tok.take(at, int(u.class), float64(u.rate)))
+			e.tokUsers(at, -1, false)
 		}
 	case e.pinned:
 		e.unpin(s)

@@ -85,7 +85,8 @@ func (e *engine) completeUntil() {
 // at index skip. Exact mode compares real in-flight counts; aggregate mode
 // draws each instance's in-flight count from its stationary law, Poisson
 // with mean rate x service time (an M/G/infinity queue; PASTA: an arrival
-// sees the time-average), since requests are not tracked one by one.
+// sees the time-average), since requests are not tracked one by one, plus
+// the progress streams open there, which are.
 func (e *engine) pickNew(skip int) int32 {
 	if e.exact { // pickP2C without the closure: this is every request's path
 		a, b, ok := twoOf(&e.r, e.cands, skip)
@@ -94,7 +95,9 @@ func (e *engine) pickNew(skip int) int32 {
 		}
 		return a
 	}
-	return pickP2C(&e.r, e.cands, skip, func(i int32) int64 { return e.r.Poisson(e.inflightMean(i)) })
+	// Progress streams are tracked one by one in both modes: inflight
+	// holds only them here.
+	return pickP2C(&e.r, e.cands, skip, func(i int32) int64 { return e.r.Poisson(e.inflightMean(i)) + e.hot[i].inflight })
 }
 
 // pin assigns user s to instance i.
@@ -149,6 +152,7 @@ func (e *engine) moveToken(i, j int32, c int) {
 	r := e.tok.take(i, c, e.tok.mean(i, c))
 	e.fw.add(int(i), -r)
 	e.tok.add(j, c, r)
+	e.tokMove(i, j)
 	e.fw.add(int(j), r)
 	e.m.cur.repins++
 }

@@ -161,3 +161,73 @@ func TestUnpinnedArchitecturesRouteEveryRequestByLoad(t *testing.T) {
 		}
 	}
 }
+
+// lb counts a progress stream as in flight until its job ends, so under
+// p2c an instance holding more streams than the others loses every draw
+// against them: of three instances, the one holding streams is either not
+// drawn or drawn beside a less loaded one, and gets no short request.
+func TestP2CSteersShortRequestsAwayFromHeldStreams(t *testing.T) {
+	p := params(300, 3, 1)
+	e := newEngine(&p, model.Store, true, false)
+	for range 5 {
+		e.openStream(0)
+	}
+	if e.hot[0].inflight != 5 || e.hot[0].streams != 5 || e.active != 5 {
+		t.Fatalf("after 5 streams: inflight %d, streams %d, active %d", e.hot[0].inflight, e.hot[0].streams, e.active)
+	}
+	var got [3]int
+	for range 30000 {
+		got[e.pickNew(-1)]++
+	}
+	if got[0] != 0 || math.Abs(float64(got[1]-got[2])) > 600 {
+		t.Errorf("short requests per instance with 5 streams on the first: %v; want none there, the rest even", got)
+	}
+	e.closeStream(0)
+	if e.hot[0].inflight != 4 || e.hot[0].streams != 4 || e.active != 4 {
+		t.Fatalf("after one closed: inflight %d, streams %d, active %d", e.hot[0].inflight, e.hot[0].streams, e.active)
+	}
+}
+
+// Jobs wait in one FIFO for a free worker (JobWorkers per instance up)
+// and their streams stay open, in flight, until the job ends.
+func TestJobsQueueForWorkersAndHoldTheirStreams(t *testing.T) {
+	p := params(300, 3, 1)
+	e := newEngine(&p, model.Store, true, false)
+	took := p.Script.UploadJob.Seconds()
+	for k := range 7 {
+		i := int32(k % 3)
+		e.openStream(i)
+		e.jobs.waiting.push(job{inst: i, slot: 0})
+	}
+	e.startJobs()
+	if e.jobs.running.n != 3 || e.jobs.waiting.n != 4 {
+		t.Fatalf("running %d, waiting %d; want 3 (one worker on each of 3 instances) and 4", e.jobs.running.n, e.jobs.waiting.n)
+	}
+	var ends []float64
+	for {
+		at, ok := e.jobs.nextEnd()
+		if !ok {
+			break
+		}
+		e.t = at
+		e.endJob()
+		ends = append(ends, at)
+	}
+	want := []float64{took, took, took, 2 * took, 2 * took, 2 * took, 3 * took}
+	if len(ends) != len(want) {
+		t.Fatalf("ends %v, want %v", ends, want)
+	}
+	for k := range want {
+		if math.Abs(ends[k]-want[k]) > 1e-9 {
+			t.Fatalf("ends %v, want %v", ends, want)
+		}
+	}
+	for i := range 3 {
+		if e.hot[i].inflight != 0 || e.hot[i].streams != 0 {
+			t.Errorf("instance %d: inflight %d, streams %d after every job ended", i, e.hot[i].inflight, e.hot[i].streams)
+		}
+	}
+	if e.active != 0 {
+		t.Errorf("active %d after every job ended", e.active)
+	}
+}

@@ -17,11 +17,12 @@ type user struct {
 }
 
 const (
-	flagLive    uint8 = 1 << iota // slot in use
-	flagLogsOut                   // ends with a logout request
-	flagTwoTabs                   // adds to the cart from two tabs
-	flagChats                     // holds the chat WebSocket
-	flagUploads                   // uploads a file
+	flagLive      uint8 = 1 << iota // slot in use
+	flagLogsOut                     // ends with a logout request
+	flagTwoTabs                     // adds to the cart from two tabs
+	flagChats                       // holds the chat WebSocket
+	flagUploads                     // uploads a file
+	flagStreaming                   // follows an upload's progress now
 )
 
 // slab holds the active users by slot.

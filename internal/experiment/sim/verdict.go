@@ -164,9 +164,12 @@ func (r *Report) Verdict() []string {
 		out = append(out, s)
 	}
 	if af, ok := big["affinity"]; ok && af.RequestsPerS > 0 {
-		out = append(out, fmt.Sprintf("Affinity re-pins %s users/s, %.0f%% of requests: lb's bound compares instantaneous in-flight counts, "+
-			"which at a few requests in flight per instance cross ceil(1.25 × mean) by chance alone.",
-			chart.Num(af.SpillsPerS), 100*af.SpillsPerS/af.RequestsPerS))
+		// Whether the bound is crossed by chance or rarely depends on
+		// what is in flight (a few short requests, or hundreds of upload
+		// streams), so the sentence names the rule, not a cause.
+		out = append(out, fmt.Sprintf("Affinity re-pins %s users/s, %s%% of requests: lb's bound spills a request when its instance's "+
+			"in-flight count (upload streams included) would cross ceil(1.25 × mean).",
+			chart.Num(af.SpillsPerS), chart.Num(100*af.SpillsPerS/af.RequestsPerS)))
 	}
 	if ck, ok := big["cookie"]; ok {
 		out = append(out, fmt.Sprintf("Client-side state reads nothing from a store, but each logout's revocation goes to every instance: "+

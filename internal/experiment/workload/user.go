@@ -127,7 +127,7 @@ func (u *user) run(ctx context.Context, end time.Time) {
 			break
 		}
 		sku := u.d.products[u.rng.IntN(len(u.d.products))]
-		qty := 1 + u.rng.IntN(3)
+		qty := 1 + u.rng.IntN(model.AddQtyMax)
 		step, at := step, at // the loop moves on while this one is in flight
 		inflight.Go(func() { u.perform(ctx, step, at, sku, qty) })
 	}

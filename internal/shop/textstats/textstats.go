@@ -23,6 +23,11 @@ import (
 // Kind is the job kind under which the shop registers Job.
 const Kind = "textstats"
 
+// DefaultSteps is how many steps a job takes when Job.Steps is not set;
+// the experiment derives the pause per step from the model's job time
+// with it.
+const DefaultSteps = 20
+
 // Job computes the SHA-256 and the line, word and byte counts of an
 // uploaded text file (as sha256sum and wc -lwc in the C locale report
 // them); a file with a NUL byte fails as not text. It works in Steps
@@ -32,7 +37,7 @@ const Kind = "textstats"
 //
 //	m.Handle(textstats.Kind, textstats.Job{StepDelay: time.Second}.Handle)
 type Job struct {
-	// Steps is how many progress steps a job takes. Default 20.
+	// Steps is how many progress steps a job takes [DefaultSteps].
 	Steps int
 	// StepDelay is a pause after each step. Default none.
 	StepDelay time.Duration
@@ -121,7 +126,7 @@ func resumeTextCounter(data []byte, size int64) (*textCounter, error) {
 func (t Job) Handle(ctx context.Context, job *jobs.Job) (any, error) {
 	steps := t.Steps
 	if steps <= 0 {
-		steps = 20
+		steps = DefaultSteps
 	}
 	size := job.Size()
 	c := &textCounter{h: sha256.New()}
