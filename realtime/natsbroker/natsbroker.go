@@ -17,11 +17,12 @@
 // Run has seen the reconnect) re-creates it and runs again, and presence
 // calls whose connection was lost are repeated: they only put, purge and
 // read keys. A Publish whose request or answer was lost is repeated as
-// well: each message carries an id the call chose before sending it, and
-// the repeat first reads the channel's newest message; if that is its
-// own, the earlier try landed and is answered from it (were another
-// instance's message to land on the channel in the milliseconds between,
-// the repeat would store it again).
+// well: each message carries an id the call chose before sending it as
+// its Nats-Msg-Id, and JetStream answers a repeat of a stored message
+// with the stored one's sequence instead of storing it again, however
+// many other messages landed on the channel in between (the stream keeps
+// the ids for a window longer than a Publish call, and rebuilds them from
+// disk after a restart).
 package natsbroker
 
 import (
@@ -168,6 +169,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		Replicas:          b.cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
+		Duplicates:        b.dedupWindow(),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)
@@ -177,6 +179,14 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	return nil
 }
 
+// dedupWindow is how long the stream remembers a message's id: every
+// repeat of a Publish comes within its Timeout, so a minute is plenty
+// while keeping the server's table of ids small (the server's default is
+// two minutes). The server refuses a window longer than the history's age.
+func (b *Broker) dedupWindow() time.Duration {
+	return min(b.cfg.HistoryTTL, max(time.Minute, 2*b.cfg.Timeout))
+}
+
 func (b *Broker) token(ch string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(ch))
 }
@@ -184,12 +194,7 @@ func (b *Broker) histSubject(ch string) string { return b.cfg.Prefix + ".h." + b
 func (b *Broker) liveSubject(ch string) string { return b.cfg.Prefix + ".l." + b.token(ch) }
 func (b *Broker) currentEpoch() string         { return b.epoch.Load().(string) }
 
-const (
-	prevHeader = "Rt-Prev"
-	// idHeader carries the id a Publish call chose before sending, so
-	// a repeat of the call recognises its own message.
-	idHeader = "Rt-Id"
-)
+const prevHeader = "Rt-Prev"
 
 func (b *Broker) lastSeq(ctx context.Context, subj string) (uint64, error) {
 	m, err := b.lastMsg(ctx, subj)
@@ -226,11 +231,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	lk := &b.pubLocks[fnv32(channel)%uint32(len(b.pubLocks))]
 	lk.Lock()
 	defer lk.Unlock()
+	// The id makes every try after the first safe: the stream stores one
+	// message per id.
 	id := rand.Text()
 	var p realtime.Publication
-	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) error {
+	err := retry.Do(ctx, func(ctx context.Context) error {
 		return retry.OnConn(ctx, b.cfg.Client, func(ctx context.Context) (err error) {
-			p, err = b.publish(ctx, channel, subj, data, id, repeat)
+			p, err = b.publish(ctx, channel, subj, data, id)
 			return err
 		})
 	})
@@ -240,26 +247,18 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	return p, err
 }
 
-// publish is one try of Publish. A repeat (its predecessor's answer was
-// lost) first looks at the channel's newest message: if it carries id,
-// that try landed.
-func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string, repeat bool) (realtime.Publication, error) {
+// publish is one try of Publish. An earlier try whose answer was lost
+// may have stored the message: the stream then answers this one as a
+// duplicate of it.
+func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string) (realtime.Publication, error) {
 	b.mu.Lock()
 	prev, cached := b.last[subj]
 	b.mu.Unlock()
-	if repeat {
-		m, err := b.lastMsg(ctx, subj)
-		if err != nil {
-			return realtime.Publication{}, err
-		}
-		if m != nil && m.Header.Get(idHeader) == id {
-			prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
-			return b.published(channel, subj, realtime.Publication{Offset: m.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
-		}
-		cached = false
-	}
 	// A compare-and-set loop: a conflict means another instance won the
-	// slot, so each retry makes progress; the context bounds it.
+	// slot, so each retry makes progress; the context bounds it. The
+	// stream checks the expected sequence before the id, so a repeat
+	// whose earlier try landed first learns the current last sequence
+	// like any other publisher, and is then recognised by its id.
 	for {
 		if !cached {
 			var err error
@@ -269,8 +268,7 @@ func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte,
 		}
 		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
-		msg.Header.Set(idHeader, id)
-		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev))
+		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev), jetstream.WithMsgID(id))
 		if err != nil {
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -283,8 +281,36 @@ func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte,
 			b.mu.Unlock()
 			return realtime.Publication{}, err
 		}
+		if ack.Duplicate {
+			// Stored by an earlier try, maybe with other messages after
+			// it: its own Prev is in its header, and the channel's last
+			// sequence is unknown here.
+			return b.stored(ctx, channel, subj, ack.Sequence, data)
+		}
 		return b.published(channel, subj, realtime.Publication{Offset: ack.Sequence, Prev: prev, Epoch: b.currentEpoch(), Data: data}), nil
 	}
+}
+
+// stored answers a Publish whose message an earlier try stored at seq,
+// and sends the live copy that try could not: receivers drop it if they
+// already have it from history.
+func (b *Broker) stored(ctx context.Context, channel, subj string, seq uint64, data []byte) (realtime.Publication, error) {
+	m, err := b.history.Load().Next(ctx, seq, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Sequence != seq {
+		// Trimmed already (a full history, or its age): nobody can be
+		// given it any more, but the call did publish it.
+		return realtime.Publication{Offset: seq, Epoch: b.currentEpoch(), Data: data}, nil
+	}
+	if err != nil {
+		return realtime.Publication{}, err
+	}
+	prev, _ := strconv.ParseUint(m.Header.Get(prevHeader), 10, 64)
+	p := realtime.Publication{Offset: seq, Prev: prev, Epoch: b.currentEpoch(), Data: data}
+	b.mu.Lock()
+	delete(b.last, subj)
+	b.mu.Unlock()
+	b.sendLive(channel, p)
+	return p, nil
 }
 
 // published records p as the channel's newest message and sends its live
@@ -296,6 +322,12 @@ func (b *Broker) published(channel, subj string, p realtime.Publication) realtim
 		clear(b.last)
 	}
 	b.mu.Unlock()
+	b.sendLive(channel, p)
+	return p
+}
+
+// sendLive sends p's live copy to the channel's subscribers.
+func (b *Broker) sendLive(channel string, p realtime.Publication) {
 	live := make([]byte, 0, 48+len(p.Data))
 	live = strconv.AppendUint(live, p.Offset, 10)
 	live = append(live, ' ')
@@ -307,7 +339,6 @@ func (b *Broker) published(channel, subj string, p realtime.Publication) realtim
 	// Stored is what counts: a lost live copy is a gap receivers fill
 	// from history.
 	_ = b.cfg.Client.Publish(b.liveSubject(channel), live)
-	return p
 }
 
 func fnv32(s string) uint32 {

@@ -3,8 +3,14 @@ package natsbroker_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/realtime"
@@ -87,4 +93,93 @@ func TestConformanceCluster(t *testing.T) {
 			return b
 		},
 	})
+}
+
+// TestLostReplyRepeatAfterAnotherPublish: a Publish whose answer was lost
+// is repeated once its client has reconnected, and by then another
+// instance may have published on the channel: what happens when the
+// server restarts under several publishers (the experiment's store
+// restart once stored a chat message twice, 64 duplicates, one per
+// chatter). The repeat must still recognise that its first try landed,
+// after a plain reconnect and after the server restarted from disk.
+func TestLostReplyRepeatAfterAnotherPublish(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			testLostReplyRepeatAfterAnotherPublish(t, restart)
+		})
+	}
+}
+
+func testLostReplyRepeatAfterAnotherPublish(t *testing.T, restart bool) {
+	srv := testenv.NATS(t)
+	cut := testenv.CutReplies(t, srv.Server.Addr().String())
+	// Holding the reconnect lets the other publisher go between the lost
+	// answer and the repeat every time, not only when the timing allows.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	nc, err := nats.Connect("nats://"+cut.Addr(), nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unblock(); nc.Close() })
+	a, err := natsbroker.New(t.Context(), natsbroker.Options{Client: nc, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := natsbroker.New(t.Context(), natsbroker.Options{URL: srv.URL(), Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	first, err := a.Publish(ctx, "ch", []byte(`"first"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut.Arm(`"from a"`)
+	type result struct {
+		p   realtime.Publication
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := a.Publish(ctx, "ch", []byte(`"from a"`))
+		done <- result{p, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if cut.Cuts() != 1 {
+			return errors.New("the answer to a's publish is not lost yet")
+		}
+		return nil
+	})
+	if restart {
+		srv.Restart()
+		testenv.Eventually(t, 10*time.Second, b.Healthy)
+	}
+	other, err := b.Publish(ctx, "ch", []byte(`"from b"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unblock()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Publish with a lost answer: %v", r.err)
+	}
+	h, err := b.History(ctx, "ch", first.Offset, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range h.Publications {
+		got = append(got, fmt.Sprintf("%d:%s", p.Offset, p.Data))
+	}
+	want := []string{fmt.Sprintf("%d:%s", r.p.Offset, `"from a"`), fmt.Sprintf("%d:%s", other.Offset, `"from b"`)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("history after the lost answer: %v, want %v (a's message once, at the offset Publish returned)", got, want)
+	}
+	if r.p.Prev != first.Offset {
+		t.Fatalf("a's message has Prev %d, want %d", r.p.Prev, first.Offset)
+	}
 }
