@@ -102,3 +102,11 @@ type PresenceStore interface {
 
 // ErrBackplaneUnavailable wraps broker errors caused by a lost backplane.
 var ErrBackplaneUnavailable = errors.New("realtime: backplane unavailable")
+
+// ErrMaybePublished is wrapped, besides ErrBackplaneUnavailable, by a
+// Publish error after which the message may have been stored all the same:
+// a request went out and its answer never came. The Hub then leaves the
+// message to history rather than delivering a copy without offset to its
+// own subscribers, who would get it a second time from history if it was
+// stored. A Broker that cannot tell wraps ErrBackplaneUnavailable alone.
+var ErrMaybePublished = errors.New("realtime: the message may have been published")

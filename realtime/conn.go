@@ -300,7 +300,7 @@ func (c *conn) handle(cmd Command) {
 		cancel()
 		switch {
 		case errors.Is(err, ErrBackplaneUnavailable):
-			c.send(reply{Type: FrameError, ID: cmd.ID, Code: ErrCodeUnavailable, Message: err.Error(), Local: true}.encode())
+			c.send(reply{Type: FrameError, ID: cmd.ID, Code: ErrCodeUnavailable, Message: err.Error(), Local: deliveredLocally(err)}.encode())
 		case err != nil:
 			c.send(errorFrame(cmd.ID, ErrCodeInternal, err.Error()))
 		default:

@@ -74,7 +74,9 @@
 //   - Errors have stable codes: bad_request, forbidden, rate_limited,
 //     unavailable (backplane down; retry), not_subscribed, internal. A
 //     publish answered unavailable with "local":true reached this
-//     instance's subscribers only.
+//     instance's subscribers only; without it, it reached nobody, or (the
+//     backplane's answer was lost) everybody, from history: retrying it
+//     may deliver it twice.
 //   - "$user:<id>" is the channel of one user's connections on every
 //     instance; only that user may subscribe, and only the server
 //     publishes to it (Hub.PublishToUser) unless Config.Authorize allows.

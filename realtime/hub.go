@@ -245,7 +245,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Publish sends data (a JSON value) to every subscriber of channel on every
 // instance and returns its place in the channel's history. When the
 // backplane is down the message still reaches this instance's subscribers,
-// without an offset, and the error wraps ErrBackplaneUnavailable.
+// without an offset, and the error wraps ErrBackplaneUnavailable; unless
+// it also wraps ErrMaybePublished: then the message was sent and may have
+// been stored, and it reaches subscribers from history if it was.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Publication, error) {
 	if err := ValidChannel(channel); err != nil {
 		return Publication{}, fmt.Errorf("realtime: %w", err)
@@ -257,11 +259,18 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Publica
 		return Publication{}, fmt.Errorf("realtime: data of %d bytes exceeds the %d-byte message limit", len(data), h.cfg.Limits.MessageSize)
 	}
 	p, err := h.cfg.Broker.Publish(ctx, channel, data)
-	if errors.Is(err, ErrBackplaneUnavailable) {
+	if deliveredLocally(err) {
 		h.deliverLocal(channel, data)
 		return Publication{}, fmt.Errorf("%w (delivered to this instance's subscribers only)", err)
 	}
 	return p, err
+}
+
+// deliveredLocally reports whether Publish handed a message that failed
+// with err to this instance's subscribers: only one surely not stored, as
+// history would deliver a stored one again.
+func deliveredLocally(err error) bool {
+	return errors.Is(err, ErrBackplaneUnavailable) && !errors.Is(err, ErrMaybePublished)
 }
 
 // PublishToUser sends data to every connection of userID on every instance

@@ -3,12 +3,18 @@ package realtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/realtime"
+	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
 )
 
 func healthStatus(t *testing.T, h testHub) int {
@@ -148,5 +154,60 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 		if got := dataN(t, c.message("news")); got != i {
 			t.Fatalf("got n=%d, want %d", got, i)
 		}
+	}
+}
+
+// A publish whose answer was lost, and that ran out of time before its
+// client reconnected, may have been stored all the same: delivering it to
+// this instance's subscribers without an offset would have them get it
+// twice, once more when the hub fills the gap from history.
+func TestNATSPublishMaybeStoredDeliveredOnce(t *testing.T) {
+	n := testenv.NATS(t)
+	cut := testenv.CutReplies(t, n.Server.Addr().String())
+	// The reconnect is held until the publish has given up.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	nc, err := nats.Connect("nats://"+cut.Addr(), nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unblock(); nc.Close() })
+	b, err := natsbroker.New(context.Background(), natsbroker.Options{Client: nc, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHub(t, b, nil)
+	c := dial(t, h.wsURL("a"))
+	c.subscribe("news")
+	cut.Arm(`{"n":0}`)
+	if _, err := h.Publish(context.Background(), "news", data(0)); err == nil {
+		t.Fatal("publish whose answer was lost succeeded while its client could not reconnect")
+	}
+	if cut.Cuts() != 1 {
+		t.Fatalf("%d answers lost, want 1: the test did not test", cut.Cuts())
+	}
+	unblock()
+	testenv.Eventually(t, 10*time.Second, h.Healthy)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := h.Publish(context.Background(), "news", data(1))
+		return err
+	})
+	// Messages arrive in order: everything about n=0 comes before n=1.
+	var got []string
+	for {
+		f := c.message("news")
+		off := "none"
+		if f.Offset != nil {
+			off = fmt.Sprint(*f.Offset)
+		}
+		got = append(got, fmt.Sprintf("n=%d offset=%s", dataN(t, f), off))
+		if dataN(t, f) == 1 {
+			break
+		}
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "n=0 ") || strings.HasSuffix(got[0], "offset=none") {
+		t.Fatalf("subscriber got %v, want n=0 once, from history (with its offset), then n=1", got)
 	}
 }

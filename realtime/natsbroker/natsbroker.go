@@ -235,14 +235,21 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 	// message per id.
 	id := rand.Text()
 	var p realtime.Publication
+	unsure := false // a try was sent and not answered
 	err := retry.Do(ctx, func(ctx context.Context) error {
 		return retry.OnConn(ctx, b.cfg.Client, func(ctx context.Context) (err error) {
-			p, err = b.publish(ctx, channel, subj, data, id)
+			p, err = b.publish(ctx, channel, subj, data, id, &unsure)
 			return err
 		})
 	})
 	if err != nil && !errors.Is(err, realtime.ErrBackplaneUnavailable) {
 		err = b.wrap("publish", err)
+	}
+	if err != nil && unsure {
+		// Whatever failed last, the unanswered try may have been stored
+		// (or be stored yet: the client sends what it buffered while
+		// reconnecting).
+		err = fmt.Errorf("%w (%w)", err, realtime.ErrMaybePublished)
 	}
 	return p, err
 }
@@ -250,7 +257,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 // publish is one try of Publish. An earlier try whose answer was lost
 // may have stored the message: the stream then answers this one as a
 // duplicate of it.
-func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string) (realtime.Publication, error) {
+func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte, id string, unsure *bool) (realtime.Publication, error) {
 	b.mu.Lock()
 	prev, cached := b.last[subj]
 	b.mu.Unlock()
@@ -275,6 +282,9 @@ func (b *Broker) publish(ctx context.Context, channel, subj string, data []byte,
 				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && ctx.Err() == nil {
 				cached = false // another instance published first
 				continue
+			}
+			if !errors.As(err, &apiErr) && !retry.NotSent(err) {
+				*unsure = true
 			}
 			b.mu.Lock()
 			delete(b.last, subj)
