@@ -21,6 +21,7 @@ type ReplyCutter struct {
 
 	mu     sync.Mutex
 	marker []byte // armed: cut after the next request containing it
+	crash  bool   // the cut closes every connection, not only its own
 	conns  map[net.Conn]bool
 
 	cuts atomic.Int32
@@ -48,6 +49,18 @@ func (p *ReplyCutter) Addr() string { return p.ln.Addr().String() }
 func (p *ReplyCutter) Arm(marker string) {
 	p.mu.Lock()
 	p.marker = []byte(marker)
+	p.crash = false
+	p.mu.Unlock()
+}
+
+// ArmCrash is Arm for a server that dies just after applying the request:
+// with the reply, every connection through the proxy is cut, so a client
+// holding several (a pool, a dedicated one) cannot repeat the request over
+// one that was open before.
+func (p *ReplyCutter) ArmCrash(marker string) {
+	p.mu.Lock()
+	p.marker = []byte(marker)
+	p.crash = true
 	p.mu.Unlock()
 }
 
@@ -60,6 +73,17 @@ func (p *ReplyCutter) close() {
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		c.Close()
+	}
+}
+
+// severAll closes every connection through the proxy; new ones are still
+// accepted.
+func (p *ReplyCutter) severAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
 	}
 }
 
@@ -103,6 +127,7 @@ func (p *ReplyCutter) serve() {
 // forwarded.
 func (p *ReplyCutter) pipe(client, server net.Conn) {
 	cut := make(chan struct{})
+	crash := false // set before cut is closed
 	var once sync.Once
 	doCut := func() { once.Do(func() { close(cut) }) }
 	go func() {
@@ -115,6 +140,7 @@ func (p *ReplyCutter) pipe(client, server net.Conn) {
 				armed := p.marker != nil && bytes.Contains(buf[:n], p.marker)
 				if armed {
 					p.marker = nil
+					crash, p.crash = p.crash, false
 				}
 				p.mu.Unlock()
 				if armed {
@@ -139,6 +165,9 @@ func (p *ReplyCutter) pipe(client, server net.Conn) {
 				// The request was applied; its reply is lost.
 				p.cuts.Add(1)
 				server.Close()
+				if crash {
+					p.severAll()
+				}
 				return
 			default:
 			}
