@@ -2,19 +2,25 @@ package realtime_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/redis/rueidis"
 
 	"github.com/unstuck-dev/unstuck/internal/testenv"
 	"github.com/unstuck-dev/unstuck/realtime"
 	"github.com/unstuck-dev/unstuck/realtime/natsbroker"
+	"github.com/unstuck-dev/unstuck/realtime/redisbroker"
 )
 
 func healthStatus(t *testing.T, h testHub) int {
@@ -198,6 +204,72 @@ func TestNATSPublishMaybeStoredDeliveredOnce(t *testing.T) {
 	var got []string
 	for {
 		f := c.message("news")
+		off := "none"
+		if f.Offset != nil {
+			off = fmt.Sprint(*f.Offset)
+		}
+		got = append(got, fmt.Sprintf("n=%d offset=%s", dataN(t, f), off))
+		if dataN(t, f) == 1 {
+			break
+		}
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "n=0 ") || strings.HasSuffix(got[0], "offset=none") {
+		t.Fatalf("subscriber got %v, want n=0 once, from history (with its offset), then n=1", got)
+	}
+}
+
+// The same on Redis: the publish script ran, its answer was lost with
+// every connection to the server, and no new one could be made before
+// the publish gave up.
+func TestRedisPublishMaybeStoredDeliveredOnce(t *testing.T) {
+	r := testenv.Redis(t)
+	cut := testenv.CutReplies(t, r.Addr())
+	var refuse atomic.Bool // new connections fail, as to a server that is down
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{cut.Addr()}, DisableCache: true,
+		DialCtxFn: func(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			if refuse.Load() {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+			}
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	b, err := redisbroker.New(context.Background(), redisbroker.Options{Client: c, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHub(t, b, nil)
+	w := dial(t, h.wsURL("a"))
+	w.subscribe("news")
+	// The first publish loads the script (EVALSHA answered NOSCRIPT, then
+	// EVAL): only a later one runs it with the request that is cut.
+	if _, err := h.Publish(context.Background(), "news", data(-1)); err != nil {
+		t.Fatal(err)
+	}
+	if f := w.message("news"); dataN(t, f) != -1 {
+		t.Fatalf("got %+v, want n=-1", f)
+	}
+	refuse.Store(true)
+	// The client holds several connections: all must go, as with a
+	// server that died, or the repeat goes through another.
+	cut.ArmCrash(`{"n":0}`)
+	if _, err := h.Publish(context.Background(), "news", data(0)); err == nil {
+		t.Fatalf("publish whose answer was lost succeeded while no connection could be made (%d answers lost)", cut.Cuts())
+	}
+	if cut.Cuts() != 1 {
+		t.Fatalf("%d answers lost, want 1: the test did not test", cut.Cuts())
+	}
+	refuse.Store(false)
+	testenv.Eventually(t, 20*time.Second, h.Healthy)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := h.Publish(context.Background(), "news", data(1))
+		return err
+	})
+	var got []string
+	for {
+		f := w.message("news")
 		off := "none"
 		if f.Offset != nil {
 			off = fmt.Sprint(*f.Offset)

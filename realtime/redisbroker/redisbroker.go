@@ -18,9 +18,11 @@
 // message, and a repeat looks for it among the channel's newest
 // HistorySize messages before appending, so a message is stored and sent
 // once (a channel that got more than HistorySize other messages in the
-// milliseconds between could see it twice). Subscribe and Unsubscribe use
-// the Pub/Sub connection that Run re-establishes; they fail while it is
-// down, and the Hub subscribes again when Run reports the reconnect.
+// milliseconds between could see it twice); one that runs out of tries or
+// time after a try went unanswered says so with realtime.ErrMaybePublished.
+// Subscribe and Unsubscribe use the Pub/Sub connection that Run
+// re-establishes; they fail while it is down, and the Hub subscribes again
+// when Run reports the reconnect.
 package redisbroker
 
 import (
@@ -204,15 +206,30 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (real
 		strconv.Itoa(b.cfg.HistorySize), strconv.FormatInt(b.cfg.HistoryTTL.Milliseconds(), 10),
 		b.pubsubName(channel), newEpoch(), "0"}
 	var res []rueidis.RedisMessage
+	// A try that failed without an answer may have run the script. But
+	// rueidis answers a command on a connection that died earlier with
+	// that connection's error (EOF) without sending it, the same error as
+	// an answer lost in flight: while the backplane is known down since
+	// before the call, such a failure is taken as not sent, so local
+	// delivery goes on through an outage.
+	wasUp := b.Healthy() == nil
+	unsure := false
 	err := retry.Repeat(ctx, func(ctx context.Context, repeat bool) (err error) {
 		if repeat {
 			args[7] = "1"
 		}
 		res, err = redisPublish.Exec(ctx, b.cfg.Client, keys, args).ToArray()
+		if _, answered := rueidis.IsRedisErr(err); err != nil && wasUp && !answered && !retry.NotSent(err) {
+			unsure = true
+		}
 		return err
 	})
 	if err != nil {
-		return realtime.Publication{}, b.wrap("publish", err)
+		err = b.wrap("publish", err)
+		if unsure {
+			err = fmt.Errorf("%w (%w)", err, realtime.ErrMaybePublished)
+		}
+		return realtime.Publication{}, err
 	}
 	if len(res) != 2 {
 		return realtime.Publication{}, fmt.Errorf("redisbroker: publish: unexpected reply of %d items", len(res))
