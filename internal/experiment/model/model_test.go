@@ -377,9 +377,46 @@ func TestDescribeStatesEveryParameter(t *testing.T) {
 		}
 		text += r.Name + " " + r.Value + "\n"
 	}
-	for _, want := range []string{"alpha 1.5", "sigma 1", "300", "5ms", "scale_out 20%", "300 requests/s"} {
+	for _, want := range []string{"alpha 1.5", "sigma 1", "300", "5ms", "scale_out 20%", "300 requests/s", "1 at the live run's scale (job utilisation 1.00)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("description lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// Job workers are provisioned in proportion to load: one per instance at
+// the live run's scale, where uploads keep it exactly busy, and at other
+// scales the fewest that keep the utilisation no higher.
+func TestWorkersAtScaleKeepTheLiveUtilisation(t *testing.T) {
+	within(t, "the live default's job utilisation", LiveJobUtilisation(), 1, 1e-12)
+	cases := []struct{ users, instances, want int }{
+		{300, 3, 1},       // the live run: unchanged
+		{100, 3, 1},       // never fewer than JobWorkers
+		{301, 3, 2},       // just past the live load
+		{450, 3, 2},       // 150 an instance
+		{3000, 3, 10},     // 1,000 an instance
+		{1e7, 1e4, 10},    // the sweep's largest point
+		{4642, 10, 5},     // a sweep point: 464 an instance
+		{1e7, 2, 50_000},  // 5e6 an instance
+		{1e8, 2, 100_000}, // capped
+	}
+	for _, c := range cases {
+		p := Default()
+		p.Users, p.Instances = c.users, c.instances
+		w := p.WorkersAtScale()
+		if w != c.want {
+			t.Errorf("%d users on %d instances: %d workers an instance, want %d", c.users, c.instances, w, c.want)
+		}
+		if u := p.JobUtilisation(w); w < MaxJobWorkers && u > LiveJobUtilisation()+1e-9 {
+			t.Errorf("%d users on %d instances: utilisation %.3f with %d workers, above the live run's", c.users, c.instances, u, w)
+		}
+		if u := p.JobUtilisation(w - 1); w > 1 && u <= LiveJobUtilisation() {
+			t.Errorf("%d users on %d instances: %d workers would do (utilisation %.3f)", c.users, c.instances, w-1, u)
+		}
+	}
+	p := Default()
+	p.Script.UploadJob *= 3 // longer jobs need more workers at the same load
+	if w := p.WorkersAtScale(); w != 3 {
+		t.Errorf("jobs three times as long at the live scale: %d workers, want 3", w)
 	}
 }

@@ -99,9 +99,10 @@ type Script struct {
 	// a request in flight at the balancer, until the job ends, queueing
 	// included: that is what least-loaded policies see of uploads.
 	UploadJob time.Duration
-	// JobWorkers is how many jobs each instance works on at once
-	// (jobs.Config.Concurrency, 1 in the app); jobs wait in one shared
-	// FIFO queue for a free worker.
+	// JobWorkers is how many jobs each instance works on at once in the
+	// live run (jobs.Config.Concurrency, 1 in the app); jobs wait in one
+	// shared FIFO queue for a free worker. The simulation's sweep
+	// provisions more at larger loads per instance (WorkersAtScale).
 	JobWorkers int
 	// Chat is the share of users who hold the chat WebSocket for their
 	// whole session; each sends messages at ChatRate per second.
@@ -193,7 +194,7 @@ func (p *Params) Validate() error {
 		{p.Script.ChatRate >= 0 && p.Script.ChatRate <= 1e3, "Script.ChatRate", "0..1000 per second"},
 		{prob(p.Script.TwoTabs), "Script.TwoTabs", "a probability"},
 		{p.Script.UploadJob >= 0 && p.Script.UploadJob <= time.Hour, "Script.UploadJob", "0..1h"},
-		{p.Script.JobWorkers >= 1 && p.Script.JobWorkers <= 1000, "Script.JobWorkers", "1..1000"},
+		{p.Script.JobWorkers >= 1 && p.Script.JobWorkers <= MaxJobWorkers, "Script.JobWorkers", fmt.Sprintf("1..%d", MaxJobWorkers)},
 		{p.ServiceTime > 0 && p.ServiceTime <= time.Minute, "ServiceTime", "above 0 and at most 1m"},
 		{t.DrainShare > 0 && t.DrainShare < 1, "Timeline.DrainShare", "in (0, 1)"},
 		{t.StoreDowntime >= 0, "Timeline.StoreDowntime", "not negative"},
@@ -230,3 +231,45 @@ func (p *Params) ArrivalRate() float64 { return float64(p.Users) / p.Session.Mea
 
 // RequestRate is the mean total requests per second in steady state.
 func (p *Params) RequestRate() float64 { return float64(p.Users) * p.Rate.Mean }
+
+// UploadRate is the uploads per second in steady state: users arriving
+// per second (ArrivalRate) times the share who upload, each once.
+func (p *Params) UploadRate() float64 { return p.ArrivalRate() * p.Script.Upload }
+
+// JobUtilisation is the share of the job workers' time the uploads keep
+// busy in steady state with workers per instance: uploads per second x
+// UploadJob / (Instances x workers). At or above 1 the queue does not
+// settle: it grows for as long as the run lasts.
+func (p *Params) JobUtilisation(workers int) float64 {
+	return p.UploadRate() * p.Script.UploadJob.Seconds() / float64(p.Instances*max(workers, 1))
+}
+
+// LiveJobUtilisation is the job workers' utilisation of the live run as
+// Default() provisions it (300 users on 3 instances, one worker each:
+// 1.5 uploads/s x 2 s / 3 workers = 1.0): the level at which the
+// simulation is calibrated against the live run.
+func LiveJobUtilisation() float64 {
+	d := Default()
+	return d.JobUtilisation(d.Script.JobWorkers)
+}
+
+// WorkersAtScale is how many job workers each instance runs at p's scale
+// when provisioned as an operator would: the fewest that keep the workers'
+// utilisation (JobUtilisation) no higher than the live run's
+// (LiveJobUtilisation), and never fewer than JobWorkers. At the live
+// run's scale that is JobWorkers (one). With the default model it is
+// ceil(users per instance / 100): ten at 1,000 users an instance. A queue
+// provisioned for fewer users per instance than it serves grows without
+// bound, and the progress streams waiting in it then outweigh every other
+// request in the balancer's in-flight counts: a simulation would measure
+// the queue, not the architecture.
+func (p *Params) WorkersAtScale() int {
+	need := p.JobUtilisation(1) / LiveJobUtilisation()
+	// The tolerance keeps an exact multiple (1.0 at the live scale) from
+	// rounding up on floating point error.
+	w := int(math.Ceil(need - 1e-9))
+	return min(max(w, p.Script.JobWorkers), MaxJobWorkers)
+}
+
+// MaxJobWorkers bounds JobWorkers and WorkersAtScale.
+const MaxJobWorkers = 100_000

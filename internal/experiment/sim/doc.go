@@ -46,6 +46,9 @@
 //     request in flight at the balancer until its job ends (jobs.go): a
 //     FIFO queue for JobWorkers per instance, then UploadJob. These long
 //     requests dominate the in-flight counts p2c and the spill compare.
+//     The sweep provisions the workers in proportion to load
+//     (model.Params.WorkersAtScale: the live run's utilisation at every
+//     scale); the calibration keeps the live run's own.
 //   - sticky: nothing about a request's destination depends on when it is
 //     sent, so past Config.ExactLimit requests are not routed one by one:
 //     an instance's requests in a window are Poisson with mean the integral

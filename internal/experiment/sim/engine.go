@@ -504,6 +504,10 @@ type result struct {
 	elapsed   time.Duration
 	complete  bool
 	p         model.Params
+
+	// jobsWaiting is the uploads' jobs still waiting for a worker at the
+	// end; jobsQueued, all that were queued.
+	jobsWaiting, jobsQueued float64
 }
 
 func (e *engine) result(elapsed time.Duration, complete bool) *result {
@@ -519,5 +523,6 @@ func (e *engine) result(elapsed time.Duration, complete bool) *result {
 		phases: e.m.phases, series: e.m.series, fairT: e.m.fairT,
 		lostCrash: e.lostCrash, lostStop: e.lostStop,
 		routed: e.routed, userEvts: e.userEvts, elapsed: elapsed, complete: complete, p: *e.p,
+		jobsWaiting: float64(e.jobs.waiting.n + e.jobs.overN), jobsQueued: float64(e.jobs.queued),
 	}
 }

@@ -22,10 +22,13 @@ import (
 //
 // Every job takes the same time, so jobs end in the order they started:
 // two FIFOs (waiting, running) hold them and a job's end is the running
-// queue's head. When uploads outpace the workers (the default model above
-// 100 users an instance) the waiting queue grows with the run's length,
-// as the live system's would; past maxWaiting the rest wait as counts
-// (jobQueue.over), so memory does not.
+// queue's head. The sweep provisions workers in proportion to load
+// (model.Params.WorkersAtScale); where uploads still outpace them (the
+// calibration keeps the live run's one worker an instance whatever its
+// users, and the default model loads one worker fully at 100 users an
+// instance) the waiting queue grows with the run's length, as the live
+// system's would; past maxWaiting the rest wait as counts (jobQueue.over),
+// so memory does not.
 
 // job is one upload's file job: where its progress stream is open (-1:
 // nowhere, its follower gave up) and, once running, when it ends.
@@ -86,8 +89,9 @@ type jobQueue struct {
 	// first says nothing about where its stream is. When the exact queue
 	// has room, its next job is drawn from here in proportion to the
 	// counts. Memory so stays flat when uploads outpace the workers.
-	over  *fenwick
-	overN int
+	over   *fenwick
+	overN  int
+	queued int64 // jobs ever queued
 }
 
 // maxWaiting is how many waiting jobs are kept one by one (1 MiB).
@@ -195,6 +199,7 @@ func (e *engine) closeStream(i int32) {
 // queueJob puts a job at the back of the queue.
 func (e *engine) queueJob(j job) {
 	q := &e.jobs
+	q.queued++
 	if q.waiting.n < maxWaiting && q.overN == 0 {
 		q.waiting.push(j)
 		return

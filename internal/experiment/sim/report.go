@@ -78,6 +78,16 @@ type Row struct {
 	SessionsLost      float64  `json:"sessions_lost"`
 	CartItemsLost     float64  `json:"cart_items_lost"`
 	Errors            float64  `json:"errors"`
+	// JobWorkers is the job workers per instance this run had
+	// (model.Params.WorkersAtScale in the sweep, the live run's in the
+	// calibration), JobUtilisation the share of their time the uploads
+	// keep busy (model.Params.JobUtilisation). JobsQueued is the uploads'
+	// jobs queued over the run and JobsWaitingAtEnd those still waiting
+	// for a worker when it ended: a queue that keeps up leaves a few.
+	JobWorkers       int     `json:"job_workers_per_instance"`
+	JobUtilisation   float64 `json:"job_utilisation"`
+	JobsQueued       float64 `json:"jobs_queued"`
+	JobsWaitingAtEnd float64 `json:"jobs_waiting_at_end"`
 	// Exact: requests were routed one by one (else counted per instance).
 	Exact       bool    `json:"requests_routed_one_by_one"`
 	Seed        uint64  `json:"seed"`
@@ -158,7 +168,9 @@ func rowFrom(res *result, a model.Arch) Row {
 		ImbalanceMaxOverMean: im.MaxOverMean, ImbalanceCV: im.CV,
 		ImbalanceNoiseP95:    model.ImbalanceNoise(load, k).P95,
 		SessionsLostPerCrash: res.lostCrash,
-		Exact:                res.exact, Seed: p.Seed, DurationS: p.Duration.Seconds(),
+		JobWorkers:           p.Script.JobWorkers, JobUtilisation: p.JobUtilisation(p.Script.JobWorkers),
+		JobsQueued: res.jobsQueued, JobsWaitingAtEnd: res.jobsWaiting,
+		Exact: res.exact, Seed: p.Seed, DurationS: p.Duration.Seconds(),
 		WallSeconds: math.Round(res.elapsed.Seconds()*100) / 100,
 		Complete:    res.complete,
 		Phases:      map[string]PhaseFigures{},

@@ -87,6 +87,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Report, err
 			a, _ := model.ArchNamed(name)
 			p := base
 			p.Users, p.Instances = pt.Users, pt.Instances
+			p.Script.JobWorkers = p.WorkersAtScale()
 			prog := func(t float64) {
 				report(Progress{Stage: "sweep", Architecture: name, Instances: pt.Instances, Users: pt.Users,
 					Run: k, Runs: runs, SimSeconds: t, Duration: p.Duration.Seconds(),

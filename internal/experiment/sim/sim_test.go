@@ -342,3 +342,32 @@ func TestStickyCountsALossWhenTheUserWouldNotice(t *testing.T) {
 		t.Errorf("no browse, chat or upload: %.0f of the killed instance's %.0f users lost; want only those still there at the end", lost, held)
 	}
 }
+
+// The sweep provisions job workers in proportion to load, so at 1,000
+// users an instance the job queue behaves as at the live run's scale
+// instead of growing for the whole run (with one worker an instance, nine
+// jobs in ten were still waiting at the end), while the live run's scale
+// keeps its one worker.
+func TestSweepProvisionsJobWorkersInProportionToLoad(t *testing.T) {
+	sweep := func(users, instances int) Row {
+		t.Helper()
+		rep, err := Run(context.Background(), Config{Archs: []string{"store"},
+			Instances: Range{instances, instances}, Users: Range{users, users}, TheoryMaxBins: 100}, nil)
+		if err != nil || len(rep.Rows) != 1 {
+			t.Fatalf("%d users on %d instances: %v", users, instances, err)
+		}
+		r := rep.Rows[0]
+		t.Logf("%d users on %d instances: %d workers an instance, utilisation %.2f, %.0f of %.0f jobs waiting at the end, imbalance %.3f",
+			users, instances, r.JobWorkers, r.JobUtilisation, r.JobsWaitingAtEnd, r.JobsQueued, r.ImbalanceMaxOverMean)
+		return r
+	}
+	live, scaled := sweep(300, 3), sweep(10_000, 10)
+	if live.JobWorkers != 1 || scaled.JobWorkers != 10 {
+		t.Errorf("job workers an instance: %d at 100 users an instance, %d at 1,000; want 1 and 10", live.JobWorkers, scaled.JobWorkers)
+	}
+	waiting := func(r Row) float64 { return r.JobsWaitingAtEnd / r.JobsQueued }
+	if w := waiting(scaled); w > 0.3 || w > 2*waiting(live) {
+		t.Errorf("at 1,000 users an instance %.0f%% of the jobs still wait at the end (%.0f%% at the live scale); want under 30%%",
+			100*w, 100*waiting(live))
+	}
+}
