@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/rueidis"
 )
 
@@ -137,5 +138,36 @@ func TestBackoffBounds(t *testing.T) {
 				t.Fatalf("Backoff(%d) = %v, want in [%v, %v)", n, b, d/2, d)
 			}
 		}
+	}
+}
+
+// TestCreateWaitsForPlacement: a cluster that cannot place the replicas
+// yet is asked again until it can; any other refusal is final at once.
+func TestCreateWaitsForPlacement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	noPeers := &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}
+	tries := 0
+	v, err := Create(ctx, func(context.Context) (string, error) {
+		tries++
+		if tries < 3 {
+			return "", fmt.Errorf("queue stream: %w", noPeers)
+		}
+		return "stream", nil
+	})
+	if err != nil || v != "stream" || tries != 3 {
+		t.Fatalf("Create = %q, %v after %d tries; want the stream after 3", v, err, tries)
+	}
+
+	bad := &jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "stream configuration invalid"}
+	tries = 0
+	if _, err := Create(ctx, func(context.Context) (int, error) { tries++; return 0, bad }); !errors.Is(err, bad) || tries != 1 {
+		t.Fatalf("Create with a bad config: %v after %d tries, want the error after 1", err, tries)
+	}
+
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := Create(short, func(context.Context) (int, error) { return 0, noPeers }); !Unplaced(err) {
+		t.Fatalf("Create past its deadline: %v, want the cluster's error", err)
 	}
 }

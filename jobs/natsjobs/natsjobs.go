@@ -148,9 +148,12 @@ func (b *Backend) setUp(ctx context.Context) error {
 	if b.js, err = jetstream.New(b.nc); err != nil {
 		return fmt.Errorf("natsjobs: %w", err)
 	}
-	b.kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Name + "_status", Description: "job status records",
-		History: 1, TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	// Each create waits out a cluster that cannot place the replicas yet.
+	b.kv, err = retry.Create(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: cfg.Name + "_status", Description: "job status records",
+			History: 1, TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("natsjobs: status bucket: %w", err)
@@ -158,9 +161,11 @@ func (b *Backend) setUp(ctx context.Context) error {
 	if b.records, err = jsread.OpenKV(ctx, b.js, cfg.Name+"_status"); err != nil {
 		return fmt.Errorf("natsjobs: status bucket: %w", err)
 	}
-	b.obs, err = b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: cfg.Name + "_payloads", Description: "job payloads",
-		TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	b.obs, err = retry.Create(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: cfg.Name + "_payloads", Description: "job payloads",
+			TTL: cfg.Retention, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("natsjobs: payload bucket: %w", err)
@@ -173,11 +178,13 @@ func (b *Backend) setUp(ctx context.Context) error {
 		return fmt.Errorf("natsjobs: payload stream: %w", err)
 	}
 	b.payload = jsread.Wrap(b.js, b.objects)
-	b.stream, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: cfg.Name + "_queue", Description: "job queue",
-		Subjects:  []string{b.subject + ".>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-		Replicas: cfg.Replicas, MaxAge: cfg.Retention,
+	b.stream, err = retry.Create(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: cfg.Name + "_queue", Description: "job queue",
+			Subjects:  []string{b.subject + ".>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, MaxAge: cfg.Retention,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("natsjobs: queue stream: %w", err)

@@ -160,7 +160,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	if b.cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:              b.cfg.Stream,
 		Subjects:          []string{b.cfg.Prefix + ".h.>"},
 		MaxMsgsPerSubject: int64(b.cfg.HistorySize),
@@ -170,6 +170,9 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
 		Duplicates:        b.dedupWindow(),
+	}
+	s, err := retry.Create(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return b.js.CreateOrUpdateStream(ctx, cfg)
 	})
 	if err != nil {
 		return fmt.Errorf("%w: jetstream stream %s: %v", realtime.ErrBackplaneUnavailable, b.cfg.Stream, err)

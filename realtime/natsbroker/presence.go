@@ -31,8 +31,10 @@ func (b *Broker) presenceKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if b.kv != nil {
 		return b.kv, nil
 	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: b.cfg.PresenceBucket, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
+	kv, err := retry.Create(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b.cfg.PresenceBucket, Replicas: b.cfg.Replicas, Storage: jetstream.MemoryStorage,
+		})
 	})
 	if err != nil {
 		return nil, b.wrap("presence bucket", err)

@@ -56,13 +56,16 @@ func newNATSFeed(nc *nats.Conn, own bool, o Options) (*natsFeed, error) {
 func (f *natsFeed) kv(ctx context.Context) (jetstream.KeyValue, error) {
 	// Created (or found) on every start, so a server that lost the bucket
 	// gets it back.
-	return f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      f.bucket,
 		Description: "unstuck cookie-session revocations",
 		History:     1,
 		Replicas:    f.replicas,
 		// Needed for per-key TTLs; markers live briefly.
 		LimitMarkerTTL: time.Second,
+	}
+	return retry.Create(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return f.js.CreateOrUpdateKeyValue(ctx, cfg)
 	})
 }
 

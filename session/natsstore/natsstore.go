@@ -151,7 +151,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "unstuck sessions",
 		History:     1,
@@ -159,6 +159,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		Replicas:    o.Replicas,
 		// Required for per-key TTL; markers let watchers see expiry.
 		LimitMarkerTTL: time.Minute,
+	}
+	kv, err := retry.Create(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, cfg)
 	})
 	if err != nil {
 		s.closeConn()
