@@ -171,3 +171,22 @@ func TestCreateWaitsForPlacement(t *testing.T) {
 		t.Fatalf("Create past its deadline: %v, want the cluster's error", err)
 	}
 }
+
+// TestCreateAsksAgainWhenUnanswered: a try that gets no answer in its
+// own time is sent again while the caller's deadline allows.
+func TestCreateAsksAgainWhenUnanswered(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tries := 0
+	v, err := Create(ctx, func(ctx context.Context) (string, error) {
+		tries++
+		if tries == 1 {
+			<-ctx.Done() // the request nobody answered
+			return "", ctx.Err()
+		}
+		return "bucket", nil
+	})
+	if err != nil || v != "bucket" || tries != 2 {
+		t.Fatalf("Create = %q, %v after %d tries; want the bucket after 2", v, err, tries)
+	}
+}
