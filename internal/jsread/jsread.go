@@ -79,6 +79,13 @@ func Open(ctx context.Context, js jetstream.JetStream, name string) (*Stream, er
 		if !errors.Is(err, ErrNoLeader) || ctx.Err() != nil {
 			break
 		}
+		// "No responders" comes back at once: pause before asking again.
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jsread: stream %s: %w", name, err)
